@@ -1,0 +1,178 @@
+"""All configuration of aigis, read from the environment in one place.
+
+Every field has a default that works on one machine. Environment variables use the prefix
+``AIGIS_`` and ``__`` between a group and its field, for example ``AIGIS_KAFKA__BOOTSTRAP_SERVERS``
+or ``AIGIS_WORKER__BATCH_SIZE``. Load once with :func:`load_settings` and pass the object down.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Group):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    """Comma-separated host:port list of brokers."""
+    client_id: str = "aigis"
+    partitions: Annotated[int, Field(ge=1)] = 4
+    """Partitions of each topic that ``aigis dev up`` creates; the worker's parallelism cap."""
+    replication_factor: Annotated[int, Field(ge=1)] = 1
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+
+
+class TopicSettings(_Group):
+    images: str = "aigis.images"
+    verdicts: str = "aigis.verdicts"
+    review: str = "aigis.review"
+    review_decisions: str = "aigis.review-decisions"
+    pseudo_labels: str = "aigis.pseudo-labels"
+    dlq: str = "aigis.dlq"
+
+    def all(self) -> tuple[str, ...]:
+        return (
+            self.images,
+            self.verdicts,
+            self.review,
+            self.review_decisions,
+            self.pseudo_labels,
+            self.dlq,
+        )
+
+
+class RedisSettings(_Group):
+    url: str = "redis://127.0.0.1:6379/0"
+    password: SecretStr | None = None
+    key_prefix: str = "aigis:verdict"
+    ttl_seconds: Annotated[int, Field(ge=1)] = 7 * 24 * 3600
+    socket_timeout_s: Annotated[float, Field(gt=0)] = 0.5
+    retry_interval_s: Annotated[float, Field(gt=0)] = 5.0
+    """While Redis is down, how often to try it again (and log that it is still down)."""
+
+
+class ServingSettings(_Group):
+    inference_url: str = "http://127.0.0.1:8080"
+    management_url: str = "http://127.0.0.1:8081"
+    metrics_url: str = "http://127.0.0.1:8082"
+    model_name: str = "detector"
+    token: SecretStr | None = None
+    """Inference token; when unset the client reads ``key_file`` (TorchServe writes it at start)."""
+    management_token: SecretStr | None = None
+    key_file: Path | None = None
+    """TorchServe's key_file.json; defaults to ``<state_dir>/torchserve/key_file.json``."""
+    timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    connect_timeout_s: Annotated[float, Field(gt=0)] = 2.0
+    retries: Annotated[int, Field(ge=0)] = 3
+    backoff_initial_s: Annotated[float, Field(gt=0)] = 0.2
+    backoff_max_s: Annotated[float, Field(gt=0)] = 10.0
+
+
+class Guarantee(StrEnum):
+    EXACTLY_ONCE = "exactly_once"
+    AT_LEAST_ONCE = "at_least_once"
+
+
+class WorkerSettings(_Group):
+    group_id: str = "aigis-worker"
+    batch_size: Annotated[int, Field(ge=1)] = 32
+    """Events per micro-batch; a batch closes at this size or at ``batch_timeout_ms``."""
+    batch_timeout_ms: Annotated[int, Field(ge=1)] = 100
+    request_items: Annotated[int, Field(ge=1)] = 8
+    """Items per request to the model server; several requests of a batch run concurrently."""
+    max_in_flight: Annotated[int, Field(ge=1)] = 4
+    guarantee: Guarantee = Guarantee.EXACTLY_ONCE
+    ai_threshold: Annotated[float, Field(ge=0, le=1)] = 0.8
+    """p_ai at or above this is ``ai_generated``."""
+    human_threshold: Annotated[float, Field(ge=0, le=1)] = 0.2
+    """p_ai at or below this is ``human``; between the two thresholds is ``needs_review``."""
+    pseudo_label_confidence: Annotated[float, Field(ge=0, le=1)] = 0.8
+    """A verdict becomes a pseudo-label when both its Task A and Task B confidence reach this."""
+    generator_min_confidence: Annotated[float, Field(ge=0, le=1)] = 0.5
+    """Below this top generator probability the verdict names the generator ``unknown``."""
+    fetch_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    max_image_bytes: Annotated[int, Field(ge=1)] = 20 * 1024 * 1024
+    metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9108
+    """Prometheus metrics port; 0 turns the endpoint off."""
+    serving_backoff_max_s: Annotated[float, Field(gt=0)] = 30.0
+
+    @model_validator(mode="after")
+    def _bands_ordered(self) -> WorkerSettings:
+        if self.human_threshold >= self.ai_threshold:
+            raise ValueError("worker.human_threshold must be below worker.ai_threshold")
+        return self
+
+
+class StoreSettings(_Group):
+    url: str | None = None
+    """Label store location (a directory or any fsspec URL); default ``<state_dir>/labels``."""
+    keep_image_bytes: bool = True
+    """Keep image bytes of training items in the store; off keeps only URIs and hashes."""
+    flush_records: Annotated[int, Field(ge=1)] = 256
+    flush_interval_s: Annotated[float, Field(gt=0)] = 10.0
+
+
+class RetrainSettings(_Group):
+    registry_dir: Path | None = None
+    """Model registry (lineage, archives); default ``<state_dir>/registry``."""
+    metric: str = "task_a.f1"
+    min_improvement: Annotated[float, Field(ge=0)] = 0.005
+    max_regression: Annotated[float, Field(ge=0)] = 0.01
+    pseudo_label_threshold: Annotated[float, Field(ge=0, le=1)] = 0.8
+    max_per_class: Annotated[int, Field(ge=1)] = 2_000
+
+
+class Settings(BaseSettings):
+    """Everything aigis reads from its environment. Frozen: pass it down, never mutate it."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AIGIS_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="ignore",
+    )
+
+    state_dir: Path = Path.home() / ".local" / "state" / "aigis"
+    """Where services keep logs, data, pid files, the label store and the registry."""
+    cache_dir: Path = Path.home() / ".cache" / "aigis"
+    """Downloads that outlive a state directory: Kafka's jars."""
+    log_format: str = "auto"
+    """``json``, ``console`` or ``auto`` (console in a terminal, JSON otherwise)."""
+    log_level: str = "INFO"
+
+    kafka: KafkaSettings = KafkaSettings()
+    topics: TopicSettings = TopicSettings()
+    redis: RedisSettings = RedisSettings()
+    serving: ServingSettings = ServingSettings()
+    worker: WorkerSettings = WorkerSettings()
+    store: StoreSettings = StoreSettings()
+    retrain: RetrainSettings = RetrainSettings()
+
+    @property
+    def store_url(self) -> str:
+        return self.store.url or str(self.state_dir / "labels")
+
+    @property
+    def registry_dir(self) -> Path:
+        return self.retrain.registry_dir or self.state_dir / "registry"
+
+    @property
+    def serving_key_file(self) -> Path:
+        return self.serving.key_file or self.state_dir / "torchserve" / "key_file.json"
+
+
+@lru_cache(maxsize=1)
+def load_settings() -> Settings:
+    """Read the environment once per process."""
+    return Settings()

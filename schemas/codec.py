@@ -1,0 +1,58 @@
+"""JSON-bytes encoding of messages, and decoding that turns every failure into a SchemaError."""
+
+from __future__ import annotations
+
+import json
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from schemas.errors import SchemaError
+from schemas.messages import SCHEMA_VERSION
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def encode(message: BaseModel) -> bytes:
+    """Compact UTF-8 JSON of ``message``."""
+    return message.model_dump_json(exclude_none=True).encode("utf-8")
+
+
+def decode(model: type[M], data: bytes | str) -> M:
+    """Parse ``data`` as a ``model``; raise SchemaError with a DLQ-ready reason on any failure."""
+    try:
+        obj = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SchemaError("not_json", f"message is not UTF-8 JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise SchemaError("not_an_object", f"message is JSON {type(obj).__name__}, not an object")
+    version = obj.get("schema_version", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        raise SchemaError(
+            "unsupported_schema_version",
+            f"schema_version {version!r} is not supported; this worker reads {SCHEMA_VERSION}",
+            field="schema_version",
+        )
+    try:
+        return model.model_validate(obj)
+    except ValidationError as exc:
+        raise _schema_error(exc) from None
+
+
+def _schema_error(exc: ValidationError) -> SchemaError:
+    first = exc.errors(include_url=False)[0]
+    field = ".".join(str(part) for part in first["loc"]) or None
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "missing":
+        reason = "missing_field"
+    elif first["type"] == "extra_forbidden":
+        reason = "unknown_field"
+    elif field == "image_b64" and "base64" in message:
+        reason = "bad_base64"
+    elif field == "image_b64" and ("byte limit" in message or "exceeds" in message):
+        reason = "image_too_large"
+    else:
+        reason = "invalid_field"
+    more = len(exc.errors()) - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return SchemaError(reason, f"{message}{suffix}", field=field)

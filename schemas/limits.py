@@ -1,0 +1,23 @@
+"""Hard limits on what a message may carry. Larger inputs are rejected, never truncated."""
+
+from __future__ import annotations
+
+from typing import Final
+
+MAX_INLINE_IMAGE_BYTES: Final[int] = 10 * 1024 * 1024
+"""Decoded size of an inline image. Bigger images should be published by URI."""
+
+MAX_CAPTION_CHARS: Final[int] = 2_000
+"""Captions longer than this are rejected; the model reads at most its own token limit anyway."""
+
+MAX_ID_CHARS: Final[int] = 256
+"""Length of event ids, external ids and source names."""
+
+MAX_URI_CHARS: Final[int] = 4_096
+
+ALLOWED_URI_SCHEMES: Final[frozenset[str]] = frozenset({"file", "http", "https", "s3"})
+
+MAX_IMAGE_PIXELS: Final[int] = 40_000_000
+"""Decoded pixel count above which an image is treated as a decompression bomb."""
+
+MAX_IMAGE_SIDE: Final[int] = 16_384
