@@ -61,6 +61,15 @@ class RedisSettings(_Group):
     retry_interval_s: Annotated[float, Field(gt=0)] = 5.0
     """While Redis is down, how often to try it again (and log that it is still down)."""
 
+    @property
+    def namespace_key(self) -> str:
+        """Redis key naming the model version whose cached verdicts may be served.
+
+        Promotion and rollback write it before they switch the model in service, so that from
+        then on no event is answered from the previous model's cache entries.
+        """
+        return f"{self.key_prefix}:namespace"
+
 
 class ServingSettings(_Group):
     inference_url: str = "http://127.0.0.1:8080"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from aigis.cli import bench, demo, dev, labels, serve, stream, train
+from aigis.cli import bench, demo, dev, evaluate, labels, model, serve, stream, train
 
 app = typer.Typer(
     name="aigis",
@@ -21,7 +21,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for module in (dev, train, serve, stream, labels, demo, bench):
+for module in (dev, train, evaluate, serve, model, stream, labels, demo, bench):
     module.register(app)
 
 

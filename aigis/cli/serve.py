@@ -1,4 +1,4 @@
-"""``aigis export``, ``aigis serve`` and ``aigis model``."""
+"""``aigis export`` and ``aigis serve``."""
 
 from __future__ import annotations
 
@@ -8,9 +8,6 @@ from aigis.cli.common import not_ready
 
 serve_app = typer.Typer(
     help="Start, stop and inspect TorchServe hosting the detector.", no_args_is_help=True
-)
-model_app = typer.Typer(
-    help="List, register, promote and roll back model versions.", no_args_is_help=True
 )
 
 
@@ -31,21 +28,4 @@ def register(app: typer.Typer) -> None:
     def status() -> None:
         not_ready("serve status", "serving on TorchServe")
 
-    @model_app.command("list", help="List model versions in service and in the registry.")
-    def list_() -> None:
-        not_ready("model list", "serving on TorchServe")
-
-    @model_app.command("register", help="Register a model archive as a new version.")
-    def register_() -> None:
-        not_ready("model register", "serving on TorchServe")
-
-    @model_app.command("set-default", help="Make a registered version the one in service.")
-    def set_default() -> None:
-        not_ready("model set-default", "serving on TorchServe")
-
-    @model_app.command("rollback", help="Restore the previous version in service.")
-    def rollback() -> None:
-        not_ready("model rollback", "serving on TorchServe")
-
     app.add_typer(serve_app, name="serve")
-    app.add_typer(model_app, name="model")
