@@ -1,0 +1,141 @@
+"""The deployment files parse, and every setting they pass is one the code reads."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer.main
+import yaml
+from pydantic import BaseModel
+
+from aigis.cli import app
+from aigis.settings import Settings
+
+pytestmark = pytest.mark.unit
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+MANIFESTS = sorted([*DEPLOY.glob("k8s/*.yaml"), DEPLOY / "compose.yaml"])
+
+
+def setting_env_names(model: type[BaseModel] = Settings, prefix: str = "AIGIS_") -> set[str]:
+    """Every environment variable the settings object reads."""
+    names = set()
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            names |= setting_env_names(annotation, f"{prefix}{name.upper()}__")
+        else:
+            names.add(f"{prefix}{name.upper()}")
+    return names
+
+
+def env_names(node: Any) -> Iterator[str]:
+    """AIGIS_* names anywhere in a parsed YAML document: keys, `name:` entries and strings."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if isinstance(key, str) and key.startswith("AIGIS_"):
+                yield key
+            if key == "name" and isinstance(value, str) and value.startswith("AIGIS_"):
+                yield value
+            yield from env_names(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from env_names(item)
+    elif isinstance(node, str):
+        yield from re.findall(r"\bAIGIS_[A-Z0-9_]+", node)
+
+
+def documents(path: Path) -> list[Any]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+
+
+def test_there_are_manifests_for_every_part() -> None:
+    kinds = {
+        (doc["kind"], doc["metadata"]["name"])
+        for p in DEPLOY.glob("k8s/*.yaml")
+        for doc in documents(p)
+    }
+    for expected in [
+        ("Deployment", "aigis-worker"),
+        ("Deployment", "torchserve"),
+        ("Deployment", "aigis-sink"),
+        ("CronJob", "aigis-retrain"),
+        ("ConfigMap", "aigis-settings"),
+        ("Secret", "aigis-secrets"),
+        ("ScaledObject", "aigis-worker"),
+    ]:
+        assert expected in kinds
+    assert (DEPLOY / "docker" / "worker.Dockerfile").is_file()
+    assert (DEPLOY / "docker" / "torchserve.Dockerfile").is_file()
+
+
+@pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
+def test_manifest_parses_and_uses_known_settings(path: Path) -> None:
+    docs = documents(path)
+    assert docs, f"{path} holds no document"
+    known = setting_env_names()
+    unknown = sorted({name for doc in docs for name in env_names(doc)} - known)
+    assert not unknown, f"{path.name} sets variables no code reads: {unknown}"
+
+
+def command_exists(argv: list[str]) -> bool:
+    """True when ``aigis <argv>`` names a real command and only options it declares."""
+    command: Any = typer.main.get_command(app)
+    words = iter(argv)
+    for word in words:
+        if word.startswith("-"):
+            options = {opt for param in command.params for opt in param.opts}
+            if word.split("=")[0] not in options:
+                return False
+            continue
+        commands = getattr(command, "commands", None)
+        if commands is None:
+            continue  # a positional argument of a leaf command
+        if word not in commands:
+            return False
+        command = commands[word]
+    return True
+
+
+def container_commands() -> Iterator[tuple[str, list[str]]]:
+    for path in MANIFESTS:
+        for doc in documents(path):
+            for node in _walk(doc):
+                if isinstance(node, dict):
+                    for key in ("args", "command"):
+                        value = node.get(key)
+                        if (
+                            isinstance(value, list)
+                            and value
+                            and all(isinstance(v, str) for v in value)
+                        ):
+                            argv = value[1:] if value[0] == "aigis" else value
+                            if argv and not argv[0].startswith("redis"):
+                                yield path.name, argv
+    for dockerfile in DEPLOY.glob("docker/*.Dockerfile"):
+        match = re.search(r"^ENTRYPOINT \[(.*)\]", dockerfile.read_text(), re.MULTILINE)
+        assert match, f"{dockerfile.name} has no exec-form ENTRYPOINT"
+        argv = [part.strip().strip('"') for part in match.group(1).split(",")]
+        assert argv[0] == "aigis"
+        yield dockerfile.name, argv[1:]
+
+
+def _walk(node: Any) -> Iterator[Any]:
+    yield node
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value)
+
+
+def test_containers_run_commands_that_exist() -> None:
+    seen = list(container_commands())
+    assert seen
+    missing = [(where, argv) for where, argv in seen if not command_exists(argv)]
+    assert not missing, f"containers run unknown aigis commands: {missing}"
