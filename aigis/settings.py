@@ -113,8 +113,17 @@ class WorkerSettings(_Group):
     fetch_timeout_s: Annotated[float, Field(gt=0)] = 10.0
     max_image_bytes: Annotated[int, Field(ge=1)] = 20 * 1024 * 1024
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9108
-    """Prometheus metrics port; 0 turns the endpoint off."""
+    """Prometheus metrics port; 0 turns the endpoint off. Process slot ``k`` serves ``port + k``."""
+    metrics_host: str = "127.0.0.1"
+    """Address the metrics endpoint binds; ``0.0.0.0`` lets a scraper on another host in."""
     serving_backoff_max_s: Annotated[float, Field(gt=0)] = 30.0
+    fetch_concurrency: Annotated[int, Field(ge=1)] = 16
+    """Image URIs of one batch loaded at the same time."""
+    instance_id: str | None = None
+    """Names this host's workers in transactional ids (``<group>.<instance>.<slot>``); default
+    the host name. Must differ between hosts and stay the same across restarts of one host."""
+    model_refresh_s: Annotated[float, Field(gt=0)] = 5.0
+    """How often to re-read the served model's version when Redis names none."""
 
     @model_validator(mode="after")
     def _bands_ordered(self) -> WorkerSettings:
