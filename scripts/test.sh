@@ -15,6 +15,9 @@ export AIGIS_SERVING__MANAGEMENT_URL="${AIGIS_SERVING__MANAGEMENT_URL:-http://12
 export AIGIS_SERVING__METRICS_URL="${AIGIS_SERVING__METRICS_URL:-http://127.0.0.1:18082}"
 export AIGIS_LOG_FORMAT=json
 export PYTHONUNBUFFERED=1
+# The shared environment's editable install follows whichever checkout last ran venv.sh; put this
+# checkout first so the suite (and every `aigis` it starts) always runs the code it was given.
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
 echo "== lint" >&2
 $BIN/ruff check .
@@ -22,8 +25,12 @@ $BIN/ruff format --check .
 $BIN/mypy
 
 echo "== services" >&2
+# Stop the services on every exit: failures, Ctrl+C and SIGTERM (which skip EXIT traps otherwise).
 trap '$BIN/aigis dev down || true' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 $BIN/aigis dev up
 
 echo "== tests" >&2
-$BIN/python -m pytest "$@"
+# A hung test fails after 15 minutes instead of holding the services forever.
+$BIN/python -m pytest --timeout=900 "$@"
