@@ -86,6 +86,18 @@ class ServingSettings(_Group):
     retries: Annotated[int, Field(ge=0)] = 3
     backoff_initial_s: Annotated[float, Field(gt=0)] = 0.2
     backoff_max_s: Annotated[float, Field(gt=0)] = 10.0
+    max_connections: Annotated[int, Field(ge=1)] = 16
+    """Pooled HTTP connections one client keeps to TorchServe (at least ``max_in_flight``)."""
+    max_request_mb: Annotated[int, Field(ge=1)] = 64
+    """TorchServe's request and response size limit; the client splits micro-batches to fit."""
+    token_expiration_min: Annotated[int, Field(ge=1)] = 60
+    """Lifetime of TorchServe's tokens; the client renews an expired one through the key file."""
+    java_heap_mb: Annotated[int, Field(ge=128)] = 1024
+    """Heap of TorchServe's JVM (-Xmx); it holds queued requests, not the model."""
+    start_timeout_s: Annotated[float, Field(gt=0)] = 300.0
+    """How long ``aigis serve start`` waits for every model worker to be READY."""
+    stop_timeout_s: Annotated[float, Field(gt=0)] = 60.0
+    """How long ``aigis serve stop`` waits after SIGTERM before it sends SIGKILL."""
 
 
 class Guarantee(StrEnum):
@@ -124,6 +136,8 @@ class WorkerSettings(_Group):
     the host name. Must differ between hosts and stay the same across restarts of one host."""
     model_refresh_s: Annotated[float, Field(gt=0)] = 5.0
     """How often to re-read the served model's version when Redis names none."""
+    session_timeout_ms: Annotated[int, Field(ge=6_000)] = 10_000
+    """A worker silent this long (killed, host lost) leaves the group; its partitions move on."""
 
     @model_validator(mode="after")
     def _bands_ordered(self) -> WorkerSettings:
@@ -139,6 +153,16 @@ class StoreSettings(_Group):
     """Keep image bytes of training items in the store; off keeps only URIs and hashes."""
     flush_records: Annotated[int, Field(ge=1)] = 256
     flush_interval_s: Annotated[float, Field(gt=0)] = 10.0
+    group_id: str = "aigis-sink"
+    """Consumer group of ``aigis sink``."""
+    session_timeout_ms: Annotated[int, Field(ge=6_000)] = 10_000
+    """A sink silent this long (killed, host lost) leaves the group; its partitions move on."""
+    compact_after: Annotated[int, Field(ge=2)] = 32
+    """The sink compacts the store into one shard once this many commits are live."""
+    vacuum_grace_s: Annotated[float, Field(ge=0)] = 3600.0
+    """Superseded shards are deleted this long after compaction (readers may still be on them)."""
+    metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0
+    """Prometheus metrics port of ``aigis sink``; 0 turns the endpoint off."""
 
 
 class RetrainSettings(_Group):
@@ -149,6 +173,29 @@ class RetrainSettings(_Group):
     max_regression: Annotated[float, Field(ge=0)] = 0.01
     pseudo_label_threshold: Annotated[float, Field(ge=0, le=1)] = 0.8
     max_per_class: Annotated[int, Field(ge=1)] = 2_000
+    base_data: str | None = None
+    """Base training data spec of ``aigis retrain`` when ``--data`` is not given."""
+    holdout: str | None = None
+    """Data set whose test split is the gold hold-out (with the store's human decisions);
+    default the base data."""
+    epochs: Annotated[float, Field(gt=0)] | None = 1.0
+    """Fine-tuning epochs per cycle; None takes the architecture's default."""
+    max_steps: Annotated[int, Field(ge=1)] | None = None
+    keep_served: Annotated[int, Field(ge=1)] = 2
+    """Versions kept registered in TorchServe after a promotion (the new one and its rollback)."""
+
+
+class DevSettings(_Group):
+    """How ``aigis dev up`` runs Kafka and Redis on this machine (not used in production)."""
+
+    kafka_controller_port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    """KRaft controller listener; default: the broker's port + 1."""
+    kafka_heap: str = "512m"
+    """JVM heap of the local broker (-Xmx)."""
+    start_timeout_s: Annotated[float, Field(gt=0)] = 120.0
+    """How long a service may take to become healthy before ``up`` gives up and stops it."""
+    stop_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    """How long ``down`` waits after SIGTERM before it sends SIGKILL."""
 
 
 class Settings(BaseSettings):
@@ -165,6 +212,9 @@ class Settings(BaseSettings):
     """Where services keep logs, data, pid files, the label store and the registry."""
     cache_dir: Path = Path.home() / ".cache" / "aigis"
     """Downloads that outlive a state directory: Kafka's jars."""
+    pretrained_dir: Path | None = None
+    """Local copies of pre-trained encoders for the ``base`` preset (``bert-base-uncased/``,
+    ``clip-vit-base-patch32/``); unset: an offline Hugging Face cache. Never downloaded."""
     log_format: str = "auto"
     """``json``, ``console`` or ``auto`` (console in a terminal, JSON otherwise)."""
     log_level: str = "INFO"
@@ -176,6 +226,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     store: StoreSettings = StoreSettings()
     retrain: RetrainSettings = RetrainSettings()
+    dev: DevSettings = DevSettings()
 
     @property
     def store_url(self) -> str:
