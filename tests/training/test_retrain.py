@@ -1,0 +1,310 @@
+"""Gated retraining against a real TorchServe, Redis and Kafka, with tiny models.
+
+Candidates of known quality are injected through ``run_cycle(train=...)``: on a hold-out of real
+and SDXL images, a model that answers "AI, SDXL" for everything beats one that answers "human"
+on both tasks, and one that answers "AI, DALL-E 3" improves Task A but loses Task B.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import redis
+import torch
+
+from aigis.settings import Settings
+from schemas.labels import GENERATORS
+from serving.archive import ArchiveInfo, ExportOptions, export_archive
+from serving.checkpoint import save_checkpoint
+from serving.management import ManagementClient
+from serving.presets import build_preset
+from serving.server import running_torchserve
+from training.data import Sample, load_split
+from training.data.parquet import write_ct2
+from training.labelstore import LabelRecord, LabelStore, Origin
+from training.registry import Registry, RegistryError
+from training.retrain import RetrainOptions, Train, run_cycle
+from training.service import ServiceControl
+from training.trainer import TrainRequest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+EXPORT = ExportOptions(batch_size=8, max_batch_delay_ms=10, max_forward_batch=8)
+AIGIS = str(Path(sys.executable).with_name("aigis"))
+
+
+def forced_checkpoint(path: Path, version: str, *, ai: bool, generator: str = "sdxl") -> Path:
+    """A tiny detector that gives every image the same answer: human, or AI by ``generator``."""
+    built = build_preset("tiny", "fused", name="detector", version=version)
+    model = built.model
+    with torch.no_grad():
+        model.head_a.weight.zero_()  # type: ignore[operator]
+        model.head_a.bias.fill_(8.0 if ai else -8.0)  # type: ignore[operator]
+        model.head_b.weight.zero_()  # type: ignore[operator]
+        model.head_b.bias.zero_()  # type: ignore[operator]
+        model.head_b.bias[GENERATORS.index(generator)] = 8.0  # type: ignore[index]
+    config = built.config.model_copy(update={"version": version})
+    return save_checkpoint(model, built.tokenizer, built.image_processor, config, path)
+
+
+def export(checkpoint: Path, store: Path, version: str) -> ArchiveInfo:
+    return export_archive(checkpoint, store, replace(EXPORT, version=version))
+
+
+@dataclass(frozen=True)
+class World:
+    """What every test shares: base data, the v1 archive (all "human"), TorchServe."""
+
+    base: Path
+    champion: ArchiveInfo
+    better: ArchiveInfo
+    """An all-"AI, SDXL" archive of version 50, for the command-line test."""
+    extra: list[Sample]
+    """Smoke images outside the base data, to be pseudo-labelled."""
+    holdout: list[Sample]
+
+
+@pytest.fixture(scope="module")
+def world(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    root = tmp_path_factory.mktemp("retrain")
+    train = list(load_split("smoke", "train", normalise=False))
+    test = list(load_split("smoke", "test", normalise=False))
+    sdxl = GENERATORS.index("sdxl")
+    holdout = [s for s in test if s.label_b == 0][:6] + [s for s in test if s.label_b == sdxl][:7]
+    base = root / "base"
+    write_ct2(base / "train.parquet", train[:8])
+    write_ct2(base / "validation.parquet", train[8:12])
+    write_ct2(base / "test.parquet", holdout[:12])  # the 13th is labelled by a person instead
+    store = root / "model-store"
+    champion = export(forced_checkpoint(root / "v1", "1", ai=False), store, "1")
+    better = export(forced_checkpoint(root / "v50", "50", ai=True), root / "elsewhere", "50")
+    with running_torchserve(settings, store):
+        yield World(base, champion, better, train[12:24], holdout)
+
+
+@pytest.fixture
+def cycle_settings(
+    isolated_settings: Settings, redis_prefix: str, tmp_path: Path, world: World
+) -> Settings:
+    """Fresh topics, cache prefix, store and registry; small worker batches."""
+    s = isolated_settings
+    return s.model_copy(
+        update={
+            "redis": s.redis.model_copy(update={"key_prefix": redis_prefix}),
+            "store": s.store.model_copy(update={"url": str(tmp_path / "labels")}),
+            "retrain": s.retrain.model_copy(update={"registry_dir": tmp_path / "registry"}),
+            "worker": s.worker.model_copy(
+                update={
+                    "batch_size": 4,
+                    "batch_timeout_ms": 50,
+                    "metrics_port": 0,
+                    "session_timeout_ms": 6_000,
+                    "instance_id": "retrain-test",
+                    "model_refresh_s": 0.5,
+                }
+            ),
+        }
+    )
+
+
+@pytest.fixture
+def service(cycle_settings: Settings, world: World) -> Iterator[ServiceControl]:
+    """Version 1 in service, recorded in a fresh registry; a store with labels to train on."""
+    registry = Registry(cycle_settings.registry_dir)
+    registry.add_archive(world.champion.path)
+    with ManagementClient(cycle_settings.serving, key_file=cycle_settings.serving_key_file) as mc:
+        control = ServiceControl(cycle_settings, registry, mc)
+        control.activate("1", action="register")
+        fill_store(LabelStore.from_settings(cycle_settings), world)
+        yield control
+
+
+def fill_store(store: LabelStore, world: World) -> None:
+    """Pseudo-labels for the extra images and for one hold-out image; one human decision."""
+    now = datetime.now(UTC)
+
+    def record(sample: Sample, origin: Origin, label_a: int, generator: str) -> LabelRecord:
+        blob = store.put_image(sample.image, sample.sha256)
+        return LabelRecord(
+            image_sha256=sample.sha256,
+            origin=origin,
+            label_a=label_a,
+            label_b=GENERATORS.index(generator),
+            generator=generator,
+            labelled_at=now,
+            stored_at=now,
+            confidence=0.95 if origin is Origin.PSEUDO else None,
+            caption=sample.caption,
+            image_blob=blob,
+        )
+
+    pseudo = [record(s, Origin.PSEUDO, s.label_a, GENERATORS[s.label_b]) for s in world.extra] + [
+        record(world.holdout[0], Origin.PSEUDO, 1, "sd21")
+    ]
+    human = [record(world.holdout[12], Origin.HUMAN, 1, "sdxl")]
+    store.append([*pseudo, *human])
+
+
+def injected(answer_ai: bool, generator: str, seen: dict[str, object]) -> Train:
+    """A trainer that writes a forced checkpoint, after noting what it was asked to train on."""
+
+    def train(request: TrainRequest) -> Path:
+        seen["init_from"] = request.init_from
+        seen["train_items"] = len(load_split(request.data, "train", normalise=False))
+        assert request.version is not None
+        return forced_checkpoint(request.output, request.version, ai=answer_ai, generator=generator)
+
+    return train
+
+
+def namespace(settings: Settings) -> str | None:
+    client = redis.Redis.from_url(settings.redis.url)
+    try:
+        value = client.get(settings.redis.namespace_key)
+        return None if value is None else value.decode()
+    finally:
+        client.close()
+
+
+def test_a_better_candidate_is_promoted_and_new_verdicts_carry_its_version(
+    cycle_settings: Settings, service: ServiceControl, world: World
+) -> None:
+    from worker.testing import drain, events_for, publish_events, run_worker
+
+    image = (world.holdout[3].image, world.holdout[3].caption)
+    for prefix in ("first", "again"):  # one at a time: the second is answered from the cache
+        publish_events(cycle_settings, events_for([image], prefix=prefix))
+        run_worker(cycle_settings)
+    before = drain(cycle_settings, "verdicts", expect=2)
+    assert {(v.model_version, v.cached) for v in before} == {("1", False), ("1", True)}
+
+    seen: dict[str, object] = {}
+    result = run_cycle(
+        cycle_settings,
+        RetrainOptions(base=str(world.base)),
+        train=injected(True, "sdxl", seen),
+        control=service,
+    )
+
+    assert result.outcome == "promoted", result.describe()
+    record = result.record
+    assert record is not None
+    assert (record.version, record.parent, record.status) == ("2", "1", "promoted")
+    assert record.metrics["task_a.f1"] > record.champion_metrics["task_a.f1"]
+    assert record.data is not None
+    counts = record.data.counts
+    assert (counts["selected"], counts["in_holdout"]) == (12, 1)
+    assert (counts["holdout_base"], counts["holdout_human"]) == (12, 1)
+    assert seen["train_items"] == 8 + 12
+    registry = Registry(cycle_settings.registry_dir)
+    assert seen["init_from"] == Path(str(registry.get("1").checkpoint))
+    # The namespace moved with the default, and the registry says what is in service.
+    assert namespace(cycle_settings) == "2"
+    assert service.default_version() == "2"
+    assert registry.service_stack() == ["1", "2"]
+    assert "PROMOTE" in result.describe()
+
+    publish_events(cycle_settings, events_for([image], prefix="after"))
+    run_worker(cycle_settings)
+    after = [
+        v for v in drain(cycle_settings, "verdicts", expect=3) if v.event_id.startswith("after")
+    ]
+    assert [(v.model_version, v.cached) for v in after] == [("2", False)]
+    assert after[0].decision == "ai_generated"
+
+
+def test_a_worse_candidate_is_rejected_and_service_is_unchanged(
+    cycle_settings: Settings, service: ServiceControl, world: World
+) -> None:
+    before = (service.default_version(), namespace(cycle_settings), service.served_versions())
+    result = run_cycle(
+        cycle_settings,
+        RetrainOptions(base=str(world.base)),
+        train=injected(True, "dalle3", {}),  # better Task A, but Task B collapses
+        control=service,
+    )
+    assert result.outcome == "rejected", result.describe()
+    record = result.record
+    assert record is not None
+    assert record.gate is not None
+    assert "task_b.f1_weighted" in record.gate.regressions
+    assert record.checkpoint is None
+    assert not Registry(cycle_settings.registry_dir).checkpoint_dir(record.version).exists()
+    assert (service.default_version(), namespace(cycle_settings)) == before[:2]
+    assert service.served_versions() == before[2]
+    assert Registry(cycle_settings.registry_dir).service_stack() == ["1"]
+
+    again = run_cycle(cycle_settings, RetrainOptions(base=str(world.base)), control=service)
+    assert again.outcome == "skipped"
+    assert "has not changed" in again.reason
+
+
+def test_model_commands_register_roll_back_and_list(
+    cycle_settings: Settings, service: ServiceControl, world: World
+) -> None:
+    env = {
+        **os.environ,
+        "AIGIS_RETRAIN__REGISTRY_DIR": str(cycle_settings.registry_dir),
+        "AIGIS_REDIS__KEY_PREFIX": cycle_settings.redis.key_prefix,
+        "AIGIS_LOG_FORMAT": "json",
+    }
+
+    def aigis(*args: str) -> str:
+        done = subprocess.run(
+            [AIGIS, "model", *args], env=env, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert "in service" in aigis("register", str(world.better.path), "--set-default")
+    assert (service.default_version(), namespace(cycle_settings)) == ("50", "50")
+    assert "version 1 in service (was 50)" in aigis("rollback")
+    assert (service.default_version(), namespace(cycle_settings)) == ("1", "1")
+    rows = {row["version"]: row for row in json.loads(aigis("list", "--json"))}
+    assert rows["1"]["in_service"] is True
+    assert rows["1"]["torchserve"] == "default"
+    assert rows["50"]["torchserve"] == "registered"
+    assert Registry(cycle_settings.registry_dir).service_stack() == ["1"]
+
+
+def test_a_real_fine_tuning_cycle_records_its_decision(
+    cycle_settings: Settings, service: ServiceControl, world: World
+) -> None:
+    result = run_cycle(
+        cycle_settings,
+        RetrainOptions(base=str(world.base), max_steps=1, batch_size=4),
+        control=service,
+    )
+    record = result.record
+    assert record is not None
+    assert record.gate is not None
+    assert result.outcome == ("promoted" if record.gate.promote else "rejected")
+    assert record.status == result.outcome
+    in_service = record.version if record.gate.promote else "1"
+    assert service.default_version() == in_service
+    assert namespace(cycle_settings) == in_service
+    assert record.data is not None
+    assert record.data.counts["train_total"] == 8 + 12
+
+
+def test_torchserve_and_registry_must_agree_before_a_cycle(
+    cycle_settings: Settings, service: ServiceControl, world: World
+) -> None:
+    registry = Registry(cycle_settings.registry_dir)
+    registry.add_archive(world.better.path)
+    service.load("50")
+    with ManagementClient(cycle_settings.serving, key_file=cycle_settings.serving_key_file) as mc:
+        mc.set_default("detector", "50")  # someone switched versions by hand
+    try:
+        with pytest.raises(RegistryError, match="make them agree"):
+            run_cycle(cycle_settings, RetrainOptions(base=str(world.base)), control=service)
+    finally:
+        service.activate("1", action="set-default")

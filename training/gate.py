@@ -1,0 +1,100 @@
+"""The promotion gate: does a candidate beat the champion on the same gold hold-out?
+
+Promote only when the chosen metric improves by at least ``min_improvement`` and no guarded
+metric (the headline metric of each task) drops by more than ``max_regression``. Metrics are
+higher-is-better (F1, accuracy, AUROC); a metric a model could not be scored on (None, e.g. Task
+B of a hold-out with classes the model lacks) is left out of the comparison. Pure functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from pydantic import BaseModel, ConfigDict
+
+GUARDED: Final[tuple[str, ...]] = ("task_a.f1", "task_b.f1_weighted")
+"""Headline metric of each task; none may regress by more than the tolerance."""
+
+
+class GateDecision(BaseModel):
+    """The gate's verdict, with everything needed to explain it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    promote: bool
+    metric: str
+    candidate: float | None
+    champion: float | None
+    min_improvement: float
+    max_regression: float
+    regressions: dict[str, float]
+    """Guarded metrics that dropped by more than the tolerance, with the drop."""
+    reasons: list[str]
+
+    def summary(self) -> str:
+        verdict = "PROMOTE" if self.promote else "REJECT"
+        return f"{verdict}: " + "; ".join(self.reasons)
+
+
+def flatten_metrics(report: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """``{"task_a": {"f1": 0.9}}`` -> ``{"task_a.f1": 0.9}``; numbers only, None dropped.
+
+    Lists (per-bin reliability, confusion matrices) and per-class breakdowns are not compared.
+    """
+    flat: dict[str, float] = {}
+    for key, value in report.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            if key not in ("per_class", "confusion", "timing"):
+                flat.update(flatten_metrics(value, f"{name}."))
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            flat[name] = float(value)
+    return flat
+
+
+def decide(
+    candidate: Mapping[str, float],
+    champion: Mapping[str, float],
+    *,
+    metric: str,
+    min_improvement: float,
+    max_regression: float,
+    guarded: tuple[str, ...] = GUARDED,
+) -> GateDecision:
+    """Compare flattened metrics of the candidate and the champion (see the module docstring)."""
+    reasons: list[str] = []
+    new, old = candidate.get(metric), champion.get(metric)
+    improved = False
+    if new is None or old is None:
+        reasons.append(
+            f"{metric} could not be computed for both models on the hold-out "
+            f"(candidate {new}, champion {old}); choose another retrain.metric"
+        )
+    else:
+        delta = new - old
+        improved = delta >= min_improvement
+        reasons.append(
+            f"{metric} {old:.4f} -> {new:.4f} ({delta:+.4f}, needs {min_improvement:+.4f})"
+        )
+    regressions = {}
+    for name in guarded:
+        if name == metric or name not in candidate or name not in champion:
+            continue
+        drop = champion[name] - candidate[name]
+        if drop > max_regression:
+            regressions[name] = drop
+            reasons.append(
+                f"{name} drops {champion[name]:.4f} -> {candidate[name]:.4f} "
+                f"(more than the {max_regression:.4f} allowed)"
+            )
+    return GateDecision(
+        promote=improved and not regressions,
+        metric=metric,
+        candidate=new,
+        champion=old,
+        min_improvement=min_improvement,
+        max_regression=max_regression,
+        regressions=regressions,
+        reasons=reasons,
+    )

@@ -1,0 +1,302 @@
+"""One retraining cycle behind the promotion gate (``aigis retrain``).
+
+Order of :func:`run_cycle`, under the registry's lock:
+
+1. find the champion (the registry's version in service, which TorchServe must be serving);
+2. pin a snapshot of the label store (skip when nothing changed since the last cycle);
+3. build the gold hold-out (human labels only) and select pseudo-labels outside it;
+4. fine-tune the champion's checkpoint on base data + selected pseudo-labels;
+5. evaluate candidate and champion on the same hold-out and apply the gate;
+6. record the candidate with its lineage; on promotion export its archive and put it in service
+   (cache namespace first, then TorchServe's default); a rejected candidate's checkpoint is
+   deleted, its record kept.
+
+``train`` and ``evaluate`` are parameters so that tests can inject a candidate of known quality.
+"""
+
+from __future__ import annotations
+
+import shutil
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import yaml
+
+from aigis.logs import get_logger
+from aigis.settings import Settings
+from serving.archive import ExportOptions, export_archive
+from serving.config import DetectorConfig
+from serving.management import ManagementClient
+from training.data import Sample
+from training.gate import decide, flatten_metrics
+from training.labelstore import LabelStore
+from training.registry import DataLineage, ModelVersion, Registry, RegistryError
+from training.retrain_data import gold_holdout, mixed_spec
+from training.selection import select_pseudo_labels
+from training.service import ServiceControl
+
+if TYPE_CHECKING:  # the trainer pulls in torch: imported where it runs, not at import time
+    from training.trainer import TrainRequest
+
+log = get_logger(__name__)
+
+Train = Callable[["TrainRequest"], Path]
+"""Fine-tune as the request says and return the checkpoint directory (``request.output``)."""
+Evaluate = Callable[[Path, Sequence[Sample], tuple[str, ...]], dict[str, Any]]
+"""Metrics report of the checkpoint at a path on hold-out samples labelled with generators."""
+
+
+@dataclass(frozen=True)
+class RetrainOptions:
+    base: str
+    """Base training data spec (its train and validation splits are used)."""
+    holdout: str | None = None
+    """Spec whose test split is the base of the gold hold-out; default ``base``."""
+    epochs: float | None = 1.0
+    max_steps: int | None = None
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    seed: int = 0
+    threads: int | None = None
+    force: bool = False
+    """Run even when the store has not changed since the last cycle."""
+
+
+@dataclass(frozen=True)
+class CycleResult:
+    outcome: Literal["promoted", "rejected", "skipped"]
+    champion: str
+    reason: str
+    record: ModelVersion | None = None
+
+    def describe(self) -> str:
+        """A few lines for a terminal: the decision and both models' metrics."""
+        if self.record is None:
+            return f"retrain: {self.outcome} ({self.reason}); {self.champion} stays in service"
+        record = self.record
+        lines = [
+            f"retrain: candidate {record.version} (from {record.parent}) {self.outcome.upper()}",
+            f"  {self.reason}",
+            f"  {'metric':<24}{'champion ' + str(record.parent):>16}"
+            f"{'candidate ' + record.version:>16}",
+        ]
+        for name in sorted(set(record.metrics) | set(record.champion_metrics)):
+            if name.count(".") != 1 or name.startswith(("timing", "robustness")):
+                continue
+            old, new = record.champion_metrics.get(name), record.metrics.get(name)
+            lines.append(f"  {name:<24}{_fmt(old):>16}{_fmt(new):>16}")
+        if record.data is not None:
+            counts = ", ".join(f"{k}={v}" for k, v in sorted(record.data.counts.items()))
+            lines.append(f"  data: snapshot {record.data.snapshot_id}; {counts}")
+        in_service = record.version if self.outcome == "promoted" else self.champion
+        lines.append(f"  in service: {in_service}")
+        return "\n".join(lines)
+
+
+def train_checkpoint(request: TrainRequest) -> Path:
+    """The real trainer (:func:`training.trainer.train`)."""
+    from training.trainer import train
+
+    return train(request).output
+
+
+def evaluate_checkpoint(
+    path: Path, samples: Sequence[Sample], generators: tuple[str, ...]
+) -> dict[str, Any]:
+    """:func:`training.evaluate.evaluate_model` of the checkpoint at ``path``, in fp32."""
+    from serving.predictor import Predictor
+    from training.evaluate import EvalOptions, evaluate_model
+
+    predictor = Predictor.from_checkpoint(path, precision="fp32")
+    return evaluate_model(predictor, samples, EvalOptions(generators=generators))
+
+
+def run_cycle(
+    settings: Settings,
+    options: RetrainOptions,
+    *,
+    train: Train = train_checkpoint,
+    evaluate: Evaluate = evaluate_checkpoint,
+    control: ServiceControl | None = None,
+) -> CycleResult:
+    """Run one cycle (see the module docstring). Raises AigisError subclasses on failure."""
+    registry = Registry(settings.registry_dir)
+    with registry.lock(), _control(settings, registry, control) as service:
+        champion = _champion(registry, service)
+        store = LabelStore.from_settings(settings)
+        snapshot = store.snapshot(pin=True)
+        last = _last_snapshot(registry)
+        if last == snapshot.id and not options.force:
+            return CycleResult(
+                "skipped",
+                champion.version,
+                f"the label store has not changed since snapshot {last}",
+            )
+        assert champion.checkpoint is not None
+        generators = DetectorConfig.load(Path(champion.checkpoint)).generators
+        holdout_spec = options.holdout or options.base
+        holdout = gold_holdout(holdout_spec, store, snapshot, generators)
+        selection = select_pseudo_labels(
+            store.read(snapshot),
+            threshold=settings.retrain.pseudo_label_threshold,
+            max_per_class=settings.retrain.max_per_class,
+            exclude=holdout.exclude,
+            generators=generators,
+        )
+        log.info("retrain_selected", snapshot=snapshot.id, **selection.counts, **holdout.counts)
+        if selection.counts["selected"] == 0:
+            return CycleResult(
+                "skipped",
+                champion.version,
+                f"no pseudo-label of snapshot {snapshot.id} passes selection {selection.counts}",
+            )
+        spec, sizes = mixed_spec(options.base, store, selection.table)
+        version = registry.next_version(taken=tuple(service.served_versions()))
+        output = registry.checkpoint_dir(version)
+        candidate = train(_request(options, spec, output, champion, version))
+        metrics = flatten_metrics(evaluate(candidate, holdout.samples, generators))
+        champion_metrics = flatten_metrics(
+            evaluate(Path(champion.checkpoint), holdout.samples, generators)
+        )
+        config = settings.retrain
+        gate = decide(
+            metrics,
+            champion_metrics,
+            metric=config.metric,
+            min_improvement=config.min_improvement,
+            max_regression=config.max_regression,
+        )
+        record = ModelVersion(
+            version=version,
+            name=settings.serving.model_name,
+            status="promoted" if gate.promote else "rejected",
+            parent=champion.version,
+            checkpoint=str(candidate) if gate.promote else None,
+            data=DataLineage(
+                base=options.base,
+                holdout=holdout_spec,
+                store_url=store.url,
+                snapshot_id=snapshot.id,
+                counts={**sizes, **selection.counts, **holdout.counts},
+            ),
+            metrics=metrics,
+            champion_metrics=champion_metrics,
+            gate=gate,
+        )
+        log.info(
+            "retrain_gate",
+            version=version,
+            parent=champion.version,
+            promote=gate.promote,
+            metric=gate.metric,
+            candidate_value=gate.candidate,
+            champion_value=gate.champion,
+            regressions=gate.regressions,
+        )
+        if not gate.promote:
+            registry.record(record)
+            shutil.rmtree(output, ignore_errors=True)
+            return CycleResult("rejected", champion.version, gate.summary(), record)
+        archive = export_archive(
+            candidate, registry.archives_dir, _export_options(champion, settings, version)
+        )
+        record = record.model_copy(update={"archive": str(archive.path)})
+        registry.record(record)
+        service.activate(version, action="promote", note=gate.summary())
+        service.prune(settings.retrain.keep_served)
+        return CycleResult("promoted", champion.version, gate.summary(), record)
+
+
+def _champion(registry: Registry, service: ServiceControl) -> ModelVersion:
+    champion = registry.in_service()
+    if champion is None:
+        raise RegistryError(
+            f"the registry {registry.root} has no version in service; register the model that "
+            "TorchServe serves with `aigis model register ARCHIVE.mar --set-default`"
+        )
+    served = service.default_version()
+    if served != champion.version:
+        raise RegistryError(
+            f"TorchServe serves version {served} but the registry says {champion.version} is in "
+            f"service; make them agree with `aigis model set-default {champion.version}` (or "
+            "register the served version) before retraining"
+        )
+    if not champion.checkpoint or not Path(champion.checkpoint).is_dir():
+        raise RegistryError(
+            f"the checkpoint of version {champion.version} ({champion.checkpoint}) is missing; "
+            "register its archive again with `aigis model register`"
+        )
+    return champion
+
+
+def _last_snapshot(registry: Registry) -> str | None:
+    trained = [v for v in registry.versions() if v.data is not None]
+    return trained[-1].data.snapshot_id if trained and trained[-1].data else None
+
+
+def _request(
+    options: RetrainOptions, spec: str, output: Path, champion: ModelVersion, version: str
+) -> TrainRequest:
+    from training.trainer import TrainRequest
+
+    return TrainRequest(
+        data=spec,
+        output=output,
+        architecture=None,
+        init_from=Path(champion.checkpoint or ""),
+        epochs=options.epochs,
+        max_steps=options.max_steps,
+        batch_size=options.batch_size,
+        learning_rate=options.learning_rate,
+        seed=options.seed,
+        threads=options.threads,
+        name=DetectorConfig.load(Path(champion.checkpoint or "")).name,
+        version=version,
+        progress=False,
+    )
+
+
+def _export_options(champion: ModelVersion, settings: Settings, version: str) -> ExportOptions:
+    """The champion archive's serving settings (batching, workers, precision) for the new one."""
+    base = ExportOptions(name=settings.serving.model_name, version=version)
+    if not champion.archive:
+        return base
+    try:
+        with zipfile.ZipFile(champion.archive) as archive:
+            config = yaml.safe_load(archive.read("model-config.yaml")) or {}
+    except (OSError, KeyError, zipfile.BadZipFile, yaml.YAMLError):
+        return base
+    handler = config.get("handler") or {}
+    return ExportOptions(
+        name=base.name,
+        version=version,
+        batch_size=int(config.get("batchSize", base.batch_size)),
+        max_batch_delay_ms=int(config.get("maxBatchDelay", base.max_batch_delay_ms)),
+        workers=int(config.get("minWorkers", base.workers)),
+        response_timeout_s=int(config.get("responseTimeout", base.response_timeout_s)),
+        startup_timeout_s=int(config.get("startupTimeout", base.startup_timeout_s)),
+        precision=str(handler.get("precision", base.precision)),
+        max_forward_batch=int(handler.get("max_forward_batch", base.max_forward_batch)),
+        max_items_per_request=int(handler.get("max_items_per_request", base.max_items_per_request)),
+        threads=int(handler.get("threads", base.threads)),
+    )
+
+
+@contextmanager
+def _control(
+    settings: Settings, registry: Registry, given: ServiceControl | None
+) -> Iterator[ServiceControl]:
+    """``given``, or a ServiceControl with its own management client, closed on exit."""
+    if given is not None:
+        yield given
+        return
+    with ManagementClient(settings.serving, key_file=settings.serving_key_file) as client:
+        yield ServiceControl(settings, registry, client)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
