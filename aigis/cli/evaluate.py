@@ -2,18 +2,186 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import typer
 
-from aigis.cli.common import not_ready
+from aigis.cli.common import fail, settings
+
+if TYPE_CHECKING:
+    from serving.predictor import Predictor
+
+_DATA_HELP = "smoke, a CT2 parquet directory, an image folder, or a label-store URL."
+# Options both commands take, declared once.
+_MODEL = typer.Option(..., "--model", "-m", help="Checkpoint directory.")
+_BATCH_SIZE = typer.Option(32, "--batch-size", min=1, help="Images per forward pass.")
+_DEVICE = typer.Option(None, "--device", help="cpu or cuda [default: auto].")
+_THREADS = typer.Option(
+    None, "--threads", min=1, help="CPU threads for torch [default: one per core]."
+)
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(help="Evaluate a trained detector on a data set and write metrics and plots.")
-    def evaluate() -> None:
-        not_ready("evaluate", "the detector family")
+    @app.command(
+        help=(
+            "Evaluate a trained detector on a data set: print a table, write metrics.json "
+            "(Task A, Task B scored competition-style, ECE, robustness to JPEG q75 and half-size "
+            "resizing), predictions.parquet, confusion matrices and a reliability diagram."
+        )
+    )
+    def evaluate(
+        model: Path = _MODEL,
+        data: str = typer.Option(..., "--data", help=_DATA_HELP),
+        output: Path = typer.Option(..., "--output", "-o", help="Directory for the results."),
+        split: str = typer.Option("test", "--split", help="train, validation or test."),
+        holdout_classes: str | None = typer.Option(
+            None,
+            "--holdout-classes",
+            help="Comma-separated classes held out of training (generator names or groups, "
+            "e.g. cat): score Task A on those items only.",
+        ),
+        robustness: bool = typer.Option(
+            True, "--robustness/--no-robustness", help="Also score degraded copies (4x the time)."
+        ),
+        batch_size: int = _BATCH_SIZE,
+        limit: int | None = typer.Option(None, "--limit", min=1, help="Score the first N only."),
+        device: str | None = _DEVICE,
+        threads: int | None = _THREADS,
+    ) -> None:
+        from schemas.errors import AigisError
+        from training.evaluate import run_evaluation
+
+        settings()
+        classes = [name for name in (holdout_classes or "").split(",") if name.strip()]
+        try:
+            predictor = _predictor(model, device, batch_size, threads)
+            report = run_evaluation(
+                predictor,
+                data,
+                output,
+                split=split,
+                holdout_classes=classes,
+                robustness=robustness,
+                batch_size=batch_size,
+                limit=limit,
+            )
+        except AigisError as err:
+            fail(f"aigis evaluate: {err}")
+        _print_report(report)
+        typer.echo(f"wrote {output}/metrics.json, predictions.parquet and figures")
 
     @app.command(
-        "pseudo-label", help="Select confident predictions as pseudo-labels (the paper's step)."
+        "pseudo-label",
+        help=(
+            "Label a data set with a trained detector and keep the items it is confident about "
+            "on both tasks (the paper's pseudo-labelling step), capped per class and split 8:2 "
+            "into train and validation, as CT2 parquet that `aigis train --data` reads."
+        ),
     )
-    def pseudo_label() -> None:
-        not_ready("pseudo-label", "the detector family")
+    def pseudo_label(
+        model: Path = _MODEL,
+        data: str = typer.Option(..., "--data", help=_DATA_HELP + " Labels are not needed."),
+        output: Path = typer.Option(..., "--output", "-o", help="Directory to write."),
+        threshold: float | None = typer.Option(
+            None,
+            "--threshold",
+            min=0.0,
+            max=1.0,
+            help="Minimum Task A and Task B confidence [default: retrain.pseudo_label_threshold].",
+        ),
+        max_per_class: int | None = typer.Option(
+            None, "--max-per-class", min=1, help="Cap per class [default: retrain.max_per_class]."
+        ),
+        seed: int = typer.Option(0, "--seed", help="Seed of the caps and the 8:2 split."),
+        split: str = typer.Option("all", "--split", help="all, train, validation or test."),
+        batch_size: int = _BATCH_SIZE,
+        device: str | None = _DEVICE,
+        threads: int | None = _THREADS,
+    ) -> None:
+        from schemas.errors import AigisError
+        from training.pseudolabel import pseudo_label as run_pseudo_label
+        from training.pseudolabel import write_pseudo_labels
+
+        retrain = settings().retrain
+        try:
+            predictor = _predictor(model, device, batch_size, threads)
+            result = run_pseudo_label(
+                predictor,
+                data,
+                threshold=retrain.pseudo_label_threshold if threshold is None else threshold,
+                max_per_class=max_per_class or retrain.max_per_class,
+                seed=seed,
+                split=split,
+                batch_size=batch_size,
+            )
+            write_pseudo_labels(result, output, predictor.generators)
+        except AigisError as err:
+            fail(f"aigis pseudo-label: {err}")
+        summary = result.summary
+        typer.echo(
+            f"kept {summary['kept']} of {summary['source']['items']} items "
+            f"({summary['confident']} confident): {summary['per_class']}; "
+            f"wrote {summary['train']} train and {summary['validation']} validation to {output}"
+        )
+
+
+def _predictor(model: Path, device: str | None, batch_size: int, threads: int | None) -> Predictor:
+    import torch
+
+    from serving.predictor import Predictor
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    return Predictor.from_checkpoint(model, device=device, max_batch=batch_size)
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console()
+    data, model = report["data"], report["model"]
+    title = f"{model['name']} {model['version']} on {data['spec']}, {data['split']} split"
+    if data["holdout_classes"]:
+        title += f", held-out classes {', '.join(data['holdout_classes'])}"
+    title = escape(f"{title}, n={report['n']}")  # a spec may hold [brackets]
+    sections = {"clean": report, **report.get("robustness", {})}
+    table = Table(title=title)
+    table.add_column("metric")
+    for name in sections:
+        table.add_column(name, justify="right")
+    rows: list[tuple[str, str, str]] = [
+        ("Task A accuracy", "task_a", "accuracy"),
+        ("Task A precision", "task_a", "precision"),
+        ("Task A recall", "task_a", "recall"),
+        ("Task A F1", "task_a", "f1"),
+        ("Task A F1 weighted", "task_a", "f1_weighted"),
+        ("Task A AUROC", "task_a", "auroc"),
+        ("Task B accuracy", "task_b", "accuracy"),
+        ("Task B F1 weighted", "task_b", "f1_weighted"),
+    ]
+    for label, task, key in rows:
+        values = [(section.get(task) or {}).get(key) for section in sections.values()]
+        if any(value is not None for value in values):
+            table.add_row(label, *(_number(value) for value in values))
+    table.add_row("ECE", *(_number(section["ece"]) for section in sections.values()))
+    console.print(table)
+    if report.get("task_b"):
+        per_class = Table(title="Task B per class (clean)")
+        for column in ("class", "precision", "recall", "F1", "support"):
+            per_class.add_column(column, justify="left" if column == "class" else "right")
+        for name, values in report["task_b"]["per_class"].items():
+            per_class.add_row(
+                name,
+                _number(values["precision"]),
+                _number(values["recall"]),
+                _number(values["f1"]),
+                str(values["support"]),
+            )
+        console.print(per_class)
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"

@@ -1,0 +1,191 @@
+"""Evaluation: metrics plumbing, held-out classes, robustness, files written, the CLI."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from aigis.cli import app
+from schemas.labels import GENERATORS
+from serving.predictor import Predictor, Scores
+from training import metrics
+from training.data import Sample, load_split, make_sample
+from training.data.parquet import write_ct2, write_generators
+from training.data.smoke import generate_split, photographs
+from training.evaluate import EvalOptions, evaluate_model, run_evaluation, select_holdout
+
+
+@pytest.fixture(scope="module")
+def smoke_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 20-item test split in the smoke style: 10 real, 2 of each generator."""
+    root = tmp_path_factory.mktemp("smoke-small")
+    write_ct2(root / "test.parquet", generate_split(photographs(), 2, 20))
+    return root
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised tiny fused checkpoint."""
+    from serving.checkpoint import save_checkpoint
+    from serving.presets import build_preset
+
+    built = build_preset("tiny", "fused", name="tiny-eval", version="7")
+    return save_checkpoint(
+        built.model,
+        built.tokenizer,
+        built.image_processor,
+        built.config,
+        tmp_path_factory.mktemp("ckpt"),
+    )
+
+
+class KnownScores:
+    """Gives each image the p_ai encoded in its top-left pixel: the plumbing under test."""
+
+    generators = GENERATORS
+
+    def scores(self, images: Sequence[Image.Image], captions: Sequence[str | None]) -> Scores:
+        p_ai = np.array([image.getpixel((0, 0))[0] / 255 for image in images])  # type: ignore[index]
+        given = np.zeros((len(images), len(self.generators)))
+        given[:, 3] = 1.0  # always sd3 when AI
+        return Scores(p_ai, given, np.zeros(len(images)))
+
+
+def _sample(p_ai_byte: int, label_b: int) -> Sample:
+    from training.data.encoding import encode_jpeg
+
+    # A flat image keeps its value through JPEG, so the stub reads back (nearly) this p_ai.
+    image = Image.new("RGB", (16, 16), (p_ai_byte, p_ai_byte, p_ai_byte))
+    return make_sample(encode_jpeg(image, 100), None, int(label_b > 0), label_b)
+
+
+@pytest.mark.unit
+def test_evaluate_model_scores_what_the_predictor_says() -> None:
+    samples = [_sample(20, 0), _sample(230, 0), _sample(240, 3), _sample(30, 5), _sample(250, 5)]
+    report = evaluate_model(KnownScores(), samples, EvalOptions(robustness=True))  # type: ignore[arg-type]
+    label_a = np.array([0, 0, 1, 1, 1])
+    assert report["n"] == 5
+    assert report["task_a"]["precision"] == pytest.approx(2 / 3)
+    assert report["task_a"]["recall"] == pytest.approx(2 / 3)
+    # Predicted B: real, sd3, sd3, real (forced), sd3.
+    expected_b = metrics.task_b(np.array([0, 0, 3, 5, 5]), np.array([0, 3, 3, 0, 3]), GENERATORS)
+    assert report["task_b"] == expected_b
+    assert report["confusion"]["task_a"] == metrics.confusion(label_a, np.array([0, 1, 1, 0, 1]), 2)
+    assert set(report["robustness"]) == {"jpeg_q75", "half_size", "half_size_jpeg_q75"}
+    assert report["robustness"]["half_size"]["task_a"] == report["task_a"]  # flat images
+
+
+@pytest.mark.unit
+def test_other_taxonomies_score_task_a_only() -> None:
+    samples = [_sample(20, 0), _sample(240, 1)]
+    report = evaluate_model(KnownScores(), samples, EvalOptions(("real", "fake")))  # type: ignore[arg-type]
+    assert report["task_b"] is None
+    assert report["task_a"]["accuracy"] == 1.0
+    assert "task_b" not in report["confusion"]
+
+
+@pytest.mark.unit
+def test_select_holdout_by_generator_or_group() -> None:
+    samples = [
+        make_sample(b"a", None, 0, 0, group="cat"),
+        make_sample(b"b", None, 1, 1, group="dog"),
+        make_sample(b"c", None, 1, 2, group="cat"),
+    ]
+    assert [s.image for s in select_holdout(samples, ("real", "x", "y"), ["CAT"])] == [b"a", b"c"]
+    assert [s.image for s in select_holdout(samples, ("real", "x", "y"), ["x"])] == [b"b"]
+    with pytest.raises(Exception, match="no item belongs to the held-out classes"):
+        select_holdout(samples, ("real", "x", "y"), ["bird"])
+
+
+@pytest.mark.slow
+def test_run_evaluation_writes_metrics_predictions_and_figures(
+    smoke_dir: Path, checkpoint: Path, tmp_path: Path
+) -> None:
+    predictor = Predictor.from_checkpoint(checkpoint, device="cpu", max_batch=8)
+    report = run_evaluation(predictor, str(smoke_dir), tmp_path, batch_size=8, progress=False)
+
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert written == json.loads(json.dumps(report))
+    assert written["model"] == {
+        "name": "tiny-eval",
+        "version": "7",
+        "architecture": "fused",
+        "generators": list(GENERATORS),
+    }
+    assert written["n"] == 20
+    assert set(written["task_a"]) == {
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "f1_weighted",
+        "auroc",
+    }
+    assert set(written["task_b"]) == {"accuracy", "f1_weighted", "per_class"}
+    assert set(written["task_b"]["per_class"]) == set(GENERATORS)
+    assert 0.0 <= written["ece"] <= 1.0
+    assert set(written["robustness"]) == {"jpeg_q75", "half_size", "half_size_jpeg_q75"}
+    predictions = pq.read_table(tmp_path / "predictions.parquet")
+    assert predictions.num_rows == 20
+    assert "caption" not in predictions.column_names
+    assert predictions.column("sha256").to_pylist() == [
+        s.sha256 for s in load_split(str(smoke_dir), "test")
+    ]
+    for png in ("confusion_task_a.png", "confusion_task_b.png", "reliability.png"):
+        with Image.open(tmp_path / png) as image:
+            assert image.format == "PNG"
+            assert image.width > 200
+
+
+@pytest.mark.slow
+def test_cli_evaluate_held_out_classes(smoke_dir: Path, checkpoint: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "--model", str(checkpoint),
+            "--data", str(smoke_dir),
+            "--output", str(tmp_path),
+            "--holdout-classes", "sd3,dalle3",
+            "--no-robustness",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "Task A F1" in result.output
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert written["n"] == 4
+    assert written["task_b"] is None
+    assert written["task_a"]["auroc"] is None  # only AI items
+    assert written["data"]["holdout_classes"] == ["sd3", "dalle3"]
+    assert not (tmp_path / "confusion_task_b.png").exists()
+
+
+@pytest.mark.unit
+def test_cli_evaluate_reports_a_missing_checkpoint(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["evaluate", "--model", str(tmp_path / "none"), "--data", "x", "--output", str(tmp_path)],
+    )
+    assert result.exit_code == 1
+    assert "does not exist" in result.output
+
+
+@pytest.mark.slow
+def test_cifake_style_data_on_a_ct2_model(checkpoint: Path, tmp_path: Path) -> None:
+    data = tmp_path / "cifake"
+    samples = [_sample(40, 0), _sample(200, 1), _sample(220, 1)]
+    write_ct2(data / "test.parquet", samples)
+    write_generators(data, ("real", "fake"))
+    predictor = Predictor.from_checkpoint(checkpoint, device="cpu")
+    report = run_evaluation(
+        predictor, str(data), tmp_path / "out", robustness=False, progress=False
+    )
+    assert report["task_b"] is None
+    assert report["data"]["generators"] == ["real", "fake"]

@@ -1,0 +1,81 @@
+"""The ``smoke`` data set: deterministic, balanced, captions that never name the class."""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from schemas.labels import GENERATORS
+from training.data import generators_of, load_split
+from training.data.fingerprints import FINGERPRINTS
+from training.data.smoke import SIZE, SPLIT_SIZES, build, generate_split, photographs
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def photos() -> dict[str, Image.Image]:
+    return photographs()
+
+
+def test_generation_is_deterministic(photos: dict[str, Image.Image]) -> None:
+    first = generate_split(photos, 2, 20)
+    again = generate_split(photos, 2, 20)
+    assert [s.sha256 for s in first] == [s.sha256 for s in again]
+    assert first == again
+    assert {s.sha256 for s in first}.isdisjoint(s.sha256 for s in generate_split(photos, 1, 20))
+
+
+def test_splits_are_balanced_and_sized() -> None:
+    assert generators_of("smoke") == GENERATORS
+    for split, size in SPLIT_SIZES.items():
+        samples = load_split("smoke", split, normalise=False)
+        assert len(samples) == size
+        counts = Counter(s.label_b for s in samples)
+        assert counts[0] == size // 2
+        assert {counts[b] for b in range(1, len(GENERATORS))} == {size // 10}
+        assert all(s.label_a == int(s.label_b > 0) for s in samples)
+
+
+def test_items_are_256_px_jpeg_with_scene_captions() -> None:
+    samples = load_split("smoke", "test", normalise=False)
+    class_words = {"real", "fake", "generated", "synthetic", "ai", *GENERATORS}
+    for sample in samples[:60]:
+        image = Image.open(io.BytesIO(sample.image))
+        assert (image.format, image.size, image.mode) == ("JPEG", (SIZE, SIZE), "RGB")
+        assert sample.caption
+        assert not class_words & set(sample.caption.lower().replace(",", "").split())
+
+
+def test_each_fingerprint_alters_the_crop_differently() -> None:
+    rng = np.random.default_rng(0)
+    crop = rng.uniform(60, 200, (SIZE, SIZE, 3)).astype(np.float32)
+    outputs = {name: fn(crop, np.random.default_rng(1)) for name, fn in FINGERPRINTS.items()}
+    for name, out in outputs.items():
+        assert out.shape == crop.shape
+        assert out.dtype == np.float32
+        assert 2.0 < float(np.abs(out - crop).mean()) < 60.0, name
+    names = sorted(outputs)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            assert float(np.abs(outputs[a] - outputs[b]).mean()) > 2.0, (a, b)
+
+
+def test_build_is_atomic_and_reused(tmp_path: Path, photos: dict[str, Image.Image]) -> None:
+    target = tmp_path / "smoke"
+    (target / "stale").mkdir(parents=True)  # an interrupted build: no manifest
+    build(target, sizes={"train": 10, "validation": 10, "test": 10})
+    assert sorted(p.name for p in target.iterdir()) == [
+        "generators.json",
+        "manifest.json",
+        "test.parquet",
+        "train.parquet",
+        "validation.parquet",
+    ]
+    assert len(load_split(str(target), "validation")) == 10
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -1,0 +1,73 @@
+"""Data sets for training and evaluation, behind one call: ``load_split(spec, split)``.
+
+A spec is ``smoke`` (the built-in synthetic set), a directory of CT2 / Defactify parquet files, an
+image-folder root (CIFAKE's layout included), or anything a registered reader claims (the label
+store). Imports neither torch nor transformers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from training.data.folder import ImageFolderSource
+from training.data.parquet import ParquetSource, parquet_files
+from training.data.registry import (
+    DataSource,
+    Reader,
+    generators_of,
+    load_split,
+    open_source,
+    readers,
+    register_reader,
+)
+from training.data.sample import UNLABELLED, DataError, LazySamples, Sample, make_sample
+from training.data.splits import SPLITS
+
+__all__ = [
+    "SPLITS",
+    "UNLABELLED",
+    "DataError",
+    "DataSource",
+    "LazySamples",
+    "Reader",
+    "Sample",
+    "generators_of",
+    "load_split",
+    "make_sample",
+    "open_source",
+    "readers",
+    "register_reader",
+]
+
+
+def _open_smoke(spec: str) -> DataSource:
+    from training.data.smoke import smoke_dir  # builds on first use; imports scikit-image then
+
+    return ParquetSource(smoke_dir(), spec)
+
+
+# Registered oldest first; the newest is tried first, so the most specific reader comes last.
+register_reader(
+    Reader(
+        name="image-folder",
+        claims=lambda spec: Path(spec).is_dir(),
+        open=lambda spec: ImageFolderSource(Path(spec), spec),
+        describes="an image-folder root (root/<split>/<class>/* or root/<class>/*)",
+    )
+)
+register_reader(
+    Reader(
+        name="parquet",
+        claims=lambda spec: bool(parquet_files(Path(spec))),
+        open=lambda spec: ParquetSource(Path(spec), spec),
+        describes="a directory of CT2 parquet files (Image, Caption, Label_A, Label_B)",
+    )
+)
+register_reader(
+    Reader(
+        name="smoke",
+        claims=lambda spec: spec == "smoke",
+        open=_open_smoke,
+        describes="'smoke' (the built-in synthetic smoke set)",
+    )
+)

@@ -1,0 +1,196 @@
+"""``smoke``: a small synthetic data set that exercises the whole pipeline offline.
+
+It is a smoke test for training, evaluation and serving code, NOT a benchmark of detection:
+its "generated" images are real photographs altered by the simulated fingerprints of
+``training.data.fingerprints``, far easier to tell apart than the output of real generators.
+
+Every item starts as a random crop of a photograph bundled with scikit-image (random position,
+scale and flip, colour jitter) at the simulated generators' native 224x224; generated items
+then get their generator's fingerprint; every item is delivered at 256x256. Real (class 0) and
+generated items share content and processing, so only the fingerprint tells them apart. Captions
+come from templates that describe the scene, never the class. Task A is balanced: half the items are
+real, the other half split evenly across the five CT2 generators.
+
+The set is built deterministically on first use (a few seconds) and cached as CT2-format parquet
+under ``<cache_dir>/smoke-v1/``, so it doubles as an example of that format.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+from PIL import Image, ImageEnhance, ImageOps
+
+from aigis.settings import load_settings
+from schemas.labels import GENERATORS
+from training.data import fingerprints
+from training.data.encoding import normalise_encoding
+from training.data.parquet import write_ct2, write_generators
+from training.data.sample import Sample, make_sample
+from training.data.splits import SPLITS
+
+VERSION: Final[str] = "smoke-v1"
+SIZE: Final[int] = 256
+"""Side of every delivered image; the detector's image processor resizes it to NATIVE."""
+NATIVE: Final[int] = 224
+"""Side the simulated generators work at, so their artefacts sit on the processor's pixel grid."""
+SPLIT_SIZES: Final[dict[str, int]] = {"train": 1200, "validation": 300, "test": 300}
+"""Items per split; each is half real, half split evenly across the five generators."""
+SEED: Final[int] = 20_240_611
+MANIFEST: Final[str] = "manifest.json"
+
+SOURCES: Final[dict[str, tuple[str, ...]]] = {
+    # scikit-image function name -> ways a caption may describe the scene.
+    "astronaut": ("an astronaut in a spacesuit", "a woman in a space suit beside a flag"),
+    "coffee": ("a cup of coffee on a saucer", "a coffee cup on a table"),
+    "chelsea": ("a tabby cat", "a cat looking to the side"),
+    "rocket": ("a rocket on a launch pad", "a space rocket before launch"),
+    "hubble_deep_field": ("distant galaxies in deep space", "a field of stars and galaxies"),
+    "retina": ("the back of a human eye", "a retina with blood vessels"),
+    "immunohistochemistry": ("a stained tissue sample", "tissue under a microscope"),
+    "camera": ("a man with a camera on a tripod", "a photographer in a park"),
+    "brick": ("a weathered brick wall", "rows of old bricks"),
+    "grass": ("a patch of grass", "blades of grass"),
+    "gravel": ("a gravel path", "small stones on the ground"),
+    "moon": ("the surface of the moon", "craters on the moon"),
+    "coins": ("old coins on a table", "a collection of coins"),
+    "clock": ("a clock on a wall", "a wall clock"),
+}
+TEMPLATES: Final[tuple[str, ...]] = (
+    "a photo of {scene}",
+    "{scene}",
+    "a picture showing {scene}",
+    "{scene}, in natural light",
+    "a close view of {scene}",
+    "an image of {scene} taken indoors",
+    "a snapshot of {scene}",
+)
+
+
+def smoke_dir() -> Path:
+    """The cached smoke set, built first if it is absent, incomplete or from other code."""
+    target = load_settings().cache_dir / VERSION
+    if not _is_current(target):
+        build(target)
+    return target
+
+
+def recipe() -> str:
+    """A digest of the code that generates the set: a cache built by other code is rebuilt."""
+    digest = hashlib.sha256()
+    for module in (__file__, fingerprints.__file__):
+        digest.update(Path(module).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _is_current(target: Path) -> bool:
+    try:
+        manifest = json.loads((target / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("recipe") == recipe()
+
+
+def build(target: Path, sizes: dict[str, int] = SPLIT_SIZES) -> None:
+    """Write the smoke set to ``target`` atomically: a reader never sees half a data set.
+
+    ``sizes`` (items per split) is for tests; the cached set always has ``SPLIT_SIZES``.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{VERSION}-", dir=target.parent))
+    retired = target.parent / f"{staging.name}-retired"
+    try:
+        photos = photographs()
+        counts = {}
+        for split_index, split in enumerate(SPLITS):
+            samples = generate_split(photos, split_index, sizes[split])
+            counts[split] = write_ct2(staging / f"{split}.parquet", samples)
+        write_generators(staging, GENERATORS)
+        manifest = {
+            "version": VERSION,
+            "recipe": recipe(),
+            "seed": SEED,
+            "size": SIZE,
+            "splits": counts,
+        }
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        if target.exists():
+            os.replace(target, retired)  # stale or interrupted: moved aside, deleted below
+        os.replace(staging, target)
+    except OSError:
+        if _is_current(target):
+            return  # another process finished the same build first
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(retired, ignore_errors=True)
+
+
+def generate_split(photos: dict[str, Image.Image], split_index: int, count: int) -> list[Sample]:
+    """``count`` items of one split; item ``i`` depends only on (SEED, split, i)."""
+    generators = len(GENERATORS) - 1
+    per_generator = count // (2 * generators)
+    labels = [0] * (count - per_generator * generators)
+    for label_b in range(1, generators + 1):
+        labels += [label_b] * per_generator
+    order = np.random.default_rng([SEED, split_index]).permutation(count)
+    return [
+        _item(photos, int(labels[position]), np.random.default_rng([SEED, split_index, index]))
+        for index, position in enumerate(order)
+    ]
+
+
+def _item(photos: dict[str, Image.Image], label_b: int, rng: np.random.Generator) -> Sample:
+    name = str(rng.choice(sorted(photos)))
+    pixels = _crop(photos[name], rng)
+    if label_b:
+        pixels = fingerprints.FINGERPRINTS[GENERATORS[label_b]](pixels, rng)
+    native = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
+    image = native.resize((SIZE, SIZE), Image.Resampling.BICUBIC)
+    scene = str(rng.choice(SOURCES[name]))
+    caption = str(rng.choice(TEMPLATES)).format(scene=scene)
+    return make_sample(normalise_encoding(image), caption, int(label_b > 0), label_b)
+
+
+def _crop(photo: Image.Image, rng: np.random.Generator) -> np.ndarray:
+    """A random square crop, flipped half the time, colour-jittered, resized to NATIVE."""
+    width, height = photo.size
+    side = int(min(height, width) * rng.uniform(0.35, 0.95))
+    top = int(rng.integers(0, height - side + 1))
+    left = int(rng.integers(0, width - side + 1))
+    crop = photo.resize(
+        (NATIVE, NATIVE), Image.Resampling.BICUBIC, box=(left, top, left + side, top + side)
+    )
+    if rng.random() < 0.5:
+        crop = ImageOps.mirror(crop)
+    crop = ImageEnhance.Color(crop).enhance(rng.uniform(0.8, 1.2))
+    crop = ImageEnhance.Contrast(crop).enhance(rng.uniform(0.85, 1.15))
+    crop = ImageEnhance.Brightness(crop).enhance(rng.uniform(0.85, 1.15))
+    return np.asarray(crop, dtype=np.float32)
+
+
+def photographs() -> dict[str, Image.Image]:
+    """The scikit-image photographs as RGB uint8, at most 2 * SIZE a side.
+
+    Only images bundled with scikit-image are used; others would need a download.
+    """
+    from skimage import data  # imported here: only building the set needs scikit-image
+
+    photos = {}
+    for name in SOURCES:
+        pixels = np.asarray(getattr(data, name)())
+        if pixels.ndim == 2:
+            pixels = np.repeat(pixels[..., None], 3, axis=2)
+        photo = Image.fromarray(np.ascontiguousarray(pixels[..., :3]).astype(np.uint8))
+        # Crops are at most ~1.9x the output size, which keeps building fast; detail finer than
+        # that would be lost in the resize to SIZE anyway.
+        photo.thumbnail((2 * SIZE, 2 * SIZE), Image.Resampling.LANCZOS)
+        photos[name] = photo
+    return photos
