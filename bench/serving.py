@@ -1,0 +1,413 @@
+"""Serving benchmark: the detector behind TorchServe on this machine, printed as tables.
+
+    .venv/bin/python -m bench.serving [--trained DIR] [--quick] [--tiny-only] [--json PATH]
+
+(as a module from the repository root: run as a script, this file would hide the ``serving``
+package it measures).
+
+What it measures (medians of nothing: each point is one run of a few seconds, so compare rows of
+one run, not runs of different days):
+
+1. TorchServe with the ``tiny`` model in fp32, for several archive settings (server batch size,
+   max batch delay), under three client patterns: one item per request one at a time; one item
+   per request from 16 threads; requests of 8 items, 4 in flight (what the worker sends).
+2. Precision in process (no server): items/s of fp32, bf16 weights and dynamic int8 for
+   ``tiny`` and ``base-random``, and how far each moves the answers on the smoke test split
+   (agreement of decisions with fp32, largest p_ai change, Task A F1 when the model is trained:
+   pass ``--trained`` a checkpoint from ``aigis train --preset tiny --data smoke``).
+3. TorchServe with ``base-random`` in fp32 and in the fastest precision whose decisions agree
+   with fp32, one item at a time and in micro-batches.
+
+Clients run in this process through ``serving.client.ServingClient``, on the same cores as the
+server, as a worker beside TorchServe would. TorchServe uses the ``AIGIS_SERVING__*`` ports and
+``<state_dir>/bench-serving``; nothing else may listen there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from aigis.settings import Settings
+from serving.archive import ArchiveInfo, ExportOptions, export_archive
+from serving.client import ItemResult, ServingClient
+from serving.management import ManagementClient
+from serving.server import TorchServe
+
+Item = tuple[bytes, str | None]
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """How clients load the server: ``threads`` clients, each sending ``items`` per request."""
+
+    name: str
+    threads: int
+    items: int
+
+
+@dataclass(frozen=True)
+class Point:
+    preset: str
+    archive: str
+    pattern: str
+    items_per_s: float
+    p50_ms: float
+    p99_ms: float
+    mean_server_batch: float
+    requests: int
+
+
+@dataclass(frozen=True)
+class PrecisionPoint:
+    preset: str
+    precision: str
+    items_per_s: float
+    agreement: float
+    """Share of smoke test items whose decision equals fp32's."""
+    max_delta_p: float
+    f1_task_a: float | None
+
+
+PATTERNS = (
+    Pattern("1 item, one at a time", threads=1, items=1),
+    Pattern("1 item, 16 concurrent", threads=16, items=1),
+    Pattern("8 items, 4 in flight", threads=4, items=8),
+)
+TINY_ARCHIVES = (
+    ExportOptions(batch_size=1, max_batch_delay_ms=0),
+    ExportOptions(batch_size=8, max_batch_delay_ms=5),
+    ExportOptions(batch_size=16, max_batch_delay_ms=20),
+    ExportOptions(batch_size=32, max_batch_delay_ms=50),
+)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _arguments(argv)
+    seconds = 2.0 if args.quick else 4.0
+    settings = Settings()
+    settings = settings.model_copy(update={"state_dir": settings.state_dir / "bench-serving"})
+    report: dict[str, Any] = {"machine": describe_machine()}
+    _print_machine(report["machine"])
+    items, labelled = workload()
+    with tempfile.TemporaryDirectory(prefix="aigis-bench-serving-") as scratch:
+        work = Path(scratch)
+        tiny = args.trained or _random_checkpoint("tiny", work / "tiny")
+        tiny_archives = TINY_ARCHIVES[1:3] if args.quick else TINY_ARCHIVES
+        points = serve_sweep(
+            settings, "tiny", tiny, work / "store-tiny", tiny_archives, items, seconds
+        )
+        _print_points("TorchServe, tiny, fp32", points)
+        precision = precision_sweep(
+            "tiny", tiny, labelled, seconds, trained=args.trained is not None
+        )
+        if args.tiny_only:
+            _print_precision(precision)
+            _finish(report, points, precision, args.json)
+            return
+        base = _random_checkpoint("base-random", work / "base")
+        precision += precision_sweep("base-random", base, labelled, 3 * seconds, trained=False)
+        _print_precision(precision)
+        fastest = fastest_correct(precision, "base-random")
+        base_archives = [
+            ExportOptions(precision="fp32"),
+            *([ExportOptions(precision=fastest)] if fastest != "fp32" else []),
+        ]
+        base_points = serve_sweep(
+            settings,
+            "base-random",
+            base,
+            work / "store-base",
+            base_archives,
+            items,
+            3 * seconds,
+            patterns=(PATTERNS[0], PATTERNS[2]),
+        )
+        _print_points("TorchServe, base-random", base_points)
+    _finish(report, points + base_points, precision, args.json)
+
+
+def _finish(
+    report: dict[str, Any],
+    points: list[Point],
+    precision: list[PrecisionPoint],
+    path: Path | None,
+) -> None:
+    report["serving"] = [asdict(p) for p in points]
+    report["precision"] = [asdict(p) for p in precision]
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2))
+        print(f"\nwrote {path}")
+
+
+# -- the workload ----------------------------------------------------------------------------
+
+
+def workload() -> tuple[list[Item], list[tuple[Item, int]]]:
+    """Images and captions of the smoke test split as stored, and (item, Label_A) normalised."""
+    from training.data import load_split
+
+    stored = load_split("smoke", "test", normalise=False)
+    normalised = load_split("smoke", "test")
+    items = [(s.image, s.caption) for s in stored]
+    labelled = [((s.image, s.caption), s.label_a) for s in normalised]
+    return items, labelled
+
+
+def _random_checkpoint(preset: str, directory: Path) -> Path:
+    from serving.checkpoint import save_checkpoint
+    from serving.presets import build_preset
+
+    built = build_preset(preset, "fused", name=f"{preset}-fused", version="1")
+    save_checkpoint(built.model, built.tokenizer, built.image_processor, built.config, directory)
+    return directory
+
+
+# -- TorchServe points -----------------------------------------------------------------------
+
+
+def serve_sweep(
+    settings: Settings,
+    preset: str,
+    checkpoint: Path,
+    store: Path,
+    options: Sequence[ExportOptions],
+    items: list[Item],
+    seconds: float,
+    patterns: Sequence[Pattern] = PATTERNS,
+) -> list[Point]:
+    """Serve each archive setting in turn (one loaded at a time) and load it with ``patterns``."""
+    archives = [export_archive(checkpoint, store, _versioned(o), force=True) for o in options]
+    server = TorchServe(settings)
+    server.start(store, models=[archives[0].path.name])
+    points: list[Point] = []
+    try:
+        with ManagementClient(settings.serving, key_file=settings.serving_key_file) as management:
+            previous: ArchiveInfo | None = None
+            for archive in archives:
+                if previous is not None:
+                    management.register(archive.path.name)
+                    management.set_default(archive.name, archive.version)
+                    management.unregister(previous.name, previous.version)
+                points += [
+                    measure(settings, preset, archive.version, pattern, items, seconds)
+                    for pattern in patterns
+                ]
+                previous = archive
+    finally:
+        server.stop()
+    return points
+
+
+def _versioned(options: ExportOptions) -> ExportOptions:
+    version = f"b{options.batch_size}-d{options.max_batch_delay_ms}-{options.precision}"
+    return ExportOptions(**{**asdict(options), "version": version})
+
+
+def measure(
+    settings: Settings,
+    preset: str,
+    archive: str,
+    pattern: Pattern,
+    items: list[Item],
+    seconds: float,
+) -> Point:
+    """Run ``pattern`` against the served default version for ``seconds``."""
+    latencies: list[float] = []
+    batches: list[int] = []
+    lock = threading.Lock()
+    with ServingClient(settings.serving, key_file=settings.serving_key_file) as client:
+        client.predict(items[: pattern.items])  # warm the connection and the worker
+        stop_at = time.monotonic() + seconds
+
+        def run(offset: int) -> None:
+            position = offset
+            while time.monotonic() < stop_at:
+                chunk = [items[(position + i) % len(items)] for i in range(pattern.items)]
+                position += pattern.items * pattern.threads
+                started = time.perf_counter()
+                answers = client.predict(chunk)
+                elapsed = time.perf_counter() - started
+                with lock:
+                    latencies.append(elapsed)
+                    batches.extend(
+                        a.server_batch_size for a in answers if isinstance(a, ItemResult)
+                    )
+
+        started = time.perf_counter()
+        threads = [
+            threading.Thread(target=run, args=(i * pattern.items,)) for i in range(pattern.threads)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        wall = time.perf_counter() - started
+    latencies.sort()
+    return Point(
+        preset=preset,
+        archive=archive,
+        pattern=pattern.name,
+        items_per_s=len(latencies) * pattern.items / wall,
+        p50_ms=1000 * latencies[len(latencies) // 2],
+        p99_ms=1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
+        mean_server_batch=statistics.fmean(batches) if batches else 0.0,
+        requests=len(latencies),
+    )
+
+
+# -- precision in process --------------------------------------------------------------------
+
+
+def precision_sweep(
+    preset: str,
+    checkpoint: Path,
+    labelled: list[tuple[Item, int]],
+    seconds: float,
+    *,
+    trained: bool,
+) -> list[PrecisionPoint]:
+    """fp32, bf16 and int8 of one checkpoint: speed at forward batch 32, and answer drift."""
+    import torch
+
+    from serving.imageio import decode_image
+    from serving.predictor import Predictor
+
+    torch.set_num_threads(len(os.sched_getaffinity(0)))  # the bench owns the machine now
+    images = [decode_image(image) for (image, _), _ in labelled]
+    captions = [caption for (_, caption), _ in labelled]
+    labels = [label for _, label in labelled]
+    reference: list[Any] = []
+    points = []
+    for precision in ("fp32", "bf16", "int8"):
+        predictor = Predictor.from_checkpoint(checkpoint, precision=precision, max_batch=32)
+        answers = predictor.predict(images, captions)
+        if precision == "fp32":
+            reference = answers
+        speed = _items_per_s(predictor, images[:32], captions[:32], seconds)
+        points.append(
+            PrecisionPoint(
+                preset=preset,
+                precision=precision,
+                items_per_s=speed,
+                agreement=statistics.fmean(
+                    a.decision == r.decision for a, r in zip(answers, reference, strict=True)
+                ),
+                max_delta_p=max(
+                    abs(a.p_ai - r.p_ai) for a, r in zip(answers, reference, strict=True)
+                ),
+                f1_task_a=_f1([a.decision for a in answers], labels) if trained else None,
+            )
+        )
+    return points
+
+
+def _items_per_s(predictor: Any, images: list[Any], captions: list[Any], seconds: float) -> float:
+    predictor.predict(images, captions)  # the first pass pays for lazy set-up
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds or done == 0:
+        predictor.predict(images, captions)
+        done += len(images)
+    return done / (time.perf_counter() - started)
+
+
+def _f1(decisions: list[str], labels: list[int]) -> float:
+    from sklearn.metrics import f1_score
+
+    predicted = [1 if d == "ai_generated" else 0 for d in decisions]
+    return float(f1_score(labels, predicted))
+
+
+def fastest_correct(points: list[PrecisionPoint], preset: str) -> str:
+    """The fastest precision of ``preset`` whose decisions agree with fp32's on 99 % of items."""
+    candidates = [p for p in points if p.preset == preset and p.agreement >= 0.99]
+    return max(candidates, key=lambda p: p.items_per_s).precision
+
+
+# -- reporting -------------------------------------------------------------------------------
+
+
+def describe_machine() -> dict[str, Any]:
+    from importlib.metadata import version
+
+    import torch
+
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        cpuinfo = ""
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if "model name" in line]
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {
+        "cpu": names[0] if names else platform.processor(),
+        "cores": len(os.sched_getaffinity(0)),
+        "avx512": "avx512f" in cpuinfo,
+        "bf16_instructions": "avx512_bf16" in cpuinfo or "amx_bf16" in cpuinfo,
+        "vnni": "avx512_vnni" in cpuinfo,
+        "memory_gib": round(memory, 1),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchserve": version("torchserve"),
+        "load_average_at_start": [round(x, 1) for x in os.getloadavg()],
+    }
+
+
+def _print_machine(machine: dict[str, Any]) -> None:
+    print("## machine")
+    for key, value in machine.items():
+        print(f"- {key}: {value}")
+
+
+def _print_points(title: str, points: list[Point]) -> None:
+    print(f"\n## {title}\n")
+    print(
+        "| archive (batch-delay ms-precision) | client pattern | items/s | p50 ms | p99 ms | "
+        "mean server batch |"
+    )
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    for p in points:
+        print(
+            f"| {p.archive} | {p.pattern} | {p.items_per_s:.1f} | {p.p50_ms:.0f} | "
+            f"{p.p99_ms:.0f} | {p.mean_server_batch:.1f} |"
+        )
+
+
+def _print_precision(points: list[PrecisionPoint]) -> None:
+    print("\n## precision, in process, forward batch 32\n")
+    print("| preset | precision | items/s | decisions = fp32 | max abs p_ai change | Task A F1 |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    for p in points:
+        f1 = f"{p.f1_task_a:.3f}" if p.f1_task_a is not None else "(random weights)"
+        print(
+            f"| {p.preset} | {p.precision} | {p.items_per_s:.1f} | {100 * p.agreement:.1f} % | "
+            f"{p.max_delta_p:.4f} | {f1} |"
+        )
+
+
+def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument(
+        "--trained", type=Path, help="A trained tiny checkpoint (aigis train --preset tiny)."
+    )
+    parser.add_argument("--quick", action="store_true", help="Fewer, shorter points.")
+    parser.add_argument("--tiny-only", action="store_true", help="Skip base-random.")
+    parser.add_argument("--json", type=Path, help="Also write the figures to this JSON file.")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    main(sys.argv[1:])

@@ -1,0 +1,328 @@
+"""Build and read TorchServe model archives (``.mar``) of detector checkpoints.
+
+An archive carries the checkpoint directory (under ``checkpoint/``), a ``model-config.yaml`` with
+TorchServe's batching and worker settings and the handler's own settings, and a two-line entry
+module. It carries no project code: the handler is imported from the ``aigis`` distribution
+installed beside TorchServe (the editable install in development, the wheel in a production
+image), so one version of the code serves every archive and a fix reaches all of them. The
+archive records the aigis version that built it; the handler logs a warning when it differs.
+
+The archive is built by torch-model-archiver in a subprocess: the archiver stages files in
+``$TMPDIR/<model name>`` and deletes that directory first, so two exports of the same model name
+at once would destroy each other's staging unless each gets its own ``TMPDIR``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import asdict, dataclass
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
+from pathlib import Path
+from typing import Any, Final
+
+import yaml
+
+from schemas.errors import AigisError
+from serving.config import Architecture, DetectorConfig
+
+__all__ = [
+    "CHECKPOINT_DIR",
+    "ArchiveError",
+    "ArchiveInfo",
+    "ExportOptions",
+    "archive_file_name",
+    "export_archive",
+    "export_random",
+    "newest_archives",
+    "read_manifest",
+]
+
+CHECKPOINT_DIR: Final[str] = "checkpoint"
+"""Where the checkpoint lies inside an extracted archive."""
+CONFIG_FILE: Final[str] = "model-config.yaml"
+ENTRY_MODULE: Final[str] = "aigis_handler.py"
+_ENTRY_SOURCE: Final[str] = '''\
+"""TorchServe entry point. The handler is imported from the installed aigis distribution."""
+
+from serving.handler import handle  # noqa: F401
+'''
+_NAME_PATTERN: Final[re.Pattern[str]] = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_ARCHIVE_TIMEOUT_S: Final[float] = 1800.0
+
+
+class ArchiveError(AigisError):
+    """An archive cannot be built or read."""
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """How TorchServe batches and runs one archive. Defaults: the best measured on a 2-core CPU
+    (see the serving benchmark in README)."""
+
+    name: str = "detector"
+    """The model name TorchServe serves it under (``/predictions/<name>``)."""
+    version: str | None = None
+    """Version it is registered as; default the checkpoint's own version."""
+    batch_size: int = 16
+    """Most requests TorchServe hands the handler at once."""
+    max_batch_delay_ms: int = 20
+    """How long TorchServe waits to fill a batch before it sends a smaller one."""
+    workers: int = 1
+    """Python workers (processes) serving this version; each loads the model once."""
+    response_timeout_s: int = 120
+    """A batch not answered in this time gets its worker restarted."""
+    startup_timeout_s: int = 600
+    """How long a worker may take to load the model."""
+    precision: str = "auto"
+    """``auto`` (fp16 on GPU, fp32 on CPU), ``fp32``, ``bf16``, ``fp16`` or ``int8`` (CPU)."""
+    max_forward_batch: int = 32
+    """Most items in one forward pass; the items of a server batch are split to fit."""
+    max_items_per_request: int = 256
+    """Longer item lists are refused with HTTP 413."""
+    threads: int = 0
+    """Torch threads per worker; 0: the machine's cores divided by ``workers``."""
+
+    def __post_init__(self) -> None:
+        for label, value in (("name", self.name), ("version", self.version)):
+            if value is not None and not _NAME_PATTERN.match(value):
+                raise ArchiveError(
+                    f"{label} {value!r} cannot be used in TorchServe's URLs; use letters, digits, "
+                    "'.', '_' and '-' (at most 64, starting with a letter or digit)"
+                )
+        positive = {
+            "batch_size": self.batch_size,
+            "workers": self.workers,
+            "response_timeout_s": self.response_timeout_s,
+            "startup_timeout_s": self.startup_timeout_s,
+            "max_forward_batch": self.max_forward_batch,
+            "max_items_per_request": self.max_items_per_request,
+        }
+        for field_name, number in positive.items():
+            if number < 1:
+                raise ArchiveError(f"{field_name} must be at least 1, got {number}")
+        if self.max_batch_delay_ms < 0 or self.threads < 0:
+            raise ArchiveError("max_batch_delay_ms and threads must not be negative")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16", "int8"):
+            raise ArchiveError(
+                f"precision {self.precision!r} is not one of auto, fp32, bf16, fp16, int8"
+            )
+
+
+@dataclass(frozen=True)
+class ArchiveInfo:
+    """Identity of an archive, read from its manifest."""
+
+    path: Path
+    name: str
+    version: str
+    handler: dict[str, Any]
+    """The handler section of its model-config.yaml."""
+
+
+def archive_file_name(name: str, version: str) -> str:
+    return f"{name}-{version}.mar"
+
+
+def export_archive(
+    model_dir: Path, store: Path, options: ExportOptions | None = None, *, force: bool = False
+) -> ArchiveInfo:
+    """Package the checkpoint in ``model_dir`` as ``<store>/<name>-<version>.mar``.
+
+    The checkpoint's config and files are checked first (CheckpointError names what is wrong or
+    missing). An existing archive of the same name and version is replaced only with ``force``.
+    """
+    options = options or ExportOptions()
+    config = DetectorConfig.load(model_dir)
+    version = options.version or config.version
+    resolved = ExportOptions(**{**asdict(options), "version": version})
+    store.mkdir(parents=True, exist_ok=True)
+    target = store / archive_file_name(resolved.name, version)
+    if target.exists() and not force:
+        raise ArchiveError(
+            f"{target} exists; pass --force to replace it or choose another --version"
+        )
+    # Staging sits inside the store so the final rename is atomic and never crosses filesystems.
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=store) as staging_dir:
+        staging = Path(staging_dir)
+        files = staging / "files"
+        _link_checkpoint(model_dir, files / CHECKPOINT_DIR)
+        entry = staging / ENTRY_MODULE
+        entry.write_text(_ENTRY_SOURCE, encoding="utf-8")
+        config_file = staging / CONFIG_FILE
+        config_file.write_text(_model_config(resolved, config), encoding="utf-8")
+        output = staging / "out"
+        output.mkdir()
+        _run_archiver(
+            [
+                "--model-name",
+                resolved.name,
+                "--version",
+                version,
+                "--handler",
+                str(entry),
+                "--extra-files",
+                str(files),
+                "--config-file",
+                str(config_file),
+                "--export-path",
+                str(output),
+            ],
+            tmp=staging,
+        )
+        os.replace(output / f"{resolved.name}.mar", target)
+    return read_manifest(target)
+
+
+def export_random(
+    store: Path,
+    options: ExportOptions | None = None,
+    *,
+    preset: str = "tiny",
+    architecture: Architecture = "fused",
+    force: bool = False,
+) -> ArchiveInfo:
+    """Export a randomly initialised detector of ``preset``: for tests, demos and benchmarks.
+
+    The checkpoint's name is ``<preset>-<architecture>`` and its version ``options.version``
+    (default "1").
+    """
+    # Imported here: building a model needs torch and transformers.
+    from serving.checkpoint import save_checkpoint
+    from serving.presets import build_preset
+
+    options = options or ExportOptions(version="1")
+    version = options.version or "1"
+    built = build_preset(
+        preset,
+        architecture,
+        name=f"{preset}-{architecture}",
+        version=version,
+    )
+    with tempfile.TemporaryDirectory(prefix=".random-", dir=_mkdir(store)) as scratch:
+        directory = save_checkpoint(
+            built.model, built.tokenizer, built.image_processor, built.config, Path(scratch)
+        )
+        return export_archive(
+            directory, store, ExportOptions(**{**asdict(options), "version": version}), force=force
+        )
+
+
+def _mkdir(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def _link_checkpoint(model_dir: Path, target: Path) -> None:
+    """Stage the files serving needs, and only those (a training run's directory holds more).
+
+    Links, not copies: the archiver copies through them, so large weights are copied once.
+    """
+    # Imported here: it pulls in torch, which reading archives does not need.
+    from serving.checkpoint import checkpoint_files
+
+    target.mkdir(parents=True)
+    for source in checkpoint_files(model_dir):
+        (target / source.name).symlink_to(source.resolve())
+
+
+def read_manifest(path: Path) -> ArchiveInfo:
+    """Name, version and handler settings of the archive at ``path``."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            manifest = json.loads(archive.read("MAR-INF/MANIFEST.json"))
+            model = manifest["model"]
+            handler: dict[str, Any] = {}
+            config_name = model.get("configFile")
+            if config_name:
+                loaded = yaml.safe_load(archive.read(config_name)) or {}
+                handler = dict(loaded.get("handler") or {})
+            return ArchiveInfo(
+                path=path,
+                name=str(model["modelName"]),
+                version=str(model.get("modelVersion", "1.0")),
+                handler=handler,
+            )
+    except FileNotFoundError:
+        raise ArchiveError(f"no model archive at {path}; build one with `aigis export`") from None
+    except (zipfile.BadZipFile, KeyError, ValueError, yaml.YAMLError) as exc:
+        raise ArchiveError(
+            f"{path} is not a TorchServe model archive ({type(exc).__name__}: {exc}); "
+            "build one with `aigis export`"
+        ) from None
+
+
+def newest_archives(store: Path) -> list[ArchiveInfo]:
+    """For each model name in ``store``, the archive with the highest version."""
+    newest: dict[str, ArchiveInfo] = {}
+    for path in sorted(store.glob("*.mar")):
+        info = read_manifest(path)
+        current = newest.get(info.name)
+        if current is None or _version_key(info.version) > _version_key(current.version):
+            newest[info.name] = info
+    return [newest[name] for name in sorted(newest)]
+
+
+def _version_key(version: str) -> tuple[tuple[int, int | str], ...]:
+    # "10" sorts after "9", and "1.10" after "1.9": numbers compare as numbers.
+    return tuple(
+        (0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"[._-]", version)
+    )
+
+
+def _model_config(options: ExportOptions, config: DetectorConfig) -> str:
+    document = {
+        "minWorkers": options.workers,
+        "maxWorkers": options.workers,
+        "batchSize": options.batch_size,
+        "maxBatchDelay": options.max_batch_delay_ms,
+        "responseTimeout": options.response_timeout_s,
+        "startupTimeout": options.startup_timeout_s,
+        "handler": {
+            "checkpoint": CHECKPOINT_DIR,
+            "precision": options.precision,
+            "max_forward_batch": options.max_forward_batch,
+            "max_items_per_request": options.max_items_per_request,
+            "threads": options.threads,
+            "architecture": config.architecture,
+            "aigis_version": aigis_version(),
+        },
+    }
+    return yaml.safe_dump(document, sort_keys=False)
+
+
+def aigis_version() -> str:
+    """The installed aigis distribution's version ("unknown" when run from a bare source tree)."""
+    try:
+        return package_version("aigis")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _run_archiver(arguments: list[str], *, tmp: Path) -> None:
+    # `python -m model_archiver.model_packaging` would warn (its package imports that module).
+    entry = "from model_archiver.model_packaging import generate_model_archive as g; g()"
+    command = [sys.executable, "-c", entry, *arguments]
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    try:
+        subprocess.run(
+            command,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=_ARCHIVE_TIMEOUT_S,
+        )
+    except subprocess.CalledProcessError as exc:
+        tail = (exc.stderr or exc.stdout or "").strip()[-2000:]
+        raise ArchiveError(f"torch-model-archiver failed (exit {exc.returncode}): {tail}") from None
+    except subprocess.TimeoutExpired:
+        raise ArchiveError(
+            f"torch-model-archiver did not finish in {_ARCHIVE_TIMEOUT_S:.0f} s"
+        ) from None

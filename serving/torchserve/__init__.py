@@ -1,0 +1,1 @@
+"""TorchServe configuration templates that ``aigis serve start`` fills from settings."""

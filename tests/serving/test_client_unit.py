@@ -1,0 +1,256 @@
+"""The serving client's splitting, ordering, retries and token renewal, against a stub server.
+
+The stub speaks just enough of TorchServe's protocol to make each behaviour happen on demand
+(a 503, an expired token); the same client runs against the real TorchServe in test_client.py.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from pydantic import SecretStr
+
+from aigis.settings import ServingSettings
+from serving.client import (
+    ItemError,
+    ItemResult,
+    ServingClient,
+    ServingRequestError,
+    ServingUnavailable,
+)
+
+pytestmark = pytest.mark.unit
+
+
+@dataclass
+class Stub:
+    """What the stub server does next, and what it saw."""
+
+    key: str | None = None
+    """The inference token it accepts; None: no authorisation."""
+    key_file: Path | None = None
+    fail_next: int = 0
+    """Answer this many predictions 503 first."""
+    status: int = 200
+    wrong_count: bool = False
+    requests: list[int] = field(default_factory=list)
+    """Items per prediction request that reached the model."""
+    sizes: list[int] = field(default_factory=list)
+    attempts: int = 0
+    renewals: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _handler(stub: Stub) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            url = urlsplit(self.path)
+            if url.path == "/token":
+                self._renew(parse_qs(url.query)["type"][0])
+                return
+            with stub.lock:
+                stub.attempts += 1
+                if (
+                    stub.key is not None
+                    and self.headers.get("Authorization") != f"Bearer {stub.key}"
+                ):
+                    self._send(400, {"code": 400, "type": "InvalidKeyException", "message": "x"})
+                    return
+                if stub.fail_next:
+                    stub.fail_next -= 1
+                    self._send(503, {"code": 503, "type": "ServiceUnavailableException"})
+                    return
+                if stub.status != 200:
+                    self._send(stub.status, {"code": stub.status, "message": "refused"})
+                    return
+                items = json.loads(body)
+                stub.requests.append(len(items))
+                stub.sizes.append(len(body))
+            answers = [_answer(item) for item in items]
+            self._send(200, answers[:-1] if stub.wrong_count else answers)
+
+        def _renew(self, kind: str) -> None:
+            assert stub.key_file is not None
+            keys = json.loads(stub.key_file.read_text())
+            if self.headers.get("Authorization") != f"Bearer {keys['API']['key']}":
+                self._send(400, {"code": 400, "type": "InvalidKeyException"})
+                return
+            stub.renewals += 1
+            stub.key = f"renewed-{stub.renewals}"
+            keys[kind]["key"] = stub.key
+            stub.key_file.write_text(json.dumps(keys))
+            self._send(200, {})
+
+        def _send(self, status: int, payload: Any) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    return Handler
+
+
+def _answer(item: dict[str, str]) -> dict[str, Any]:
+    # The caption carries the item's index, so the answer says which item it belongs to.
+    return {
+        "p_ai": int(item.get("caption") or 0) / 1000,
+        "decision": "human",
+        "generator": "real",
+        "generator_probs": {"real": 1.0},
+        "confidence_a": 1.0,
+        "confidence_b": 1.0,
+        "model_name": "detector",
+        "model_version": "1",
+        "server_batch_size": 1,
+    }
+
+
+@pytest.fixture
+def stub() -> Iterator[tuple[Stub, ServingSettings]]:
+    state = Stub()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    settings = ServingSettings(
+        inference_url=url,
+        management_url=url,
+        retries=3,
+        backoff_initial_s=0.01,
+        backoff_max_s=0.05,
+    )
+    try:
+        yield state, settings
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _items(n: int, size: int = 10) -> list[tuple[bytes, str | None]]:
+    return [(bytes(size), str(i)) for i in range(n)]
+
+
+def test_items_are_split_into_requests_and_answered_in_order(
+    stub: tuple[Stub, ServingSettings],
+) -> None:
+    state, settings = stub
+    with ServingClient(settings) as client:
+        results = client.predict_many(_items(23), request_items=4, max_in_flight=3)
+    assert [r.p_ai for r in results if isinstance(r, ItemResult)] == [i / 1000 for i in range(23)]
+    assert sorted(state.requests) == [3, 4, 4, 4, 4, 4]
+
+
+def test_requests_stay_under_the_size_limit_and_an_oversized_item_is_not_sent(
+    stub: tuple[Stub, ServingSettings],
+) -> None:
+    state, settings = stub
+    limited = settings.model_copy(update={"max_request_mb": 1})
+    items = [(bytes(300_000), "0"), (bytes(300_000), "1"), (bytes(900_000), "2"), (b"x", "3")]
+    with ServingClient(limited) as client:
+        results = client.predict_many(items, request_items=8, max_in_flight=2)
+    assert isinstance(results[2], ItemError)
+    assert results[2].reason == "image_too_large"
+    assert [r.p_ai for r in results if isinstance(r, ItemResult)] == [0.0, 0.001, 0.003]
+    assert sum(state.requests) == 3
+    assert max(state.sizes) <= 1024 * 1024
+
+
+def test_503_is_retried_with_backoff(stub: tuple[Stub, ServingSettings]) -> None:
+    state, settings = stub
+    state.fail_next = 2
+    with ServingClient(settings) as client:
+        [result] = client.predict(_items(1))
+    assert isinstance(result, ItemResult)
+    assert state.attempts == 3
+
+
+def test_persistent_503_becomes_serving_unavailable(stub: tuple[Stub, ServingSettings]) -> None:
+    state, settings = stub
+    state.fail_next = 100
+    with ServingClient(settings) as client, pytest.raises(ServingUnavailable) as caught:
+        client.predict(_items(1))
+    assert state.attempts == settings.retries + 1
+    assert caught.value.retry_after > 0
+    assert "503" in str(caught.value)
+
+
+def test_a_refused_request_is_not_retried(stub: tuple[Stub, ServingSettings]) -> None:
+    state, settings = stub
+    state.status = 413
+    with ServingClient(settings) as client, pytest.raises(ServingRequestError) as caught:
+        client.predict(_items(2))
+    assert caught.value.status == 413
+    assert state.attempts == 1
+
+
+def test_an_answer_of_the_wrong_shape_is_the_servers_fault(
+    stub: tuple[Stub, ServingSettings],
+) -> None:
+    state, settings = stub
+    state.wrong_count = True
+    with ServingClient(settings) as client, pytest.raises(ServingUnavailable, match="re-export"):
+        client.predict(_items(3))
+
+
+def test_an_expired_token_is_renewed_through_the_key_file(
+    stub: tuple[Stub, ServingSettings], tmp_path: Path
+) -> None:
+    state, settings = stub
+    key_file = tmp_path / "key_file.json"
+    keys = {"inference": {"key": "expired"}, "management": {"key": "m"}, "API": {"key": "api"}}
+    key_file.write_text(json.dumps(keys))
+    state.key, state.key_file = "current-but-unknown", key_file
+    with ServingClient(settings, key_file=key_file) as client:
+        [result] = client.predict(_items(1))
+        assert isinstance(result, ItemResult)
+        assert state.renewals == 1
+        # Someone else renewed it meanwhile: the client picks the new key up from the file.
+        keys["inference"]["key"] = state.key = "renewed-elsewhere"
+        key_file.write_text(json.dumps(keys))
+        [result] = client.predict(_items(1))
+    assert isinstance(result, ItemResult)
+    assert state.renewals == 1
+
+
+def test_a_rejected_fixed_token_is_unavailable_not_a_bad_request(
+    stub: tuple[Stub, ServingSettings],
+) -> None:
+    state, settings = stub
+    state.key = "right"
+    wrong = settings.model_copy(update={"token": SecretStr("wrong")})
+    with ServingClient(wrong) as client, pytest.raises(ServingUnavailable, match="token"):
+        client.predict(_items(1))
+
+
+def test_nothing_listening_is_unavailable_within_the_backoff() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = ServingSettings(
+        inference_url=f"http://127.0.0.1:{port}",
+        management_url=f"http://127.0.0.1:{port}",
+        retries=2,
+        backoff_initial_s=0.05,
+    )
+    started = time.monotonic()
+    with ServingClient(settings) as client:
+        with pytest.raises(ServingUnavailable, match="ConnectError"):
+            client.predict(_items(1))
+        assert client.ready() is False
+    assert time.monotonic() - started < 3.0

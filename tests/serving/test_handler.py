@@ -1,0 +1,244 @@
+"""The TorchServe handler in process, with TorchServe's own Context and a tiny exported model."""
+
+from __future__ import annotations
+
+import base64
+import json
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from ts.context import Context, RequestProcessor
+
+from serving.handler import DetectorHandler
+
+pytestmark = pytest.mark.unit
+
+
+def _context(model_dir: Path, rows: int = 1, headers: dict[str, str] | None = None) -> Context:
+    manifest = json.loads((model_dir / "MAR-INF" / "MANIFEST.json").read_text())
+    model_yaml = yaml.safe_load((model_dir / manifest["model"]["configFile"]).read_text())
+    context = Context(
+        "detector", str(model_dir), manifest, 8, None, "0.12.0", model_yaml_config=model_yaml
+    )
+    context.request_processor = [RequestProcessor(dict(headers or {})) for _ in range(rows)]
+    return context
+
+
+@pytest.fixture(scope="module")
+def model_dir(model_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The store's archive extracted, as TorchServe extracts it for a worker."""
+    target = tmp_path_factory.mktemp("extracted")
+    [archive] = model_store.glob("*.mar")
+    with zipfile.ZipFile(archive) as mar:
+        mar.extractall(target)
+    return target
+
+
+@pytest.fixture(scope="module")
+def handler(model_dir: Path) -> DetectorHandler:
+    loaded = DetectorHandler()
+    loaded.initialize(_context(model_dir))
+    return loaded
+
+
+@pytest.fixture
+def serve(handler: DetectorHandler, model_dir: Path) -> Callable[..., tuple[list[Any], list[int]]]:
+    """Run one server batch; return the decoded answers and their HTTP statuses."""
+
+    def run(*bodies: Any) -> tuple[list[Any], list[int]]:
+        context = _context(model_dir, rows=len(bodies))
+        answers = handler.handle([{"body": body} for body in bodies], context)
+        statuses = [context.get_response_status(i)[0] for i in range(len(bodies))]
+        return [json.loads(answer) for answer in answers], statuses
+
+    return run
+
+
+def _item(image: bytes, caption: str | None = None) -> dict[str, str]:
+    item = {"image_b64": base64.b64encode(image).decode()}
+    if caption is not None:
+        item["caption"] = caption
+    return item
+
+
+def test_one_object_gets_one_object_and_a_list_gets_a_list_in_order(
+    serve: Callable[..., tuple[list[Any], list[int]]], make_png: Callable[..., bytes]
+) -> None:
+    colours = [(250, 20, 20), (20, 250, 20), (20, 20, 250)]
+    single, listed = serve(
+        _item(make_png(colours[0]), "red"),
+        [_item(make_png(colour), name) for colour, name in zip(colours, "rgb", strict=True)],
+    )[0]
+    assert isinstance(single, dict)
+    assert single["model_name"] == "detector"
+    assert single["model_version"] == "1"
+    assert single["server_batch_size"] == 2
+    assert set(single["generator_probs"]) == {
+        "real",
+        "sd21",
+        "sdxl",
+        "sd3",
+        "dalle3",
+        "midjourney6",
+    }
+    assert sum(single["generator_probs"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert isinstance(listed, list)
+    assert len(listed) == 3
+    # Alone, each item scores what it scored inside the list: the list kept its order.
+    for colour, name, answer in zip(colours, "rgb", listed, strict=True):
+        [[alone]], _ = serve([_item(make_png(colour), name)])
+        assert answer["p_ai"] == pytest.approx(alone["p_ai"], abs=1e-5)
+
+
+def test_bad_requests_are_refused_whole_and_the_rest_of_the_batch_is_served(
+    serve: Callable[..., tuple[list[Any], list[int]]], make_png: Callable[..., bytes]
+) -> None:
+    good = _item(make_png((90, 90, 90)))
+    answers, statuses = serve(
+        good,
+        b"{not json",
+        42,
+        [],
+        [good, 7],
+        [good] * 300,
+        json.dumps([good]).encode(),  # a body TorchServe did not parse (no JSON content type)
+    )
+    assert statuses == [200, 400, 400, 400, 400, 413, 200]
+    reasons = [
+        a["error"]["reason"] if isinstance(a, dict) and "error" in a else "ok" for a in answers
+    ]
+    assert reasons == [
+        "ok",
+        "not_json",
+        "not_items",
+        "no_items",
+        "not_items",
+        "too_many_items",
+        "ok",
+    ]
+    assert "Content-Type: application/json" in answers[1]["error"]["detail"]
+
+
+def test_each_bad_item_gets_its_own_error(
+    serve: Callable[..., tuple[list[Any], list[int]]],
+    make_png: Callable[..., bytes],
+    bomb_png: bytes,
+) -> None:
+    good = _item(make_png((10, 120, 200)), "a photo")
+    wrapped = base64.encodebytes(make_png((1, 2, 3))).decode()  # line-wrapped base64 is accepted
+    [answers], [status] = serve(
+        [
+            good,
+            {"image_b64": "!!not base64!!"},
+            _item(b"GIF89a but not really"),
+            _item(bomb_png),
+            _item(b""),
+            {"image": "typo"},
+            {"image_b64": 42},
+            _item(make_png((1, 2, 3)), "x" * 5000),
+            {"image_b64": wrapped},
+            good,
+        ]
+    )
+    assert status == 200
+    reasons = [a["error"]["reason"] if "error" in a else "ok" for a in answers]
+    assert reasons == [
+        "ok",
+        "bad_base64",
+        "undecodable_image",
+        "decompression_bomb",
+        "empty_image",
+        "invalid_item",
+        "invalid_item",
+        "caption_too_long",
+        "ok",
+        "ok",
+    ]
+    assert answers[0]["p_ai"] == pytest.approx(answers[-1]["p_ai"], abs=1e-6)
+
+
+def test_a_single_bad_item_is_answered_422(
+    serve: Callable[..., tuple[list[Any], list[int]]],
+) -> None:
+    [answer], [status] = serve({"image_b64": "%%%"})
+    assert status == 422
+    assert answer["error"]["reason"] == "bad_base64"
+
+
+Predict = Callable[[list[Any], list[str | None]], Any]
+
+
+@pytest.fixture
+def around_predict(
+    handler: DetectorHandler, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[Callable[[Predict, list[Any], list[str | None]], Any]], None]:
+    """Send the predictor's ``predict`` through ``wrapper(real_predict, images, captions)``."""
+
+    def install(wrapper: Callable[[Predict, list[Any], list[str | None]], Any]) -> None:
+        predictor = handler.predictor
+        assert predictor is not None
+        real = predictor.predict
+        monkeypatch.setattr(predictor, "predict", lambda i, c: wrapper(real, i, c))
+
+    return install
+
+
+def test_items_of_all_requests_run_in_forward_passes_of_bounded_size(
+    serve: Callable[..., tuple[list[Any], list[int]]],
+    handler: DetectorHandler,
+    around_predict: Callable[..., None],
+    make_png: Callable[..., bytes],
+) -> None:
+    sizes: list[int] = []
+
+    def counting(real: Predict, images: list[Any], captions: list[str | None]) -> Any:
+        sizes.append(len(images))
+        return real(images, captions)
+
+    around_predict(counting)
+    item = _item(make_png((5, 5, 5)))
+    answers, _ = serve([item] * 3, [item] * 5, item, [item, {"image_b64": "??"}])
+    assert [len(a) if isinstance(a, list) else 1 for a in answers] == [3, 5, 1, 2]
+    assert handler.settings.max_forward_batch == 4
+    assert sizes == [4, 4, 2]  # 10 valid items of four requests, in passes of at most 4
+
+
+def test_an_item_that_breaks_the_model_fails_alone(
+    serve: Callable[..., tuple[list[Any], list[int]]],
+    around_predict: Callable[..., None],
+    make_png: Callable[..., bytes],
+) -> None:
+    def fragile(real: Predict, images: list[Any], captions: list[str | None]) -> Any:
+        if "poison" in captions:
+            raise RuntimeError("shape mismatch")
+        return real(images, captions)
+
+    around_predict(fragile)
+    image = make_png((200, 100, 0))
+    [answers], _ = serve([_item(image, "fine"), _item(image, "poison"), _item(image, "also fine")])
+    assert "p_ai" in answers[0]
+    assert answers[1]["error"]["reason"] == "prediction_failed"
+    assert "p_ai" in answers[2]
+
+
+def test_describe_names_the_served_model(handler: DetectorHandler, model_dir: Path) -> None:
+    context = _context(model_dir, headers={"describe": "True"})
+    [answer] = handler.handle([{"body": None}], context)
+    described = json.loads(answer)
+    assert described["name"] == "detector"
+    assert described["version"] == "1"
+    assert described["architecture"] == "fused"
+    assert described["generators"][0] == "real"
+    assert described["reads_caption"] is True
+    assert described["checkpoint"] == {"name": "tiny-fused", "version": "1"}
+
+
+def test_the_handler_refuses_to_serve_before_it_is_loaded(
+    model_dir: Path, make_png: Callable[..., bytes]
+) -> None:
+    with pytest.raises(RuntimeError, match="before initialize"):
+        DetectorHandler().handle([{"body": _item(make_png((0, 0, 0)))}], _context(model_dir))

@@ -1,0 +1,128 @@
+"""Starting, inspecting and stopping TorchServe."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+
+from aigis.settings import ServingSettings, Settings
+from serving.client import ServingClient, ServingUnavailable
+from serving.server import ServerError, TorchServe, render_config
+
+if TYPE_CHECKING:
+    from tests.serving.conftest import Served
+
+
+@pytest.mark.unit
+def test_config_binds_the_settings_addresses_with_auth_and_size_limits() -> None:
+    settings = Settings(
+        serving=ServingSettings(
+            inference_url="http://127.0.0.1:28080",
+            management_url="http://127.0.0.1:28081",
+            metrics_url="http://127.0.0.1:28082",
+            max_request_mb=32,
+        )
+    )
+    lines = set(render_config(settings, auth=True).splitlines())
+    assert {
+        "inference_address=http://127.0.0.1:28080",
+        "management_address=http://127.0.0.1:28081",
+        "metrics_address=http://127.0.0.1:28082",
+        "grpc_inference_address=127.0.0.1",
+        "grpc_inference_port=28090",
+        "grpc_management_port=28091",
+        "metrics_mode=prometheus",
+        "disable_token_authorization=false",
+        "enable_model_api=true",
+        f"max_request_size={32 * 1024 * 1024}",
+    } <= lines
+    assert "disable_token_authorization=true" in render_config(settings, auth=False)
+
+
+@pytest.mark.unit
+def test_start_explains_an_empty_or_missing_store(tmp_path: Path) -> None:
+    server = TorchServe(Settings(state_dir=tmp_path / "state"))
+    with pytest.raises(ServerError, match=r"holds no \.mar archive"):
+        server.start(tmp_path)
+    with pytest.raises(ServerError, match="not a directory"):
+        server.start(tmp_path / "missing")
+    assert server.stop() is False
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_start_returned_with_workers_ready_and_status_shows_them(torchserve: Served) -> None:
+    status = torchserve.server.status()
+    assert status.running
+    assert status.pid == torchserve.server.pid()
+    assert status.auth is True
+    assert status.defaults == {"detector": "1"}
+    assert [(d.name, d.version, d.workers_ready) for d in status.models] == [("detector", "1", 1)]
+    assert status.problem is None
+    assert torchserve.key_file.stat().st_mode & 0o777 == 0o600  # a secret: owner only
+    assert (torchserve.server.paths.logs / "ts_log.log").is_file()
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_metrics_count_scored_and_refused_items_in_prometheus_format(
+    torchserve: Served, make_png: Callable[..., bytes]
+) -> None:
+    with ServingClient(torchserve.serving, key_file=torchserve.key_file) as client:
+        client.predict([(make_png((3, 3, 3)), None), (b"not an image", None)])
+    metrics = httpx.get(f"{torchserve.settings.serving.metrics_url}/metrics", timeout=10)
+    assert metrics.status_code == 200
+    assert "# TYPE ItemsScored counter" in metrics.text
+    assert 'ItemErrors{Reason="undecodable_image"' in metrics.text
+    assert "ts_inference_requests_total" in metrics.text
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_second_start_and_a_taken_port_are_refused(torchserve: Served, tmp_path: Path) -> None:
+    with pytest.raises(ServerError, match="already running"):
+        torchserve.server.start(torchserve.store)
+    elsewhere = TorchServe(torchserve.settings.model_copy(update={"state_dir": tmp_path}))
+    with pytest.raises(ServerError, match="is taken by another process"):
+        elsewhere.start(torchserve.store)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_stopping_the_server_mid_stream_is_unavailable_quickly_not_a_hang(
+    torchserve: Served, make_png: Callable[..., bytes]
+) -> None:
+    items: list[tuple[bytes, str | None]] = [(make_png((40, 40, 40)), None)] * 8
+    outcome: dict[str, object] = {}
+    client = ServingClient(torchserve.serving, key_file=torchserve.key_file)
+
+    def stream() -> None:
+        try:
+            while True:
+                client.predict_many(items, request_items=2, max_in_flight=2)
+        except ServingUnavailable as exc:
+            outcome["error"] = exc
+            outcome["at"] = time.monotonic()
+
+    streaming = threading.Thread(target=stream, daemon=True)
+    streaming.start()
+    time.sleep(1.0)
+    pid = torchserve.server.pid()
+    try:
+        assert torchserve.server.stop() is True
+        stopped_at = time.monotonic()
+        assert not Path(f"/proc/{pid}").exists(), "stop() returned while the JVM was alive"
+        streaming.join(timeout=20)
+        assert isinstance(outcome.get("error"), ServingUnavailable)
+        assert float(outcome["at"]) - stopped_at < 10  # type: ignore[arg-type]
+        assert client.ready() is False
+    finally:
+        client.close()
+        # The other tests of the package need it back, serving what it served.
+        torchserve.server.start(torchserve.store, models=[torchserve.archive.path.name])
