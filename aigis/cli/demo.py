@@ -1,8 +1,8 @@
-"""``aigis demo``: one image event through the real local Kafka.
+"""``aigis demo``: the whole pipeline end to end, or (``--round-trip``) one event through Kafka.
 
-An interim tour until the whole pipeline runs end to end: it starts the services, publishes an
+The tour itself lives in :mod:`aigis.demo`. The round trip starts the services, publishes an
 ImageEvent carrying a generated PNG to the images topic, reads it back with a fresh consumer
-group and prints it decoded.
+group and prints it decoded: a quick check of the infrastructure alone.
 """
 
 from __future__ import annotations
@@ -25,31 +25,65 @@ _SHOWN_B64_CHARS = 48
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(help="Start Kafka and Redis, publish one image event and read it back.")
-    def demo() -> None:
+    @app.command(
+        help=(
+            "Run the pipeline end to end on this machine: Kafka, Redis and TorchServe up; train "
+            "the tiny fused detector on the smoke set; export and serve it; start a worker and "
+            "the sink; publish the smoke test split and show verdicts; a summary with accuracy, "
+            "throughput, latency and cache hits; one retraining cycle; then stop everything."
+        )
+    )
+    def demo(
+        keep: bool = typer.Option(
+            False, "--keep", help="Leave every service running and say how to stop them."
+        ),
+        events: int = typer.Option(300, "--events", min=1, max=300, help="Images to publish."),
+        reuse_model: bool = typer.Option(
+            False, "--reuse-model", help="Skip training when an earlier demo left a model."
+        ),
+        round_trip: bool = typer.Option(
+            False, "--round-trip", help="Only start Kafka and Redis and send one event through."
+        ),
+    ) -> None:
         loaded = settings()
-        typer.echo(f"1. services (state dir {loaded.state_dir})")
+        if round_trip:
+            _round_trip(loaded)
+            return
+        from aigis.demo import Demo
+
+        tour = Demo(loaded, keep=keep, events=events, reuse_model=reuse_model)
         try:
-            devstack.up(loaded, report=lambda o: typer.echo(f"   {o.name:<7} {o.result}"))
-            event = ImageEvent.inline(
-                f"demo-{uuid.uuid4().hex[:12]}",
-                _gradient_png(),
-                caption="a generated colour gradient",
-                source="aigis-demo",
-            )
-            partition, offset = _publish(loaded, event)
-            typer.echo(
-                f"2. published {event.event_id} to {loaded.topics.images} "
-                f"(partition {partition}, offset {offset})"
-            )
-            group, received = _read_back(loaded, partition, offset)
+            tour.run()
         except AigisError as exc:
             fail(f"aigis demo: {exc}")
-        typer.echo(f"3. read back with the fresh consumer group {group}:")
-        typer.echo(json.dumps(_shortened(received), indent=2, ensure_ascii=False))
-        if received != event:
-            fail("aigis demo: the event read back differs from the one published")
-        typer.echo("the event came back intact. Stop the services with: aigis dev down")
+        finally:
+            tour.close()
+
+
+def _round_trip(loaded: Settings) -> None:
+    """Start Kafka and Redis, publish one event and read it back."""
+    typer.echo(f"1. services (state dir {loaded.state_dir})")
+    try:
+        devstack.up(loaded, report=lambda o: typer.echo(f"   {o.name:<7} {o.result}"))
+        event = ImageEvent.inline(
+            f"demo-{uuid.uuid4().hex[:12]}",
+            _gradient_png(),
+            caption="a generated colour gradient",
+            source="aigis-demo",
+        )
+        partition, offset = _publish(loaded, event)
+        typer.echo(
+            f"2. published {event.event_id} to {loaded.topics.images} "
+            f"(partition {partition}, offset {offset})"
+        )
+        group, received = _read_back(loaded, partition, offset)
+    except AigisError as exc:
+        fail(f"aigis demo: {exc}")
+    typer.echo(f"3. read back with the fresh consumer group {group}:")
+    typer.echo(json.dumps(_shortened(received), indent=2, ensure_ascii=False))
+    if received != event:
+        fail("aigis demo: the event read back differs from the one published")
+    typer.echo("the event came back intact. Stop the services with: aigis dev down")
 
 
 def _gradient_png(size: int = 32) -> bytes:

@@ -1,4 +1,4 @@
-"""`aigis demo` (interim): one event through the real broker and back."""
+"""`aigis demo --round-trip`: one event through the real broker and back."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 def test_demo_publishes_and_reads_back_an_event(kafka_ready: Settings) -> None:
     done = subprocess.run(
-        [str(Path(sys.executable).with_name("aigis")), "demo"],
+        [str(Path(sys.executable).with_name("aigis")), "demo", "--round-trip"],
         capture_output=True,
         text=True,
         timeout=240,
