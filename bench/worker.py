@@ -1,0 +1,444 @@
+"""Benchmark of the streaming worker against TorchServe's own throughput and a naive worker.
+
+Needs Kafka and Redis (``aigis dev up``); starts its own TorchServe with the tiny model on the
+``AIGIS_SERVING__*`` ports. Every phase uses fresh topics, group and cache prefix, and images
+made unique (bytes appended after the JPEG end marker) so that scoring phases miss the cache.
+
+    .venv/bin/python -m bench.worker [--events 600] [--naive-events 60] [--json results.json]
+
+(as a module from the repository root: run as a script, ``bench/`` would come first on the path
+and this file and ``bench/serving.py`` would shadow the ``worker`` and ``serving`` packages).
+
+Phases, all in one run so the ratios compare like with like:
+
+1. TorchServe alone: ``predict_many`` with the worker's request size and concurrency.
+2. Worker, exactly-once and at-least-once: a backlog of N events; events/s from the first
+   committed verdict to the last.
+3. Cache-hit replay: the same images again as new events.
+4. Latency: events produced at half the measured rate; end-to-end p50/p99 from ``produced_at``
+   to the verdict being readable (read_committed).
+5. Naive worker: one event at a time, one request, one produce, one commit, no cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from aigis import kafka
+from aigis.devstack.kafka_broker import KafkaBroker
+from aigis.settings import Guarantee, Settings
+from schemas import ImageEvent, Timings, decode, encode
+from serving.archive import ExportOptions, export_random
+from serving.client import ItemResult, ServingClient
+from serving.server import TorchServe, running_torchserve
+from worker.route import build_verdict
+from worker.score import Score
+from worker.tail import partitions
+from worker.testing import subprocess_env
+
+TICKS = os.sysconf("SC_CLK_TCK")
+_CREATED: list[str] = []
+"""Topics this run created, deleted at the end."""
+
+
+def unique_images(count: int) -> list[tuple[bytes, str | None]]:
+    """``count`` distinct images: smoke-set JPEGs with a unique trailer after the end marker
+    (decoders ignore it; the hash, and so the cache key, changes)."""
+    from training.data import load_split
+
+    samples = load_split("smoke", "test", normalise=False, require_labels=False)
+    run = uuid.uuid4().hex[:8].encode()
+    return [
+        (
+            samples[i % len(samples)].image + b"bench" + run + str(i).encode(),
+            samples[i % len(samples)].caption,
+        )
+        for i in range(count)
+    ]
+
+
+def fresh(settings: Settings, tag: str, **worker: Any) -> Settings:
+    """Settings with new topics, group and cache prefix (created here)."""
+    run = f"bench.{tag}.{uuid.uuid4().hex[:6]}"
+    topics = settings.topics.model_copy(
+        update={f: f"{run}.{f.replace('_', '-')}" for f in type(settings.topics).model_fields}
+    )
+    kafka.ensure_topics(settings, topics.all())
+    _CREATED.extend(topics.all())
+    return settings.model_copy(
+        update={
+            "topics": topics,
+            "redis": settings.redis.model_copy(update={"key_prefix": run}),
+            "worker": settings.worker.model_copy(update={"group_id": run, **worker}),
+        }
+    )
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / TICKS
+
+
+def group_pids(leader: int | None) -> list[int]:
+    """The processes of ``leader``'s process group (TorchServe's JVM and its Python workers)."""
+    if leader is None:
+        return []
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getpgid(int(entry.name)) == leader:
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+class Arrivals:
+    """Reads committed verdicts as they arrive and notes when each became readable."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.at: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._consumer = kafka.consumer(settings, group_id=None)
+        self._consumer.assign(partitions(self._consumer, settings.topics.verdicts))
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for records in self._consumer.poll(timeout_ms=100).values():
+                now = time.time()
+                for r in records:
+                    self.at.setdefault(r.key.decode(), now)
+
+    def wait(self, count: int, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while len(self.at) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(self.at)} of {count} verdicts after {timeout_s} s")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._consumer.close(autocommit=False)
+
+
+def publish(
+    settings: Settings, images: Sequence[tuple[bytes, str | None]], tag: str
+) -> dict[str, float]:
+    """Publish one event per image; returns event id -> produced_at (epoch seconds)."""
+    producer = kafka.producer(settings)
+    produced: dict[str, float] = {}
+    for i, (image, caption) in enumerate(images):
+        now = datetime.now(UTC)
+        event = ImageEvent.inline(f"{tag}-{i}", image, caption=caption, produced_at=now)
+        producer.send(settings.topics.images, value=encode(event), key=event.event_id.encode())
+        produced[event.event_id] = now.timestamp()
+    producer.flush(timeout=120)
+    producer.close()
+    return produced
+
+
+@contextmanager
+def worker_process(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
+    env = {
+        **subprocess_env(settings),
+        "AIGIS_WORKER__GUARANTEE": settings.worker.guarantee.value,
+        "AIGIS_LOG_LEVEL": os.environ.get("BENCH_WORKER_LOG_LEVEL", "WARNING"),
+    }
+    proc = subprocess.Popen([sys.executable, "-m", "worker", "--slot", "0"], env=env)
+    try:
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+
+
+def scrape(port: int) -> dict[str, float]:
+    import httpx
+
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return {
+        s.name: s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if not s.labels
+    }
+
+
+def run_worker_phase(
+    settings: Settings,
+    images: Sequence[tuple[bytes, str | None]],
+    tag: str,
+    torchserve: TorchServe,
+    broker: int | None,
+) -> dict[str, Any]:
+    """Backlog throughput of one worker process, and where its time and CPU went."""
+    produced = publish(settings, images, tag)
+    arrivals = Arrivals(settings)
+    serve_pids = group_pids(torchserve.pid())
+    with worker_process(settings) as proc:
+        arrivals.wait(1, 120)
+        first = min(arrivals.at.values())
+        done_first = len(arrivals.at)
+        cpu0 = (
+            cpu_seconds([proc.pid]),
+            cpu_seconds(serve_pids),
+            cpu_seconds([broker] if broker else []),
+        )
+        arrivals.wait(len(produced), 600)
+        cpu1 = (
+            cpu_seconds([proc.pid]),
+            cpu_seconds(serve_pids),
+            cpu_seconds([broker] if broker else []),
+        )
+        metrics = scrape(settings.worker.metrics_port)
+    arrivals.close()
+    last = max(arrivals.at.values())
+    events = len(produced) - done_first
+    wall = last - first
+    batch_s = metrics.get("aigis_worker_batch_seconds_sum", 0.0)
+    return {
+        "events_per_s": events / wall,
+        "cpu_ms_per_event": {
+            name: 1000 * (b - a) / events
+            for name, a, b in zip(("worker", "torchserve", "kafka"), cpu0, cpu1, strict=True)
+        },
+        "serving_share_of_batch_time": metrics.get("aigis_worker_serving_seconds_sum", 0.0)
+        / batch_s
+        if batch_s
+        else None,
+        "mean_batch_size": metrics.get("aigis_worker_batch_size_sum", 0.0)
+        / max(1.0, metrics.get("aigis_worker_batch_size_count", 1.0)),
+    }
+
+
+def run_latency_phase(
+    settings: Settings, images: Sequence[tuple[bytes, str | None]], rate: float, seconds: float
+) -> dict[str, float]:
+    """Events at ``rate``/s for ``seconds``; end-to-end latency percentiles in ms."""
+    count = int(rate * seconds)
+    arrivals = Arrivals(settings)
+    produced: dict[str, float] = {}
+    producer = kafka.producer(settings)
+    with worker_process(settings):
+        publish(settings, images[:1], "warm")  # joins the group and loads before timing starts
+        arrivals.wait(1, 120)
+        start = time.monotonic()
+        for i in range(count):
+            time.sleep(max(0.0, start + i / rate - time.monotonic()))
+            image, caption = images[1 + i]
+            now = datetime.now(UTC)
+            event = ImageEvent.inline(f"lat-{i}", image, caption=caption, produced_at=now)
+            producer.send(settings.topics.images, value=encode(event), key=event.event_id.encode())
+            produced[event.event_id] = now.timestamp()
+        producer.flush()
+        arrivals.wait(count + 1, 300)
+    producer.close()
+    arrivals.close()
+    latencies = sorted(1000 * (arrivals.at[k] - t) for k, t in produced.items())
+    return {
+        "rate_per_s": rate,
+        "p50_ms": statistics.quantiles(latencies, n=100)[49],
+        "p99_ms": statistics.quantiles(latencies, n=100)[98],
+    }
+
+
+def run_naive(
+    settings: Settings, images: Sequence[tuple[bytes, str | None]], client: ServingClient
+) -> float:
+    """One event at a time: poll one, one request, produce and wait, commit. Events/s."""
+    publish(settings, images, "naive")
+    consumer = kafka.consumer(
+        settings, group_id=settings.worker.group_id, topics=[settings.topics.images]
+    )
+    producer = kafka.producer(settings)
+    done, started = 0, None
+    while done < len(images):
+        for records in consumer.poll(timeout_ms=500, max_records=1).values():
+            for record in records:
+                started = started or time.monotonic()
+                event = decode(ImageEvent, record.value)
+                [answer] = client.predict([(event.inline_bytes() or b"", event.caption)])
+                assert isinstance(answer, ItemResult)
+                verdict = build_verdict(
+                    event,
+                    "0" * 64,
+                    Score.of(answer),
+                    cached=False,
+                    timings=Timings(),
+                    settings=settings.worker,
+                )
+                producer.send(settings.topics.verdicts, value=encode(verdict), key=record.key).get(
+                    timeout=30
+                )
+                consumer.commit()
+                done += 1
+    elapsed = time.monotonic() - (started or time.monotonic())
+    consumer.close()
+    producer.close()
+    return (done - 1) / elapsed
+
+
+def run_direct(
+    settings: Settings,
+    images: Sequence[tuple[bytes, str | None]],
+    client: ServingClient,
+    seconds: float,
+) -> float:
+    """TorchServe's own throughput at the worker's request size and concurrency. Items/s."""
+    w = settings.worker
+    done, start = 0, time.monotonic()
+    while time.monotonic() - start < seconds:
+        chunk = [images[(done + i) % len(images)] for i in range(w.batch_size * 4)]
+        client.predict_many(chunk, request_items=w.request_items, max_in_flight=w.max_in_flight)
+        done += len(chunk)
+    return done / (time.monotonic() - start)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=600)
+    parser.add_argument("--naive-events", type=int, default=60)
+    parser.add_argument("--direct-seconds", type=float, default=15.0)
+    parser.add_argument("--latency-seconds", type=float, default=15.0)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+
+    base = Settings()
+    base = base.model_copy(
+        update={
+            "worker": base.worker.model_copy(
+                update={"metrics_port": free_port(), "instance_id": "bench"}
+            )
+        }
+    )
+    images = unique_images(args.events * 3 + args.naive_events + 2000)
+    broker = KafkaBroker(base).pid()
+    results: dict[str, Any] = {"settings": base.worker.model_dump(mode="json")}
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        running_torchserve(base, export_store(Path(tmp))) as ts,
+        ServingClient(base.serving, key_file=base.serving_key_file) as client,
+    ):
+        client.predict_many(images[:64], request_items=8, max_in_flight=4)  # warm up
+        # The machine's load drifts: TorchServe alone is measured before and after the worker
+        # phases, and the worker is compared with the mean of the two.
+        before = run_direct(base, images, client, args.direct_seconds / 2)
+        n = args.events
+        eo = fresh(base, "eo")
+        results["worker_exactly_once"] = run_worker_phase(eo, images[:n], "eo", ts, broker)
+        alo = fresh(base, "alo", guarantee=Guarantee.AT_LEAST_ONCE)
+        results["worker_at_least_once"] = run_worker_phase(
+            alo, images[n : 2 * n], "alo", ts, broker
+        )
+        replay = eo.model_copy(
+            update={
+                "topics": fresh(base, "replay").topics,
+                "worker": eo.worker.model_copy(update={"group_id": f"{eo.worker.group_id}.replay"}),
+            }
+        )
+        results["cache_hit_replay"] = run_worker_phase(replay, images[:n], "replay", ts, broker)
+        after = run_direct(base, images, client, args.direct_seconds / 2)
+        results["torchserve_items_per_s"] = (before + after) / 2
+        results["torchserve_items_per_s_before_after"] = [before, after]
+        # Well below capacity, so that the figures are latency, not queueing behind a backlog.
+        rate = 0.5 * min(results["worker_exactly_once"]["events_per_s"], after)
+        results["latency"] = run_latency_phase(
+            fresh(base, "lat"), images[2 * n :], rate, args.latency_seconds
+        )
+        naive = fresh(base, "naive")
+        results["naive_events_per_s"] = run_naive(naive, images[-args.naive_events :], client)
+    kafka.delete_topics(base, _CREATED)
+    report(results)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+def export_store(root: Path) -> Path:
+    store = root / "store"
+    export_random(store, ExportOptions(version="1"))
+    return store
+
+
+def report(r: dict[str, Any]) -> None:
+    ts = r["torchserve_items_per_s"]
+    eo = r["worker_exactly_once"]
+    rows = [
+        (
+            "TorchServe alone (predict_many)",
+            f"{ts:8.1f} items/s",
+            "before/after: {:.1f} / {:.1f}".format(*r["torchserve_items_per_s_before_after"]),
+        ),
+        (
+            "worker, exactly-once",
+            f"{eo['events_per_s']:8.1f} events/s",
+            f"{eo['events_per_s'] / ts:6.1%} of TorchServe",
+        ),
+        (
+            "worker, at-least-once",
+            f"{r['worker_at_least_once']['events_per_s']:8.1f} events/s",
+            f"{r['worker_at_least_once']['events_per_s'] / ts:6.1%} of TorchServe",
+        ),
+        ("cache-hit replay", f"{r['cache_hit_replay']['events_per_s']:8.1f} events/s", ""),
+        (
+            "naive worker",
+            f"{r['naive_events_per_s']:8.1f} events/s",
+            f"worker is {eo['events_per_s'] / r['naive_events_per_s']:.1f}x",
+        ),
+        (
+            f"latency at {r['latency']['rate_per_s']:.0f}/s",
+            f"p50 {r['latency']['p50_ms']:.0f} ms",
+            f"p99 {r['latency']['p99_ms']:.0f} ms",
+        ),
+    ]
+    print()
+    for name, value, note in rows:
+        print(f"{name:<34} {value:<20} {note}")
+    print("\nCPU ms per event (worker / TorchServe / Kafka broker):")
+    for phase in ("worker_exactly_once", "worker_at_least_once", "cache_hit_replay"):
+        cpu = r[phase]["cpu_ms_per_event"]
+        share = r[phase]["serving_share_of_batch_time"]
+        print(
+            f"  {phase:<24} {cpu['worker']:6.2f} / {cpu['torchserve']:6.2f} / {cpu['kafka']:6.2f}"
+            f"   waiting on TorchServe {share:.0%} of batch time,"
+            f" mean batch {r[phase]['mean_batch_size']:.1f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

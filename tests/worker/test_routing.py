@@ -1,0 +1,130 @@
+"""Decision bands, generator naming, pseudo-label selection and topic routing."""
+
+from __future__ import annotations
+
+import base64
+from collections import namedtuple
+
+import pytest
+
+from aigis.settings import TopicSettings, WorkerSettings
+from schemas import DeadLetter, Decision, ImageEvent, PseudoLabel, ReviewItem, Timings, decode
+from worker.route import build_verdict, dead_letter, decide, name_generator, route
+from worker.score import Score
+
+pytestmark = pytest.mark.unit
+
+SHA = "cd" * 32
+CT2 = ("real", "sd21", "sdxl", "sd3", "dalle3", "midjourney6")
+SETTINGS = WorkerSettings()
+TOPICS = TopicSettings()
+Rec = namedtuple("Rec", "topic partition offset key value")
+
+
+def score(
+    p_ai: float, top: str = "sdxl", top_p: float = 0.9, conf_a: float = 0.95, conf_b: float = 0.9
+) -> Score:
+    rest = (1 - top_p) / (len(CT2) - 1)
+    probs = {name: (top_p if name == top else rest) for name in CT2}
+    return Score(p_ai, probs, conf_a, conf_b, "detector", "3")
+
+
+def event(**fields: object) -> ImageEvent:
+    return ImageEvent.inline("ev-1", b"\x89PNG fake", caption="a cat", **fields)
+
+
+@pytest.mark.parametrize(
+    ("p_ai", "expected"),
+    [
+        (0.8, Decision.AI_GENERATED),
+        (0.99, Decision.AI_GENERATED),
+        (0.2, Decision.HUMAN),
+        (0.0, Decision.HUMAN),
+        (0.5, Decision.NEEDS_REVIEW),
+        (0.79, Decision.NEEDS_REVIEW),
+        (0.21, Decision.NEEDS_REVIEW),
+    ],
+)
+def test_bands_are_the_workers_own(p_ai: float, expected: Decision) -> None:
+    assert decide(p_ai, SETTINGS) is expected
+
+
+def test_bands_follow_the_settings() -> None:
+    narrow = WorkerSettings(ai_threshold=0.6, human_threshold=0.4)
+    assert decide(0.65, narrow) is Decision.AI_GENERATED
+    assert decide(0.35, narrow) is Decision.HUMAN
+
+
+def test_generator_is_real_for_humans_and_abstains_when_unsure() -> None:
+    probs = score(0.9, top="sd3", top_p=0.7).generator_probs
+    assert name_generator(Decision.HUMAN, probs, SETTINGS) == "real"
+    assert name_generator(Decision.AI_GENERATED, probs, SETTINGS) == "sd3"
+    unsure = score(0.9, top="sd3", top_p=0.3).generator_probs
+    assert name_generator(Decision.AI_GENERATED, unsure, SETTINGS) == "unknown"
+    # "real" never names the generator of an image judged AI-generated.
+    realish = score(0.9, top="real", top_p=0.9).generator_probs
+    assert name_generator(Decision.AI_GENERATED, realish, SETTINGS) == "unknown"
+
+
+def test_needs_review_goes_to_the_review_topic_with_the_image() -> None:
+    ev = event()
+    verdict = build_verdict(ev, SHA, score(0.5), cached=False, timings=Timings(), settings=SETTINGS)
+    outputs = route(verdict, ev, score(0.5), TOPICS, SETTINGS)
+    assert [o.topic for o in outputs] == [TOPICS.verdicts, TOPICS.review]
+    review = decode(ReviewItem, outputs[1].value)
+    assert review.verdict.event_id == "ev-1"
+    assert review.caption == "a cat"
+    assert review.image_b64 == ev.image_b64
+    assert all(o.key == b"ev-1" for o in outputs)
+
+
+def test_confident_verdicts_become_pseudo_labels_keyed_by_image_hash() -> None:
+    ev = event(source="tenant-a")
+    s = score(0.97, top="dalle3", top_p=0.9)
+    verdict = build_verdict(ev, SHA, s, cached=False, timings=Timings(), settings=SETTINGS)
+    outputs = route(verdict, ev, s, TOPICS, SETTINGS)
+    assert [o.topic for o in outputs] == [TOPICS.verdicts, TOPICS.pseudo_labels]
+    assert outputs[1].key == SHA.encode()
+    label = decode(PseudoLabel, outputs[1].value)
+    assert (label.label_a, label.generators[label.label_b]) == (1, "dalle3")
+    assert label.image_b64 == ev.image_b64
+    assert label.image_uri is None
+    assert label.source == "tenant-a"
+    assert label.caption == "a cat"
+
+
+def test_uri_events_make_pseudo_labels_by_uri() -> None:
+    ev = ImageEvent(event_id="ev-2", image_uri="https://example.org/a.png")
+    s = Score(
+        0.02, {name: (0.95 if name == "real" else 0.01) for name in CT2}, 0.98, 0.95, "d", "3"
+    )
+    verdict = build_verdict(ev, SHA, s, cached=True, timings=Timings(), settings=SETTINGS)
+    outputs = route(verdict, ev, s, TOPICS, SETTINGS)
+    label = decode(PseudoLabel, outputs[1].value)
+    assert (label.label_a, label.label_b) == (0, 0)
+    assert label.image_uri == "https://example.org/a.png"
+    assert label.image_b64 is None
+
+
+@pytest.mark.parametrize(
+    "s",
+    [
+        score(0.97, conf_a=0.7),  # Task A not confident enough
+        score(0.97, conf_b=0.7),  # Task B not confident enough
+        score(0.97, top_p=0.3),  # generator abstains
+    ],
+)
+def test_unconfident_verdicts_are_not_pseudo_labels(s: Score) -> None:
+    ev = event()
+    verdict = build_verdict(ev, SHA, s, cached=False, timings=Timings(), settings=SETTINGS)
+    assert [o.topic for o in route(verdict, ev, s, TOPICS, SETTINGS)] == [TOPICS.verdicts]
+
+
+def test_dead_letters_keep_the_original_record() -> None:
+    record = Rec("aigis.images", 3, 42, b"key-1", b"\x00not json")
+    out = dead_letter(record, "not_json", "message is not UTF-8 JSON", TOPICS.dlq)
+    assert (out.topic, out.key) == (TOPICS.dlq, b"key-1")
+    letter = decode(DeadLetter, out.value)
+    assert (letter.topic, letter.partition, letter.offset) == ("aigis.images", 3, 42)
+    assert letter.original_value() == b"\x00not json"
+    assert base64.b64decode(letter.original_key_b64 or "") == b"key-1"

@@ -1,0 +1,95 @@
+"""Micro-batches: collect records from the consumer, and the offsets a batch commits."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+_IDLE_POLL_MS = 200
+"""Longest single wait for a first record, so that a stop request is noticed quickly."""
+
+
+class Record(Protocol):
+    """What the worker reads from a consumer record (kafka-python's ConsumerRecord has it)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
+class Poller(Protocol):
+    def poll(
+        self, timeout_ms: int = ..., max_records: int | None = ...
+    ) -> dict[Any, list[Any]]: ...
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Records read in one micro-batch, in poll order (offsets increase within a partition)."""
+
+    records: Sequence[Record]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def partitions(self) -> set[TopicPartition]:
+        return {TopicPartition(r.topic, r.partition) for r in self.records}
+
+    def next_offsets(self) -> dict[TopicPartition, OffsetAndMetadata]:
+        """Per partition, the offset to commit once the whole batch is done (last + 1)."""
+        out: dict[TopicPartition, OffsetAndMetadata] = {}
+        for r in self.records:
+            tp = TopicPartition(r.topic, r.partition)
+            if tp not in out or out[tp].offset <= r.offset:
+                out[tp] = OffsetAndMetadata(r.offset + 1, "", -1)
+        return out
+
+    def first_offsets(self) -> dict[TopicPartition, int]:
+        """Per partition, the first offset of the batch: where to rewind to if it is aborted."""
+        out: dict[TopicPartition, int] = {}
+        for r in self.records:
+            tp = TopicPartition(r.topic, r.partition)
+            out[tp] = min(out.get(tp, r.offset), r.offset)
+        return out
+
+    def without(self, partitions: Collection[TopicPartition]) -> Batch:
+        """The batch less the records of ``partitions`` (revoked ones: their new owner re-reads)."""
+        gone = set(partitions)
+        return Batch([r for r in self.records if TopicPartition(r.topic, r.partition) not in gone])
+
+
+def collect(consumer: Poller, *, max_records: int, timeout_ms: int, stop: threading.Event) -> Batch:
+    """Poll until ``max_records`` records or until ``timeout_ms`` after the first one arrived.
+
+    Waits for the first record in short polls so that ``stop`` is honoured within
+    ``_IDLE_POLL_MS``; returns an empty batch when none arrived in that time.
+    """
+    records: list[Record] = []
+    deadline: float | None = None
+    while len(records) < max_records and not stop.is_set():
+        if deadline is None:
+            wait_ms = _IDLE_POLL_MS
+        else:
+            wait_ms = int((deadline - time.monotonic()) * 1000)
+            if wait_ms <= 0:
+                break
+        polled = consumer.poll(timeout_ms=wait_ms, max_records=max_records - len(records))
+        for partition_records in polled.values():
+            records.extend(partition_records)
+        if not records:
+            break
+        if deadline is None:
+            deadline = time.monotonic() + timeout_ms / 1000
+    return Batch(records)

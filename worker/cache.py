@@ -1,0 +1,146 @@
+"""The verdict cache in Redis: one round trip to look up a batch, one pipeline to store it.
+
+Key: ``{prefix}:{model_version}:{image_sha256}``, plus ``:{caption_sha256}`` when the model reads
+captions. The version used for lookups is the one named by ``settings.redis.namespace_key``
+(promotion and rollback write it), read in the same round trip as the lookups by a Lua script;
+when that key is absent the caller's version (the served model's) is used. So once a promotion
+has written the namespace, no event is answered from the previous model's entries.
+
+Redis is an accelerator: when it fails, lookups answer "no cache" and stores are skipped until
+``retry_interval_s`` has passed, with one log line per interval.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import redis
+
+from aigis.logs import get_logger
+from aigis.settings import RedisSettings
+from worker.score import Score
+
+log = get_logger(__name__)
+
+# KEYS[1]: the namespace key. ARGV[1]: the version to use when it is absent; ARGV[2]: the key
+# prefix; ARGV[3..]: key suffixes. Returns {version, value or false per suffix}. The script builds
+# keys it was not given, which is fine on one Redis and not on a cluster (keys on many slots).
+_LOOKUP = """
+local version = redis.call('GET', KEYS[1])
+if not version then version = ARGV[1] end
+local keys = {}
+for i = 3, #ARGV do keys[#keys + 1] = ARGV[2] .. ':' .. version .. ':' .. ARGV[i] end
+if #keys == 0 then return {version} end
+local values = redis.call('MGET', unpack(keys))
+table.insert(values, 1, version)
+return values
+"""
+
+_NO_CAPTION = "none"
+"""Caption part of the key when an event has no caption (distinct from an empty caption)."""
+
+_REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.ResponseError, OSError)
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def key_suffix(image_sha256: str, caption: str | None, *, reads_caption: bool) -> str:
+    """The part of a cache key after the version: what the model read."""
+    if not reads_caption:
+        return image_sha256
+    caption_part = _NO_CAPTION if caption is None else sha256_hex(caption.encode())
+    return f"{image_sha256}:{caption_part}"
+
+
+def cache_key(prefix: str, version: str, suffix: str) -> str:
+    return f"{prefix}:{version}:{suffix}"
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """The outcome of one batch lookup: the version looked under, and a score or None per key."""
+
+    version: str
+    scores: list[Score | None]
+
+
+class VerdictCache:
+    """Looks up and stores scores for a batch; never raises for a Redis failure."""
+
+    def __init__(self, settings: RedisSettings, client: redis.Redis | None = None) -> None:
+        self._settings = settings
+        password = settings.password.get_secret_value() if settings.password else None
+        self._redis = client or redis.Redis.from_url(
+            settings.url,
+            password=password,
+            socket_timeout=settings.socket_timeout_s,
+            socket_connect_timeout=settings.socket_timeout_s,
+        )
+        self._lookup = self._redis.register_script(_LOOKUP)
+        self._down_until = 0.0
+        self._down_since: float | None = None
+
+    def close(self) -> None:
+        self._redis.close()
+
+    @property
+    def available(self) -> bool:
+        """False while a recent failure says not to try Redis yet."""
+        return time.monotonic() >= self._down_until
+
+    def lookup(self, suffixes: Sequence[str], default_version: str) -> Lookup | None:
+        """Scores for ``suffixes`` under the current namespace; None when Redis is unavailable."""
+        if not self.available:
+            return None
+        ns = self._settings.namespace_key
+        try:
+            reply = self._lookup(
+                keys=[ns], args=[default_version, self._settings.key_prefix, *suffixes]
+            )
+        except _REDIS_ERRORS as exc:
+            self._failed("lookup", exc)
+            return None
+        self._recovered()
+        version = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+        scores = [None if v is None else Score.from_json(v) for v in reply[1:]]
+        return Lookup(version, scores)
+
+    def store(self, entries: Sequence[tuple[str, Score]]) -> None:
+        """Write ``(suffix, score)`` pairs, each under the version that produced the score."""
+        if not entries or not self.available:
+            return
+        prefix, ttl = self._settings.key_prefix, self._settings.ttl_seconds
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            for suffix, score in entries:
+                pipe.set(cache_key(prefix, score.model_version, suffix), score.to_json(), ex=ttl)
+            pipe.execute()
+        except _REDIS_ERRORS as exc:
+            self._failed("store", exc)
+            return
+        self._recovered()
+
+    def _failed(self, action: str, exc: Exception) -> None:
+        now = time.monotonic()
+        interval = self._settings.retry_interval_s
+        self._down_until = now + interval
+        if self._down_since is None:
+            self._down_since = now
+        log.warning(
+            "redis_unavailable",
+            action=action,
+            error=f"{type(exc).__name__}: {exc}",
+            down_for_s=round(now - self._down_since, 1),
+            retry_in_s=interval,
+            hint="scoring continues uncached; check `aigis dev status` or settings.redis.url",
+        )
+
+    def _recovered(self) -> None:
+        if self._down_since is not None:
+            log.info("redis_recovered", down_for_s=round(time.monotonic() - self._down_since, 1))
+            self._down_since = None

@@ -1,0 +1,138 @@
+"""Publishing a batch's outputs and committing its input offsets, under either guarantee.
+
+``exactly_once``: outputs and offsets go in one Kafka transaction; read_committed readers see a
+batch's verdicts exactly when its offsets are committed, so a crash at any point means the batch is
+re-read and its earlier attempt is invisible. ``at_least_once``: outputs are flushed with
+``acks=all`` before the offsets are committed, so a crash between the two re-publishes the batch
+(same keys; readers de-duplicate by ``event_id``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+from aigis import kafka as kafka_clients
+from aigis.logs import get_logger
+from aigis.settings import Guarantee, Settings
+from schemas import AigisError
+from worker.route import Output
+
+log = get_logger(__name__)
+
+Offsets = dict[TopicPartition, OffsetAndMetadata]
+
+_PRODUCER_OPTIONS: dict[str, Any] = {"linger_ms": 5, "batch_size": 1024 * 1024}
+"""Producer batches of 1 MiB, not 16 KiB: a micro-batch (review items carry their images) goes
+out in a few requests."""
+
+
+class BatchCommitError(AigisError):
+    """A batch's outputs were not committed (and, under exactly-once, were aborted).
+
+    The caller must rewind the consumer to the committed offsets and process the batch again.
+    """
+
+
+class Outputs(Protocol):
+    def commit(self, outputs: Sequence[Output], offsets: Offsets) -> None: ...
+    def close(self) -> None: ...
+
+
+class TransactionalOutputs:
+    """Exactly-once: one transaction per batch with a producer of a stable transactional id."""
+
+    def __init__(self, settings: Settings, consumer: KafkaConsumer, transactional_id: str) -> None:
+        self._settings = settings
+        self._consumer = consumer
+        self._id = transactional_id
+        self._producer: KafkaProducer | None = self._new_producer()
+
+    def _new_producer(self) -> KafkaProducer:
+        # init_transactions (inside aigis.kafka.producer) fences any earlier producer with this id
+        # and aborts whatever transaction it left open, e.g. after a kill -9.
+        return kafka_clients.producer(
+            self._settings, transactional_id=self._id, **_PRODUCER_OPTIONS
+        )
+
+    def commit(self, outputs: Sequence[Output], offsets: Offsets) -> None:
+        """Publish ``outputs`` and commit ``offsets`` atomically.
+
+        Order: (1) begin a transaction; (2) send every output; (3) add the input offsets to the
+        transaction with the consumer's group metadata (so a consumer fenced by a rebalance cannot
+        commit); (4) commit the transaction, which flushes the sends first. On any failure the
+        transaction is aborted (or, when the producer is fenced or broken, the producer is replaced,
+        which aborts it broker-side) and BatchCommitError is raised: nothing of the batch is visible
+        to read_committed readers and the caller re-reads it from the committed offsets.
+        """
+        try:
+            producer = self._producer or self._new_producer()
+            self._producer = producer
+            producer.begin_transaction()
+            for out in outputs:
+                producer.send(out.topic, value=out.value, key=out.key)
+            producer.send_offsets_to_transaction(offsets, self._consumer.group_metadata())
+            producer.commit_transaction()
+        except (KafkaError, AigisError) as exc:
+            self._abort()
+            raise BatchCommitError(f"transaction aborted ({type(exc).__name__}: {exc})") from exc
+
+    def _abort(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is None:
+            return
+        try:
+            producer.abort_transaction()
+            self._producer = producer
+            return
+        except (KafkaError, AigisError) as exc:
+            log.warning("producer_replaced", transactional_id=self._id, error=repr(exc))
+        producer.close(timeout=2)
+        # A fresh producer is made on the next commit, when the broker may be back.
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.close(timeout=5)
+            self._producer = None
+
+
+class AtLeastOnceOutputs:
+    """At-least-once: an idempotent producer with ``acks=all``; offsets committed after it."""
+
+    def __init__(self, settings: Settings, consumer: KafkaConsumer) -> None:
+        self._consumer = consumer
+        self._producer = kafka_clients.producer(settings, **_PRODUCER_OPTIONS)
+        self._timeout_s = 60.0
+
+    def commit(self, outputs: Sequence[Output], offsets: Offsets) -> None:
+        """Publish ``outputs``, then commit ``offsets``.
+
+        Order: (1) send every output; (2) flush and wait for every acknowledgement (acks=all);
+        (3) commit the input offsets synchronously. A failure in (1)-(2) commits nothing
+        (BatchCommitError; the batch is re-read and its outputs sent again); a crash after (2) and
+        before (3) re-publishes the batch on restart.
+        """
+        try:
+            futures = [self._producer.send(o.topic, value=o.value, key=o.key) for o in outputs]
+            self._producer.flush(timeout=self._timeout_s)
+            for future in futures:
+                future.get(timeout=self._timeout_s)
+            self._consumer.commit(offsets)
+        except KafkaError as exc:
+            raise BatchCommitError(f"outputs not committed ({type(exc).__name__}: {exc})") from exc
+
+    def close(self) -> None:
+        self._producer.close(timeout=5)
+
+
+def open_outputs(
+    settings: Settings, consumer: KafkaConsumer, transactional_id: str
+) -> TransactionalOutputs | AtLeastOnceOutputs:
+    """The outputs for ``settings.worker.guarantee``."""
+    if settings.worker.guarantee is Guarantee.EXACTLY_ONCE:
+        return TransactionalOutputs(settings, consumer, transactional_id)
+    return AtLeastOnceOutputs(settings, consumer)

@@ -1,0 +1,216 @@
+"""One micro-batch from records to outputs: validate, fetch, probe, hash, look up, score, route.
+
+Produces what the batch would publish without publishing it, so the caller decides how it is
+committed (and can retry the batch whole when the model server is unavailable).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from aigis.logs import get_logger
+from aigis.settings import Settings
+from schemas import ImageEvent, SchemaError, Timings, decode
+from schemas.limits import MAX_IMAGE_PIXELS
+from serving.errors import ImageError
+from serving.imageio import probe_image
+from worker.batch import Batch, Record
+from worker.cache import VerdictCache, key_suffix, sha256_hex
+from worker.fetch import Fetcher, FetchError
+from worker.route import Output, build_verdict, dead_letter, end_to_end_ms, route
+from worker.score import Score
+from worker.scorer import Rejected, Scorer
+
+log = get_logger(__name__)
+
+DLQ = "dlq"
+"""The outcome of an event that went to the dead-letter topic."""
+
+
+@dataclass
+class Processed:
+    """What one batch produces, and counts for metrics (recorded once it is committed)."""
+
+    outputs: list[Output] = field(default_factory=list)
+    outcomes: Counter[str] = field(default_factory=Counter)
+    """Per event: its decision, or ``dlq``."""
+    dlq_reasons: Counter[str] = field(default_factory=Counter)
+    cache_hits: int = 0
+    cache_misses: int = 0
+    cache_down: bool = False
+    serving_s: float = 0.0
+    produced_at: list[datetime] = field(default_factory=list)
+
+
+@dataclass
+class _Item:
+    """An event that passed validation, on its way through the batch."""
+
+    index: int
+    record: Record
+    event: ImageEvent
+    data: bytes = b""
+    sha256: str = ""
+    suffix: str = ""
+    score: Score | None = None
+    cached: bool = False
+
+
+class Pipeline:
+    """Turns a batch of records into outputs. Raises ServingUnavailable (nothing is lost)."""
+
+    def __init__(
+        self, settings: Settings, fetcher: Fetcher, cache: VerdictCache, scorer: Scorer
+    ) -> None:
+        self._settings = settings
+        self._fetcher = fetcher
+        self._cache = cache
+        self._scorer = scorer
+
+    def process(self, batch: Batch) -> Processed:
+        started = time.monotonic()
+        done = Processed()
+        per_record: list[list[Output]] = [[] for _ in batch.records]
+        items = self._validate(batch, per_record, done)
+
+        t = time.monotonic()
+        self._load(items, per_record, done)
+        fetch_ms = _ms_since(t)
+        items = [i for i in items if i.sha256]
+
+        t = time.monotonic()
+        model = self._scorer.model()
+        for item in items:
+            item.suffix = key_suffix(
+                item.sha256, item.event.caption, reads_caption=model.reads_caption
+            )
+        lookup = self._cache.lookup([i.suffix for i in items], model.version)
+        if lookup is None:
+            done.cache_down = True
+        else:
+            for item, score in zip(items, lookup.scores, strict=True):
+                item.score, item.cached = score, score is not None
+        cache_ms = _ms_since(t)
+
+        t = time.monotonic()
+        misses = [i for i in items if i.score is None]
+        self._score(misses, per_record, done)
+        done.serving_s = time.monotonic() - t
+        done.cache_hits = sum(i.cached for i in items)
+        done.cache_misses = len(misses)
+
+        now = datetime.now(UTC)
+        timings = dict(fetch_ms=fetch_ms, cache_ms=cache_ms, serving_ms=done.serving_s * 1000)
+        for item in items:
+            if item.score is None:
+                continue  # rejected by the server: already a dead letter
+            try:
+                verdict = build_verdict(
+                    item.event,
+                    item.sha256,
+                    item.score,
+                    cached=item.cached,
+                    timings=Timings(
+                        **timings,
+                        total_ms=_ms_since(started),
+                        end_to_end_ms=end_to_end_ms(item.event, now),
+                    ),
+                    settings=self._settings.worker,
+                )
+                per_record[item.index] = route(
+                    verdict, item.event, item.score, self._settings.topics, self._settings.worker
+                )
+            except ValueError as exc:  # pydantic's ValidationError: the model said nonsense
+                detail = f"the model's answer does not make a valid verdict: {exc}"
+                per_record[item.index] = [
+                    self._reject(
+                        item.record, "invalid_model_output", detail, item.event.event_id, done
+                    )
+                ]
+                continue
+            done.outcomes[verdict.decision.value] += 1
+            if item.event.produced_at is not None:
+                done.produced_at.append(item.event.produced_at)
+            log.debug(
+                "verdict",
+                **_where(item.record),
+                event_id=item.event.event_id,
+                decision=verdict.decision.value,
+                cached=item.cached,
+            )
+        stored = {i.suffix: i.score for i in misses if i.score is not None}
+        self._cache.store(list(stored.items()))
+        done.outputs = [out for outs in per_record for out in outs]
+        return done
+
+    def _validate(
+        self, batch: Batch, per_record: list[list[Output]], done: Processed
+    ) -> list[_Item]:
+        items: list[_Item] = []
+        for index, record in enumerate(batch.records):
+            try:
+                event = decode(ImageEvent, record.value or b"")
+            except SchemaError as err:
+                per_record[index] = [self._reject(record, err.reason, str(err), None, done)]
+                continue
+            items.append(_Item(index, record, event))
+        return items
+
+    def _load(self, items: list[_Item], per_record: list[list[Output]], done: Processed) -> None:
+        """Fetch and probe each image; set ``sha256`` on the good ones, reject the others."""
+        limit = self._settings.worker.max_image_bytes
+        for item, data in zip(
+            items, self._fetcher.fetch_all([i.event for i in items]), strict=True
+        ):
+            try:
+                if isinstance(data, FetchError):
+                    raise data
+                probe_image(data, max_bytes=limit, max_pixels=MAX_IMAGE_PIXELS)
+            except (FetchError, ImageError) as err:
+                per_record[item.index] = [
+                    self._reject(item.record, err.reason, err.detail, item.event.event_id, done)
+                ]
+                continue
+            item.data, item.sha256 = data, sha256_hex(data)
+
+    def _score(self, misses: list[_Item], per_record: list[list[Output]], done: Processed) -> None:
+        """Score each distinct input once: a batch often holds the same image more than once."""
+        unique: dict[str, _Item] = {}
+        for item in misses:
+            unique.setdefault(item.suffix, item)
+        if not unique:
+            return
+        firsts = list(unique.values())
+        answers = self._scorer.score([i.data for i in firsts], [i.event.caption for i in firsts])
+        by_suffix = dict(zip(unique, answers, strict=True))
+        for item in misses:
+            answer = by_suffix[item.suffix]
+            if isinstance(answer, Rejected):
+                per_record[item.index] = [
+                    self._reject(
+                        item.record, answer.reason, answer.detail, item.event.event_id, done
+                    )
+                ]
+            else:
+                item.score = answer
+
+    def _reject(
+        self, record: Record, reason: str, detail: str, event_id: str | None, done: Processed
+    ) -> Output:
+        log.warning(
+            "dead_letter", **_where(record), event_id=event_id, reason=reason, detail=detail
+        )
+        done.outcomes[DLQ] += 1
+        done.dlq_reasons[reason] += 1
+        return dead_letter(record, reason, detail, self._settings.topics.dlq, event_id)
+
+
+def _where(record: Record) -> dict[str, object]:
+    return {"topic": record.topic, "partition": record.partition, "offset": record.offset}
+
+
+def _ms_since(start: float) -> float:
+    return (time.monotonic() - start) * 1000

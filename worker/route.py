@@ -1,0 +1,161 @@
+"""Verdicts from scores, and where each message goes. Pure functions: no I/O, no clock reads
+beyond what the caller passes in."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import datetime
+
+from aigis.settings import TopicSettings, WorkerSettings
+from schemas import DeadLetter, Decision, ImageEvent, PseudoLabel, ReviewItem, Timings, Verdict
+from schemas.codec import encode
+from schemas.labels import UNKNOWN_GENERATOR
+from worker.batch import Record
+from worker.score import Score
+
+REAL = "real"
+"""The generator name of human-made images; Task B names it whenever Task A says human."""
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """One record to produce."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+
+
+def decide(p_ai: float, settings: WorkerSettings) -> Decision:
+    """The worker's own decision bands (the server's decision is not used)."""
+    if p_ai >= settings.ai_threshold:
+        return Decision.AI_GENERATED
+    if p_ai <= settings.human_threshold:
+        return Decision.HUMAN
+    return Decision.NEEDS_REVIEW
+
+
+def name_generator(decision: Decision, probs: dict[str, float], settings: WorkerSettings) -> str:
+    """``real`` for human images; else the likeliest generator, or ``unknown`` when it is not
+    likely enough (``generator_min_confidence``)."""
+    if decision is Decision.HUMAN:
+        return REAL
+    candidates = {name: p for name, p in probs.items() if name != REAL}
+    if not candidates:
+        return UNKNOWN_GENERATOR
+    best = max(candidates, key=candidates.__getitem__)
+    return best if candidates[best] >= settings.generator_min_confidence else UNKNOWN_GENERATOR
+
+
+def build_verdict(
+    event: ImageEvent,
+    image_sha256: str,
+    score: Score,
+    *,
+    cached: bool,
+    timings: Timings,
+    settings: WorkerSettings,
+) -> Verdict:
+    decision = decide(score.p_ai, settings)
+    return Verdict(
+        event_id=event.event_id,
+        external_id=event.external_id,
+        source=event.source,
+        image_sha256=image_sha256,
+        p_ai=score.p_ai,
+        decision=decision,
+        generator=name_generator(decision, score.generator_probs, settings),
+        generator_probs=score.generator_probs,
+        model_name=score.model_name,
+        model_version=score.model_version,
+        cached=cached,
+        timings=timings,
+    )
+
+
+def end_to_end_ms(event: ImageEvent, now: datetime) -> float | None:
+    """Milliseconds from the producer's ``produced_at`` to ``now``; None when not given."""
+    if event.produced_at is None:
+        return None
+    return max(0.0, (now - event.produced_at).total_seconds() * 1000)
+
+
+def pseudo_label(
+    verdict: Verdict, event: ImageEvent, score: Score, settings: WorkerSettings
+) -> PseudoLabel | None:
+    """The pseudo-label for a confident verdict, or None.
+
+    Confident: a decision (not review), a named generator, and both Task A and Task B confidence
+    at least ``pseudo_label_confidence``. The label uses the model's own generator list, which
+    must put ``real`` first (the CT2 encoding) for labels to be comparable.
+    """
+    threshold = settings.pseudo_label_confidence
+    if (
+        verdict.decision is Decision.NEEDS_REVIEW
+        or verdict.generator == UNKNOWN_GENERATOR
+        or score.confidence_a < threshold
+        or score.confidence_b < threshold
+    ):
+        return None
+    generators = tuple(score.generator_probs)
+    if not generators or generators[0] != REAL or verdict.generator not in generators:
+        return None
+    return PseudoLabel(
+        image_b64=event.image_b64,
+        image_uri=event.image_uri,
+        image_sha256=verdict.image_sha256,
+        label_a=1 if verdict.decision is Decision.AI_GENERATED else 0,
+        label_b=generators.index(verdict.generator),
+        generators=generators,
+        confidence_a=score.confidence_a,
+        confidence_b=score.confidence_b,
+        caption=event.caption,
+        event_id=event.event_id,
+        source=event.source,
+        model_name=score.model_name,
+        model_version=score.model_version,
+    )
+
+
+def route(
+    verdict: Verdict,
+    event: ImageEvent,
+    score: Score,
+    topics: TopicSettings,
+    settings: WorkerSettings,
+) -> list[Output]:
+    """The records one verdict produces: the verdict, and a review item or a pseudo-label."""
+    key = verdict.event_id.encode()
+    outputs = [Output(topics.verdicts, key, encode(verdict))]
+    if verdict.decision is Decision.NEEDS_REVIEW:
+        # The reviewer sees the image by its URI when the producer gave one, else inline.
+        review = ReviewItem(
+            verdict=verdict,
+            caption=event.caption,
+            image_uri=event.image_uri,
+            image_b64=event.image_b64,
+        )
+        outputs.append(Output(topics.review, key, encode(review)))
+        return outputs
+    label = pseudo_label(verdict, event, score, settings)
+    if label is not None:
+        outputs.append(Output(topics.pseudo_labels, verdict.image_sha256.encode(), encode(label)))
+    return outputs
+
+
+def dead_letter(
+    record: Record, reason: str, detail: str, topic: str, event_id: str | None = None
+) -> Output:
+    """A DLQ record keeping ``record``'s bytes, key and position untouched for replay."""
+    letter = DeadLetter(
+        reason=reason,
+        detail=detail[:4_000],
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        original_key_b64=None if record.key is None else base64.b64encode(record.key).decode(),
+        original_value_b64=base64.b64encode(record.value or b"").decode(),
+        event_id=event_id,
+    )
+    return Output(topic, record.key, encode(letter))

@@ -1,0 +1,103 @@
+"""Scoring cache misses on the model server, through ``serving.client`` only.
+
+Tracks the served model (name, version, whether it reads captions) and turns the client's
+per-item answers into :class:`~worker.score.Score` or :class:`Rejected`.
+``ServingUnavailable`` is not caught here: the loop pauses and retries the whole batch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aigis.logs import get_logger
+from aigis.settings import WorkerSettings
+from serving.client import (
+    ItemError,
+    ModelInfo,
+    ServingClient,
+    ServingRequestError,
+    ServingUnavailable,
+)
+from worker.score import Score
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """The server refused one item; it goes to the DLQ with ``reason``."""
+
+    reason: str
+    detail: str
+
+
+class Scorer:
+    """Scores images with the served model and knows which model version that is."""
+
+    def __init__(self, client: ServingClient, settings: WorkerSettings) -> None:
+        self._client = client
+        self._settings = settings
+        self._info: ModelInfo | None = None
+        self._info_at = float("-inf")
+
+    def model(self) -> ModelInfo:
+        """The served model, re-read at most every ``model_refresh_s``.
+
+        While the server is unavailable the last known model is returned (cache hits need no
+        server); ServingUnavailable is raised only when no model has been seen yet.
+        """
+        if self._info is None or time.monotonic() - self._info_at >= self._settings.model_refresh_s:
+            try:
+                info = self._client.model_info()
+            except ServingUnavailable:
+                if self._info is None:
+                    raise
+                return self._info
+            if self._info is not None and info.version != self._info.version:
+                log.info("model_changed", previous=self._info.version, version=info.version)
+            self._info, self._info_at = info, time.monotonic()
+        return self._info
+
+    def score(
+        self, images: Sequence[bytes], captions: Sequence[str | None]
+    ) -> list[Score | Rejected]:
+        """One answer per image, in order."""
+        items = list(zip(images, captions, strict=True))
+        if not items:
+            return []
+        try:
+            answers: Sequence[object] = self._client.predict_many(
+                items,
+                request_items=self._settings.request_items,
+                max_in_flight=self._settings.max_in_flight,
+            )
+        except ServingRequestError as exc:
+            # A whole request was refused: find the item at fault by asking one at a time.
+            log.warning("serving_request_rejected", status=exc.status, items=len(items))
+            answers = [self._one(item) for item in items]
+        scores = [self._convert(a) for a in answers]
+        self._notice_version(scores)
+        return scores
+
+    def _one(self, item: tuple[bytes, str | None]) -> object:
+        try:
+            return self._client.predict([item])[0]
+        except ServingRequestError as exc:
+            return Rejected("serving_rejected", f"the model server refused the item: {exc}")
+
+    @staticmethod
+    def _convert(answer: object) -> Score | Rejected:
+        if isinstance(answer, Rejected):
+            return answer
+        if isinstance(answer, ItemError):
+            return Rejected(answer.reason, answer.detail)
+        return Score.of(answer)  # type: ignore[arg-type]
+
+    def _notice_version(self, scores: Sequence[Score | Rejected]) -> None:
+        # A response from another version means a switch happened: re-read the model info now.
+        if self._info is None:
+            return
+        if any(isinstance(s, Score) and s.model_version != self._info.version for s in scores):
+            self._info_at = float("-inf")

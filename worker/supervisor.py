@@ -1,0 +1,104 @@
+"""Running workers: signal handling for one process, and a supervisor for several.
+
+SIGTERM or a first Ctrl+C asks for a graceful stop (finish the batch, commit, exit 0); a second
+Ctrl+C exits at once. The supervisor starts ``N`` worker processes (``python -m worker --slot K``),
+forwards SIGTERM and SIGINT to them, restarts one that dies unexpectedly, and exits 0 when every
+worker stopped cleanly after a stop request.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from types import FrameType
+
+from aigis.logs import get_logger
+
+log = get_logger(__name__)
+
+_RESTART_DELAY_S = (1.0, 2.0, 5.0, 10.0, 30.0)
+"""Waits before restarting a worker that died, by how many times in a row it has died."""
+
+
+def install_stop_handlers(stop: threading.Event) -> None:
+    """SIGTERM and SIGINT set ``stop``; a second SIGINT exits at once with status 130."""
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        if signum == signal.SIGINT and stop.is_set():
+            os._exit(130)
+        log.info("stop_requested", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+
+def stop_with_parent(stop: threading.Event, interval_s: float = 1.0) -> None:
+    """Set ``stop`` once this process's parent is gone (a supervisor killed with SIGKILL cannot
+    forward anything; its workers must not live on as orphans)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while not stop.wait(interval_s):
+            if os.getppid() != parent:
+                log.warning("supervisor_gone", parent=parent)
+                stop.set()
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _spawn(slot: int) -> subprocess.Popen[bytes]:
+    # A new session per child: a terminal's Ctrl+C reaches the supervisor only, which forwards it.
+    child = subprocess.Popen(
+        [sys.executable, "-m", "worker", "--slot", str(slot), "--supervised"],
+        start_new_session=True,
+    )
+    log.info("worker_process_started", slot=slot, pid=child.pid)
+    return child
+
+
+def supervise(processes: int) -> int:
+    """Run ``processes`` worker processes until stopped; return the exit status."""
+    stop = threading.Event()
+    forced = threading.Event()
+    children = {slot: _spawn(slot) for slot in range(processes)}
+    deaths = dict.fromkeys(children, 0)
+    restart_at: dict[int, float] = {}
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        if signum == signal.SIGINT and stop.is_set():
+            forced.set()
+            for child in children.values():
+                child.kill()
+            return
+        stop.set()
+        for child in children.values():
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    while not stop.is_set():
+        for slot, child in list(children.items()):
+            code = child.poll()
+            if code is not None and slot not in restart_at and not stop.is_set():
+                delay = _RESTART_DELAY_S[min(deaths[slot], len(_RESTART_DELAY_S) - 1)]
+                deaths[slot] += 1
+                restart_at[slot] = time.monotonic() + delay
+                log.error(
+                    "worker_process_died", slot=slot, pid=child.pid, code=code, restart_in_s=delay
+                )
+        for slot, when in list(restart_at.items()):
+            if time.monotonic() >= when and not stop.is_set():
+                del restart_at[slot]
+                children[slot] = _spawn(slot)
+        stop.wait(0.5)
+    codes = {slot: child.wait() for slot, child in children.items()}
+    log.info("workers_stopped", codes=codes)
+    if forced.is_set():
+        return 130
+    return 0 if all(code == 0 for code in codes.values()) else 1

@@ -1,0 +1,109 @@
+"""Reading the output topics: what ``aigis tail`` prints.
+
+Reads with ``read_committed`` (only what a committed batch published) and no consumer group, so
+tailing never moves anyone's offsets.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from kafka import TopicPartition
+from pydantic import BaseModel
+
+from aigis import kafka as kafka_clients
+from aigis.settings import Settings
+from schemas import AigisError, DeadLetter, PseudoLabel, ReviewItem, SchemaError, Verdict, decode
+
+_MODELS: dict[str, type[BaseModel]] = {
+    "verdicts": Verdict,
+    "review": ReviewItem,
+    "dlq": DeadLetter,
+    "pseudo-labels": PseudoLabel,
+}
+KINDS = tuple(_MODELS)
+
+
+@dataclass(frozen=True)
+class Tailed:
+    """One record read: its raw value, and the message it decodes to (None if it does not)."""
+
+    partition: int
+    offset: int
+    raw: bytes
+    message: BaseModel | None
+
+
+def topic_of(settings: Settings, kind: str) -> str:
+    topics = settings.topics
+    return {
+        "verdicts": topics.verdicts,
+        "review": topics.review,
+        "dlq": topics.dlq,
+        "pseudo-labels": topics.pseudo_labels,
+    }[kind]
+
+
+def tail(
+    settings: Settings,
+    kind: str,
+    *,
+    from_beginning: bool = False,
+    count: int | None = None,
+    idle_exit_s: float | None = None,
+    stop: Callable[[], bool] = lambda: False,
+) -> Iterator[Tailed]:
+    """Yield records of ``kind`` as they arrive (all of them first with ``from_beginning``).
+
+    Ends after ``count`` records, after ``idle_exit_s`` without one, or when ``stop()`` is true.
+    """
+    topic, model = topic_of(settings, kind), _MODELS[kind]
+    consumer = kafka_clients.consumer(settings, group_id=None)
+    try:
+        parts = partitions(consumer, topic)
+        if not parts:
+            raise AigisError(
+                f"topic {topic} does not exist at {settings.kafka.bootstrap_servers}; "
+                "`aigis dev up` creates the topics, or check settings.topics"
+            )
+        consumer.assign(parts)
+        if from_beginning:
+            consumer.seek_to_beginning(*parts)
+        else:
+            consumer.seek_to_end(*parts)
+        seen, last = 0, time.monotonic()
+        while not stop() and (count is None or seen < count):
+            polled = consumer.poll(timeout_ms=200)
+            if not polled:
+                if idle_exit_s is not None and time.monotonic() - last >= idle_exit_s:
+                    return
+                continue
+            last = time.monotonic()
+            for record in (r for records in polled.values() for r in records):
+                yield Tailed(
+                    record.partition, record.offset, record.value, _decode(model, record.value)
+                )
+                seen += 1
+                if count is not None and seen >= count:
+                    return
+    finally:
+        consumer.close(autocommit=False)
+
+
+def partitions(consumer: Any, topic: str, timeout_s: float = 10.0) -> list[TopicPartition]:
+    """The partitions of ``topic``; waits up to ``timeout_s`` for the metadata of a topic that was
+    just created. Empty when the topic does not exist."""
+    deadline = time.monotonic() + timeout_s
+    while not (numbers := consumer.partitions_for_topic(topic)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return [TopicPartition(topic, p) for p in sorted(numbers or ())]
+
+
+def _decode(model: type[BaseModel], value: bytes) -> BaseModel | None:
+    try:
+        return decode(model, value)
+    except SchemaError:
+        return None
