@@ -30,7 +30,7 @@ from schemas.errors import AigisError
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-TRAINED_TINY_EPOCHS = 4
+TRAINED_TINY_EPOCHS = 5
 """Epochs of the shared ``trained_tiny`` model: enough to beat chance clearly, and quick."""
 
 _START_HINT = (

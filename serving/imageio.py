@@ -1,0 +1,199 @@
+"""Decode untrusted image bytes into RGB, with limits checked before any pixel is decoded.
+
+Shared by the worker (which must not import torch), the TorchServe handler and training. Every
+failure is an :class:`~serving.errors.ImageError` whose ``reason`` is a stable code.
+
+Pillow's own decompression-bomb guard (``Image.MAX_IMAGE_PIXELS``, a process-wide global) is left
+untouched: its warning is turned into an error inside a ``warnings.catch_warnings`` block for the
+duration of one ``open``, and our own per-call ``max_pixels`` is checked on the header's size before
+``load()``. Pillow still refuses anything above twice its global limit (about 179 M pixels).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from typing import Final
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from schemas.limits import MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE
+from serving.errors import ImageError
+
+__all__ = ["MAX_IMAGE_BYTES", "ImageError", "decode_image", "probe_image"]
+
+MAX_IMAGE_BYTES: Final[int] = 20 * 1024 * 1024
+"""Default size limit of an encoded image (the worker passes its own setting)."""
+
+_WANTED_FORMATS: Final[tuple[str, ...]] = (
+    "JPEG",
+    "MPO",  # multi-picture JPEG, what many phones write
+    "PNG",
+    "GIF",
+    "WEBP",
+    "BMP",
+    "TIFF",
+    "AVIF",
+)
+# Formats outside this list (EPS, PSD, FITS, ...) are refused: they are not what producers send and
+# some of their decoders are a larger attack surface than the image is worth.
+
+_EXIF_ORIENTATION: Final[int] = 0x0112
+_TRANSPOSE: Final[dict[int, Image.Transpose]] = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_SIDES_SWAPPED: Final[frozenset[int]] = frozenset({5, 6, 7, 8})
+_ALPHA_MODES: Final[frozenset[str]] = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
+_SIXTEEN_BIT_MODES: Final[frozenset[str]] = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
+
+
+def _formats() -> tuple[str, ...]:
+    Image.init()
+    return tuple(name for name in _WANTED_FORMATS if name in Image.OPEN)
+
+
+def probe_image(
+    data: bytes, *, max_bytes: int = MAX_IMAGE_BYTES, max_pixels: int = MAX_IMAGE_PIXELS
+) -> tuple[str, int, int]:
+    """Read only the header of ``data``: its format and its displayed width and height.
+
+    Checks the same limits as :func:`decode_image` without decoding pixels, so a passing probe
+    means the image is of a known format and size (not that every byte of it decodes).
+    Raises ImageError.
+    """
+    image = _open(data, max_bytes=max_bytes, max_pixels=max_pixels)
+    with image:
+        width, height = image.size
+        if _orientation(image) in _SIDES_SWAPPED:
+            width, height = height, width
+        return str(image.format), width, height
+
+
+def decode_image(
+    data: bytes, *, max_bytes: int = MAX_IMAGE_BYTES, max_pixels: int = MAX_IMAGE_PIXELS
+) -> Image.Image:
+    """Decode ``data`` into an upright RGB image.
+
+    Transparent pixels are composited on white; 16-bit images are scaled to 8 bits; only the
+    first frame of an animation is read; EXIF orientation is applied. Raises ImageError.
+    """
+    image = _open(data, max_bytes=max_bytes, max_pixels=max_pixels)
+    with image:
+        try:
+            image.seek(0)
+            orientation = _orientation(image)
+            image.load()
+            rgb = _to_rgb(image)
+        except ImageError:
+            raise
+        except Exception as exc:  # decoders of untrusted bytes raise all sorts; none may escape
+            raise _decode_error(exc) from None
+    method = _TRANSPOSE.get(orientation)
+    return rgb if method is None else rgb.transpose(method)
+
+
+def _open(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
+    if not data:
+        raise ImageError("empty_image", "the image is empty (0 bytes); send the image file's bytes")
+    if len(data) > max_bytes:
+        raise ImageError(
+            "image_too_large",
+            f"the image file is {len(data)} bytes, over the limit of {max_bytes}; "
+            "send a smaller or re-compressed image",
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=_formats())
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(
+            "decompression_bomb",
+            "the image header declares far more pixels than any real photo "
+            "(a decompression bomb); it was not decoded",
+        ) from None
+    except UnidentifiedImageError:
+        raise ImageError(
+            "undecodable_image",
+            f"the bytes are not an image in a supported format ({', '.join(_formats())}); "
+            "check that the producer sends the image file itself",
+        ) from None
+    except Exception as exc:  # a malformed header can raise anything from a plugin
+        raise _decode_error(exc) from None
+    _check_size(image, max_pixels)
+    return image
+
+
+def _check_size(image: Image.Image, max_pixels: int) -> None:
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        image.close()
+        raise ImageError("empty_image", f"the image has no pixels ({width}x{height})")
+    if width > MAX_IMAGE_SIDE or height > MAX_IMAGE_SIDE:
+        image.close()
+        raise ImageError(
+            "image_too_large",
+            f"the image is {width}x{height}, a side is over {MAX_IMAGE_SIDE} pixels; "
+            "send a downscaled copy",
+        )
+    if width * height > max_pixels:
+        image.close()
+        raise ImageError(
+            "decompression_bomb",
+            f"the image declares {width}x{height} = {width * height} pixels, over the limit of "
+            f"{max_pixels}; it was not decoded (send a downscaled copy if it is a real image)",
+        )
+
+
+def _orientation(image: Image.Image) -> int:
+    try:
+        return int(image.getexif().get(_EXIF_ORIENTATION, 1))
+    except Exception:  # a corrupt EXIF block must not lose an otherwise good image
+        return 1
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    mode = image.mode
+    if mode in _SIXTEEN_BIT_MODES or mode == "F":
+        return Image.fromarray(_to_uint8(image), mode="L").convert("RGB")
+    has_alpha = mode in _ALPHA_MODES or "transparency" in image.info
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    if mode == "RGB":
+        return image.copy()
+    return image.convert("RGB")
+
+
+def _to_uint8(image: Image.Image) -> np.ndarray:
+    """Grey levels of a 16-bit, 32-bit integer or float image, scaled to 0..255."""
+    values = np.asarray(image).astype(np.float64)
+    if image.mode == "F":
+        # Float images come as 0..1 or as 0..255; anything else is clipped.
+        scale = 255.0 if values.size and float(values.max()) <= 1.0 else 1.0
+        values = values * scale
+    else:
+        values = values / 257.0  # 65535 -> 255 exactly
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+
+
+def _decode_error(exc: Exception) -> ImageError:
+    text = str(exc)
+    if isinstance(exc, EOFError) or "truncated" in text.lower():
+        return ImageError(
+            "truncated_image",
+            f"the image file ends early ({text or type(exc).__name__}); "
+            "it was probably cut off in transfer, send the complete file",
+        )
+    return ImageError(
+        "undecodable_image",
+        f"the image cannot be decoded ({type(exc).__name__}: {text}); "
+        "check that the file is a valid image",
+    )

@@ -1,0 +1,167 @@
+"""Batched inference on a checkpoint: images and captions in, calibrated predictions out.
+
+The scores are read into :class:`~serving.prediction.Prediction` objects by
+:func:`~serving.prediction.read_scores`, whose module says what they mean.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, cast
+
+import numpy as np
+import torch
+from PIL import Image
+
+from serving.checkpoint import Checkpoint, load_checkpoint
+from serving.config import DetectorConfig
+from serving.model import Detector
+from serving.prediction import Prediction, read_scores
+
+__all__ = ["PRECISIONS", "Prediction", "Predictor", "Scores", "with_precision"]
+
+PRECISIONS: Final[tuple[str, ...]] = ("auto", "fp32", "fp16", "bf16", "int8")
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Raw calibrated scores of a batch, for evaluation: arrays instead of Prediction objects."""
+
+    p_ai: np.ndarray
+    """(n,) calibrated P(AI)."""
+    generator_given_ai: np.ndarray
+    """(n, G) P(generator | AI); column 0 (real) is 0."""
+    logits_a: np.ndarray
+    """(n,) uncalibrated head A logits (for fitting a temperature)."""
+
+
+class Predictor:
+    """A loaded checkpoint ready for inference. Not thread-safe: one caller at a time."""
+
+    def __init__(
+        self, checkpoint: Checkpoint, *, device: torch.device, dtype: torch.dtype, max_batch: int
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self.checkpoint = checkpoint
+        self.config: DetectorConfig = checkpoint.config
+        self.device = device
+        self.dtype = dtype
+        self.max_batch = max_batch
+        self._preprocess = checkpoint.preprocessor
+        self._model = checkpoint.model
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        *,
+        device: str | None = None,
+        precision: str = "auto",
+        max_batch: int = 32,
+    ) -> Predictor:
+        """Load ``path`` for inference.
+
+        ``device`` None picks cuda when available, else cpu. ``precision``: ``auto`` (fp16 on
+        cuda, fp32 on cpu), ``fp32``, ``fp16``, ``bf16``, or ``int8`` (dynamic quantisation of
+        the linear layers, CPU only). Raises CheckpointError for a bad checkpoint, ValueError for
+        a bad option.
+        """
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+        target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if precision == "int8" and target.type != "cpu":
+            raise ValueError("int8 dynamic quantisation runs on the CPU only; use fp16 on a GPU")
+        checkpoint = load_checkpoint(path, device="cpu")
+        model, dtype = with_precision(checkpoint.model, precision, target)
+        checkpoint = Checkpoint(
+            checkpoint.config, model, checkpoint.tokenizer, checkpoint.image_processor
+        )
+        return cls(checkpoint, device=target, dtype=dtype, max_batch=max_batch)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def version(self) -> str:
+        return self.config.version
+
+    @property
+    def architecture(self) -> str:
+        return self.config.architecture
+
+    @property
+    def generators(self) -> tuple[str, ...]:
+        return self.config.generators
+
+    @property
+    def reads_caption(self) -> bool:
+        return self.config.reads_caption
+
+    def predict(
+        self, images: Sequence[Image.Image], captions: Sequence[str | None]
+    ) -> list[Prediction]:
+        """One Prediction per image, in order. Images must be RGB (see serving.imageio)."""
+        scores = self.scores(images, captions)
+        return [
+            read_scores(float(p), conditional.tolist(), self.config)
+            for p, conditional in zip(scores.p_ai, scores.generator_given_ai, strict=True)
+        ]
+
+    def scores(self, images: Sequence[Image.Image], captions: Sequence[str | None]) -> Scores:
+        """Calibrated scores in forward passes of at most ``max_batch`` items."""
+        if len(images) != len(captions):
+            raise ValueError(f"{len(images)} images but {len(captions)} captions; give one each")
+        logits_a: list[torch.Tensor] = []
+        logits_b: list[torch.Tensor] = []
+        for start in range(0, len(images), self.max_batch):
+            stop = start + self.max_batch
+            a, b = self.logits(images[start:stop], captions[start:stop])
+            logits_a.append(a)
+            logits_b.append(b)
+        if not logits_a:
+            n_gen = len(self.generators)
+            return Scores(np.zeros(0), np.zeros((0, n_gen)), np.zeros(0))
+        raw_a = torch.cat(logits_a)
+        raw_b = torch.cat(logits_b)
+        p_ai = torch.sigmoid(raw_a / self.config.temperature)
+        conditional = torch.zeros_like(raw_b)
+        conditional[:, 1:] = torch.softmax(raw_b[:, 1:], dim=-1)
+        return Scores(p_ai.numpy(), conditional.numpy(), raw_a.numpy())
+
+    @torch.inference_mode()
+    def logits(
+        self, images: Sequence[Image.Image], captions: Sequence[str | None]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Head A and head B logits of one forward pass, as float32 CPU tensors."""
+        inputs = self._preprocess(images, captions)
+        moved = {
+            key: value.to(self.device, dtype=self.dtype if value.is_floating_point() else None)
+            for key, value in inputs.items()
+        }
+        out = self._model(**moved)
+        return out.logits_a.float().cpu(), out.logits_b.float().cpu()
+
+
+def with_precision(
+    model: Detector, precision: str, device: torch.device
+) -> tuple[Detector, torch.dtype]:
+    """The model converted for ``precision`` on ``device``, and the dtype its inputs need."""
+    if precision == "auto":
+        precision = "fp16" if device.type == "cuda" else "fp32"
+    if precision == "int8":
+        with warnings.catch_warnings():
+            # torch announces the move of quantisation to torchao; nothing a caller can act on.
+            warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*deprecated")
+            warnings.filterwarnings("ignore", message="torch.ao.quantization is deprecated")
+            quantized = torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]  # untyped in torch
+                model, {torch.nn.Linear}, dtype=torch.qint8
+            )
+        # quantize_dynamic returns a copy of the same class with quantised Linear layers.
+        return cast(Detector, quantized).eval(), torch.float32
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+    return model.to(device=device, dtype=dtype).eval(), dtype
