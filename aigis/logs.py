@@ -32,9 +32,27 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_StderrLogger.factory,
         cache_logger_on_first_use=True,
     )
+
+
+class _StderrLogger:
+    """Writes each line to whatever ``sys.stderr`` is at that moment.
+
+    structlog's PrintLogger keeps the stream it was created with; when that stream is replaced
+    and closed (a test runner capturing output, a daemon redirecting its streams) every later
+    log call would fail. Looking the stream up per line costs nothing measurable.
+    """
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    debug = info = warning = warn = error = critical = exception = fatal = log = msg
+
+    @classmethod
+    def factory(cls, *_args: object) -> _StderrLogger:
+        return cls()
 
 
 def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
