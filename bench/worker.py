@@ -267,6 +267,7 @@ def run_latency_phase(
         "rate_per_s": rate,
         "p50_ms": statistics.quantiles(latencies, n=100)[49],
         "p99_ms": statistics.quantiles(latencies, n=100)[98],
+        "latencies_ms": latencies,
     }
 
 
