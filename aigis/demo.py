@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -84,6 +85,10 @@ class Demo:
 
     def run(self) -> None:
         t0 = time.monotonic()
+        # Each tour starts with its own empty model store, registry and label store, so that a
+        # second run never meets the versions and labels of the first.
+        for leftover in ("model-store", "registry", "labels", "logs"):
+            shutil.rmtree(self.root / leftover, ignore_errors=True)
         self.logs.mkdir(parents=True, exist_ok=True)
         self.step("1/8 Kafka and Redis")
         devstack.up(self.settings)
@@ -296,6 +301,8 @@ class Demo:
         env.setdefault("AIGIS_LOG_FORMAT", "json")
         # The demo wants the sink to write its shards within seconds, not at production pace.
         env.setdefault("AIGIS_STORE__FLUSH_INTERVAL_S", "2")
+        env["AIGIS_STORE__URL"] = str(self.root / "labels")
+        env["AIGIS_RETRAIN__REGISTRY_DIR"] = str(self.root / "registry")
         return env
 
     def close(self) -> None:
