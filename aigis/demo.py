@@ -105,7 +105,9 @@ class Demo:
         self.step("6/8 publish the same images again: answered from the Redis cache")
         _, replay = self.publish_round("r2", show=False)
         self.replay_summary(first, replay)
-        self.step("7/8 review and pseudo-label topics")
+        self.step("7/8 new traffic: the smoke validation split, outside the gold hold-out")
+        _, fresh = self.publish_round("r3", split="validation", show=False)
+        console.print(f"{len(fresh.verdicts)} more verdicts at {fresh.events_per_s:.1f} events/s")
         self.routing_summary(first)
         self.step("8/8 one retraining cycle behind the promotion gate")
         self.retrain()
@@ -136,11 +138,13 @@ class Demo:
         archive = next(store.glob("*.mar"))
         self.aigis(["model", "register", str(archive)], live=True)
 
-    def publish_round(self, tag: str, *, show: bool = True) -> tuple[dict[str, Published], Round]:
-        """Publish the smoke test split and collect one verdict per event."""
+    def publish_round(
+        self, tag: str, *, split: str = "test", show: bool = True
+    ) -> tuple[dict[str, Published], Round]:
+        """Publish a split of the smoke set and collect one verdict per event."""
         from training.data import load_split
 
-        samples = list(load_split("smoke", "test"))[: self.events]
+        samples = list(load_split("smoke", split))[: self.events]
         known: dict[str, Published] = {}
         result = Round()
         with (
@@ -192,7 +196,7 @@ class Demo:
                     if show and (len(result.verdicts) <= 10 or len(result.verdicts) % 50 == 0):
                         truth = known[verdict.event_id]
                         console.print(
-                            f"  {len(result.verdicts):4d} {verdict.event_id[-9:]} "
+                            f"  {len(result.verdicts):4d} {verdict.event_id.split('-', 2)[2]} "
                             f"p_ai={verdict.p_ai:.3f} {verdict.decision:<13} "
                             f"{verdict.generator:<12} truth={'ai' if truth.label_a else 'human'}"
                         )
@@ -232,7 +236,7 @@ class Demo:
         console.print(f"decisions on the first pass: {decisions}")
         console.print(
             f"this run put {review} items on {self.settings.topics.review} and {pseudo} "
-            f"pseudo-labels on {self.settings.topics.pseudo_labels} (both passes)"
+            f"pseudo-labels on {self.settings.topics.pseudo_labels} (all three passes)"
         )
         console.print("waiting for the sink to write the pseudo-labels to the label store ...")
         time.sleep(self.settings.store.flush_interval_s + 2)
@@ -285,14 +289,14 @@ class Demo:
             raise DemoError(f"`aigis {' '.join(args)}` exited {done.returncode}{where}")
 
     def spawn(self, name: str, args: Sequence[str]) -> None:
-        log = (self.logs / f"{name}.log").open("ab")
-        child = subprocess.Popen(
-            [sys.executable, "-m", "aigis.cli", *args],
-            env=self._env(),
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
+        with (self.logs / f"{name}.log").open("ab") as log:
+            child = subprocess.Popen(
+                [sys.executable, "-m", "aigis.cli", *args],
+                env=self._env(),
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
         self.children.append((name, child))
         console.print(f"started `aigis {' '.join(args)}` (pid {child.pid}, log {log.name})")
 

@@ -263,7 +263,12 @@ def open_reviewer(
     """A Reviewer with its Kafka clients and image directory, all closed on exit."""
     with ExitStack() as stack:
         consumer = kafka_clients.consumer(
-            settings, group_id=group_id, topics=[settings.topics.review], max_poll_records=1
+            settings,
+            group_id=group_id,
+            topics=[settings.topics.review],
+            max_poll_records=1,
+            # A person may look at one image for a long time before answering.
+            max_poll_interval_ms=3_600_000,
         )
         stack.callback(consumer.close, autocommit=False)
         producer = kafka_clients.producer(settings)

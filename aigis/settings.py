@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -168,7 +168,18 @@ class StoreSettings(_Group):
 class RetrainSettings(_Group):
     registry_dir: Path | None = None
     """Model registry (lineage, archives); default ``<state_dir>/registry``."""
-    metric: str = "task_a.f1"
+    metric: Literal[
+        "task_a.f1",
+        "task_a.f1_weighted",
+        "task_a.accuracy",
+        "task_a.precision",
+        "task_a.recall",
+        "task_a.auroc",
+        "task_b.f1_weighted",
+        "task_b.accuracy",
+        "ece",
+    ] = "task_a.f1"
+    """The metric the promotion gate compares on the gold hold-out (``ece``: lower is better)."""
     min_improvement: Annotated[float, Field(ge=0)] = 0.005
     max_regression: Annotated[float, Field(ge=0)] = 0.01
     pseudo_label_threshold: Annotated[float, Field(ge=0, le=1)] = 0.8
@@ -215,9 +226,9 @@ class Settings(BaseSettings):
     pretrained_dir: Path | None = None
     """Local copies of pre-trained encoders for the ``base`` preset (``bert-base-uncased/``,
     ``clip-vit-base-patch32/``); unset: an offline Hugging Face cache. Never downloaded."""
-    log_format: str = "auto"
+    log_format: Literal["auto", "json", "console"] = "auto"
     """``json``, ``console`` or ``auto`` (console in a terminal, JSON otherwise)."""
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 
     kafka: KafkaSettings = KafkaSettings()
     topics: TopicSettings = TopicSettings()

@@ -36,10 +36,11 @@ def decode(model: type[M], data: bytes | str) -> M:
     try:
         return model.model_validate(obj)
     except ValidationError as exc:
-        raise _schema_error(exc) from None
+        raise schema_error(exc) from None
 
 
-def _schema_error(exc: ValidationError) -> SchemaError:
+def schema_error(exc: ValidationError) -> SchemaError:
+    """The first problem of a pydantic ``ValidationError`` as a DLQ-ready SchemaError."""
     first = exc.errors(include_url=False)[0]
     field = ".".join(str(part) for part in first["loc"]) or None
     message = first["msg"].removeprefix("Value error, ")

@@ -2,8 +2,9 @@
 
 Promote only when the chosen metric improves by at least ``min_improvement`` and no guarded
 metric (the headline metric of each task) drops by more than ``max_regression``. Metrics are
-higher-is-better (F1, accuracy, AUROC); a metric a model could not be scored on (None, e.g. Task
-B of a hold-out with classes the model lacks) is left out of the comparison. Pure functions.
+higher-is-better (F1, accuracy, AUROC) except those in ``LOWER_IS_BETTER`` (calibration error),
+whose improvement is a fall; a metric a model could not be scored on (None, e.g. Task B of a
+hold-out with classes the model lacks) is left out of the comparison. Pure functions.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from pydantic import BaseModel, ConfigDict
 
 GUARDED: Final[tuple[str, ...]] = ("task_a.f1", "task_b.f1_weighted")
 """Headline metric of each task; none may regress by more than the tolerance."""
+
+LOWER_IS_BETTER: Final[frozenset[str]] = frozenset({"ece"})
+"""Metrics where a smaller value is the better model."""
 
 
 class GateDecision(BaseModel):
@@ -72,10 +76,10 @@ def decide(
             f"(candidate {new}, champion {old}); choose another retrain.metric"
         )
     else:
-        delta = new - old
+        delta = old - new if metric in LOWER_IS_BETTER else new - old
         improved = delta >= min_improvement
         reasons.append(
-            f"{metric} {old:.4f} -> {new:.4f} ({delta:+.4f}, needs {min_improvement:+.4f})"
+            f"{metric} {old:.4f} -> {new:.4f} (gain {delta:+.4f}, needs {min_improvement:+.4f})"
         )
     regressions = {}
     for name in guarded:

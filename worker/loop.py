@@ -95,6 +95,9 @@ class Worker:
             )
             idle_since = time.monotonic()
             while not stop.is_set():
+                # A rebalance can happen inside any poll of a batch: only one that happened while
+                # this batch was being collected or processed concerns it.
+                self._rebalance.revoked.clear()
                 batch = collect(
                     self._consumer,
                     max_records=self.settings.worker.batch_size,
@@ -144,7 +147,13 @@ class Worker:
         stack.callback(self._outputs.close)
 
     def _handle(self, batch: Batch, stop: threading.Event) -> None:
-        self._rebalance.revoked.clear()
+        if self._rebalance.revoked:
+            # The group changed while this batch was collected: some records may now belong to
+            # another worker, and partitions handed back to us were reset to their committed
+            # offsets, so their records would come twice. Drop the batch and read it again.
+            log.info("batch_dropped_after_rebalance", events=len(batch))
+            self._rewind(batch)
+            return
         started = time.monotonic()
         scored = self._process(batch, stop)
         if scored is None:

@@ -16,10 +16,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from kafka.errors import KafkaError
+from pydantic import ValidationError
 
 from aigis import kafka as kafka_clients
 from aigis.settings import Settings
 from schemas import AigisError, ImageEvent, encode
+from schemas.codec import schema_error
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 
@@ -87,10 +89,15 @@ def make_events(
         fields: dict[str, object] = {"caption": item.caption, "source": source}
         event_id = uuid.uuid4().hex
         now = datetime.now(UTC)
-        if item.image is not None:
-            yield ImageEvent.inline(event_id, item.image, produced_at=now, **fields)
-        else:
-            yield ImageEvent(event_id=event_id, image_uri=item.uri, produced_at=now, **fields)
+        try:
+            if item.image is not None:
+                yield ImageEvent.inline(event_id, item.image, produced_at=now, **fields)
+            else:
+                yield ImageEvent(event_id=event_id, image_uri=item.uri, produced_at=now, **fields)
+        except ValidationError as exc:
+            error = schema_error(exc)
+            what = item.uri or f"an inline image of {len(item.image or b'')} bytes"
+            raise PublishError(f"cannot publish {what}: {error}") from None
 
 
 def publish(

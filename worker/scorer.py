@@ -25,6 +25,10 @@ from worker.score import Score
 log = get_logger(__name__)
 
 
+SERVER_FAULTS = frozenset({"prediction_failed"})
+"""Item error reasons that say the model server failed, not that the item is bad."""
+
+
 @dataclass(frozen=True, slots=True)
 class Rejected:
     """The server refused one item; it goes to the DLQ with ``reason``."""
@@ -77,6 +81,14 @@ class Scorer:
             # A whole request was refused: find the item at fault by asking one at a time.
             log.warning("serving_request_rejected", status=exc.status, items=len(items))
             answers = [self._one(item) for item in items]
+        failed = [a for a in answers if isinstance(a, ItemError) and a.reason in SERVER_FAULTS]
+        if failed:
+            # The server, not the item, is at fault (out of memory, a broken worker): retry the
+            # batch later like an outage rather than dead-letter good events.
+            raise ServingUnavailable(
+                f"the model server failed {len(failed)} item(s): {failed[0].detail}",
+                retry_after=1.0,
+            )
         scores = [self._convert(a) for a in answers]
         self._notice_version(scores)
         return scores

@@ -21,6 +21,8 @@ from aigis.logs import get_logger
 log = get_logger(__name__)
 
 _RESTART_DELAY_S = (1.0, 2.0, 5.0, 10.0, 30.0)
+_HEALTHY_AFTER_S = 60.0
+"""A worker process that ran this long before dying starts the restart delays afresh."""
 """Waits before restarting a worker that died, by how many times in a row it has died."""
 
 
@@ -67,6 +69,7 @@ def supervise(processes: int) -> int:
     forced = threading.Event()
     children = {slot: _spawn(slot) for slot in range(processes)}
     deaths = dict.fromkeys(children, 0)
+    started = dict.fromkeys(children, time.monotonic())
     restart_at: dict[int, float] = {}
 
     def forward(signum: int, _frame: FrameType | None) -> None:
@@ -86,6 +89,8 @@ def supervise(processes: int) -> int:
         for slot, child in list(children.items()):
             code = child.poll()
             if code is not None and slot not in restart_at and not stop.is_set():
+                if time.monotonic() - started[slot] >= _HEALTHY_AFTER_S:
+                    deaths[slot] = 0
                 delay = _RESTART_DELAY_S[min(deaths[slot], len(_RESTART_DELAY_S) - 1)]
                 deaths[slot] += 1
                 restart_at[slot] = time.monotonic() + delay
@@ -96,6 +101,7 @@ def supervise(processes: int) -> int:
             if time.monotonic() >= when and not stop.is_set():
                 del restart_at[slot]
                 children[slot] = _spawn(slot)
+                started[slot] = time.monotonic()
         stop.wait(0.5)
     codes = {slot: child.wait() for slot, child in children.items()}
     log.info("workers_stopped", codes=codes)

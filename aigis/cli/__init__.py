@@ -19,6 +19,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Help texts are plain prose: "[default: ...]" must not be read as console markup.
+    rich_markup_mode=None,
 )
 
 for module in (dev, train, evaluate, serve, model, stream, labels, demo, bench):

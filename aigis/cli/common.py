@@ -5,22 +5,24 @@ from __future__ import annotations
 from typing import NoReturn
 
 import typer
+from pydantic import ValidationError
 
 from aigis.logs import configure_logging
 from aigis.settings import Settings, load_settings
 
 
 def settings() -> Settings:
-    """Load settings and configure logging from them."""
-    loaded = load_settings()
+    """Load settings and configure logging from them; a bad setting exits 2 naming it."""
+    try:
+        loaded = load_settings()
+    except ValidationError as exc:
+        problems = [
+            f"  AIGIS_{'__'.join(str(part).upper() for part in error['loc'])}: {error['msg']}"
+            for error in exc.errors(include_url=False)
+        ]
+        fail("invalid settings in the environment:\n" + "\n".join(problems), code=2)
     configure_logging(loaded.log_level, loaded.log_format)
     return loaded
-
-
-def not_ready(command: str, what: str) -> NoReturn:
-    """Say that a command is not built yet and exit with status 2."""
-    typer.echo(f"aigis {command}: not available yet ({what} is still being built).", err=True)
-    raise typer.Exit(2)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

@@ -19,7 +19,8 @@ COPY schemas ./schemas
 COPY serving ./serving
 COPY training ./training
 COPY worker ./worker
-RUN pip install ".[serve]"
+# s3: the retrain CronJob runs this image and reads the label store from object storage.
+RUN pip install ".[serve,s3]"
 COPY ${MODEL_STORE} /opt/aigis/model-store
 
 USER aigis

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 import typer.main
 import yaml
@@ -88,40 +89,56 @@ def command_exists(argv: list[str]) -> bool:
     words = iter(argv)
     for word in words:
         if word.startswith("-"):
-            options = {opt for param in command.params for opt in param.opts}
-            if word.split("=")[0] not in options:
+            options = {opt: param for param in command.params for opt in param.opts}
+            param = options.get(word.split("=")[0])
+            if param is None:
                 return False
+            if not getattr(param, "is_flag", False) and "=" not in word:
+                next(words, None)  # the option's value
             continue
         commands = getattr(command, "commands", None)
         if commands is None:
-            continue  # a positional argument of a leaf command
+            positional = [p for p in command.params if isinstance(p, click.Argument)]
+            if not positional:
+                return False  # a stray word after a command that takes no arguments
+            continue
         if word not in commands:
             return False
         command = commands[word]
     return True
 
 
+def entrypoint(dockerfile: Path) -> list[str]:
+    match = re.search(r"^ENTRYPOINT \[(.*)\]", dockerfile.read_text(), re.MULTILINE)
+    assert match, f"{dockerfile.name} has no exec-form ENTRYPOINT"
+    argv = [part.strip().strip('"') for part in match.group(1).split(",")]
+    assert argv[0] == "aigis", f"{dockerfile.name} does not run aigis"
+    return argv[1:]
+
+
+def image_entrypoint(image: str) -> list[str]:
+    """What ``aigis-NAME:tag`` runs before a pod's ``args`` (its Dockerfile's ENTRYPOINT)."""
+    name = image.split(":")[0].removeprefix("aigis-")
+    return entrypoint(DEPLOY / "docker" / f"{name}.Dockerfile")
+
+
 def container_commands() -> Iterator[tuple[str, list[str]]]:
     for path in MANIFESTS:
         for doc in documents(path):
             for node in _walk(doc):
-                if isinstance(node, dict):
-                    for key in ("args", "command"):
-                        value = node.get(key)
-                        if (
-                            isinstance(value, list)
-                            and value
-                            and all(isinstance(v, str) for v in value)
-                        ):
-                            argv = value[1:] if value[0] == "aigis" else value
-                            if argv and not argv[0].startswith("redis"):
-                                yield path.name, argv
+                if not isinstance(node, dict):
+                    continue
+                command, args = node.get("command"), node.get("args")
+                if isinstance(command, list) and command and command[0] != "aigis":
+                    if not str(command[0]).startswith("redis"):
+                        yield path.name, command  # compose: arguments to the image's aigis
+                    continue
+                if isinstance(command, list) and command:
+                    yield path.name, [*command[1:], *(args or [])]  # overrides the ENTRYPOINT
+                elif isinstance(args, list) and isinstance(node.get("image"), str):
+                    yield path.name, [*image_entrypoint(node["image"]), *args]
     for dockerfile in DEPLOY.glob("docker/*.Dockerfile"):
-        match = re.search(r"^ENTRYPOINT \[(.*)\]", dockerfile.read_text(), re.MULTILINE)
-        assert match, f"{dockerfile.name} has no exec-form ENTRYPOINT"
-        argv = [part.strip().strip('"') for part in match.group(1).split(",")]
-        assert argv[0] == "aigis"
-        yield dockerfile.name, argv[1:]
+        yield dockerfile.name, entrypoint(dockerfile)
 
 
 def _walk(node: Any) -> Iterator[Any]:
