@@ -190,23 +190,13 @@ class ReviewItem(Message):
         return None if value is None else _check_uri(value)
 
 
-class ReviewDecision(ImageSource):
-    """A reviewer's label for an image (topic ``aigis.review-decisions``, key ``image_sha256``).
-
-    ``label_b`` indexes ``generators`` (the CT2 list by default); it is 0 (real) exactly when
-    ``label_a`` is 0. The image travels with the decision so the label store can keep it even
-    when it never saw a pseudo-label for it.
-    """
+class Labelled(ImageSource):
+    """An image with Task A and Task B labels; ``label_b`` indexes ``generators``."""
 
     image_sha256: Sha256
     label_a: Literal[0, 1]
     label_b: int = Field(ge=0)
     generators: tuple[str, ...] = GENERATORS
-    caption: Caption | None = None
-    reviewer: Identifier
-    event_id: Identifier | None = None
-    note: str | None = Field(default=None, max_length=2_000)
-    decided_at: datetime = Field(default_factory=utc_now)
 
     @model_validator(mode="after")
     def _consistent_labels(self) -> Self:
@@ -217,16 +207,27 @@ class ReviewDecision(ImageSource):
         return self
 
 
-class PseudoLabel(ImageSource):
+class ReviewDecision(Labelled):
+    """A reviewer's label for an image (topic ``aigis.review-decisions``, key ``image_sha256``).
+
+    ``label_b`` indexes ``generators`` (the CT2 list by default); it is 0 (real) exactly when
+    ``label_a`` is 0. The image travels with the decision so the label store can keep it even
+    when it never saw a pseudo-label for it.
+    """
+
+    caption: Caption | None = None
+    reviewer: Identifier
+    event_id: Identifier | None = None
+    note: str | None = Field(default=None, max_length=2_000)
+    decided_at: datetime = Field(default_factory=utc_now)
+
+
+class PseudoLabel(Labelled):
     """A confident verdict kept for retraining.
 
     Topic ``aigis.pseudo-labels``, key ``image_sha256``.
     """
 
-    image_sha256: Sha256
-    label_a: Literal[0, 1]
-    label_b: int = Field(ge=0)
-    generators: tuple[str, ...] = GENERATORS
     confidence_a: Probability
     confidence_b: Probability
     caption: Caption | None = None
@@ -235,14 +236,6 @@ class PseudoLabel(ImageSource):
     model_name: str = Field(min_length=1, max_length=128)
     model_version: str = Field(min_length=1, max_length=64)
     labelled_at: datetime = Field(default_factory=utc_now)
-
-    @model_validator(mode="after")
-    def _consistent_labels(self) -> Self:
-        if self.label_b >= len(self.generators):
-            raise ValueError(f"label_b {self.label_b} is outside 0..{len(self.generators) - 1}")
-        if (self.label_a == 0) != (self.label_b == 0):
-            raise ValueError("label_b must be 0 (real) exactly when label_a is 0 (human)")
-        return self
 
 
 class DeadLetter(Message):
@@ -263,3 +256,28 @@ class DeadLetter(Message):
 
     def original_value(self) -> bytes:
         return base64.b64decode(self.original_value_b64)
+
+    @classmethod
+    def for_record(
+        cls,
+        *,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        reason: str,
+        detail: str,
+        event_id: str | None = None,
+    ) -> DeadLetter:
+        """The dead letter of a consumed record: its bytes and position untouched, and why."""
+        return cls(
+            reason=reason,
+            detail=detail[:4_000],
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            original_key_b64=None if key is None else base64.b64encode(key).decode(),
+            original_value_b64=base64.b64encode(value or b"").decode(),
+            event_id=event_id,
+        )

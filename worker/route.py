@@ -3,7 +3,6 @@ beyond what the caller passes in."""
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -148,14 +147,14 @@ def dead_letter(
     record: Record, reason: str, detail: str, topic: str, event_id: str | None = None
 ) -> Output:
     """A DLQ record keeping ``record``'s bytes, key and position untouched for replay."""
-    letter = DeadLetter(
-        reason=reason,
-        detail=detail[:4_000],
+    letter = DeadLetter.for_record(
         topic=record.topic,
         partition=record.partition,
         offset=record.offset,
-        original_key_b64=None if record.key is None else base64.b64encode(record.key).decode(),
-        original_value_b64=base64.b64encode(record.value or b"").decode(),
+        key=record.key,
+        value=record.value,
+        reason=reason,
+        detail=detail,
         event_id=event_id,
     )
     return Output(topic, record.key, encode(letter))

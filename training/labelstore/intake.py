@@ -6,7 +6,6 @@ so the sink can dead-letter it and move on.
 
 from __future__ import annotations
 
-import base64
 from datetime import datetime
 
 from kafka.consumer.fetcher import ConsumerRecord
@@ -65,13 +64,13 @@ def to_record(
 
 def dead_letter(record: ConsumerRecord, reason: str, detail: str) -> bytes:
     """The DLQ record for ``record``: its bytes and position untouched, and the reason."""
-    letter = DeadLetter(
-        reason=reason,
-        detail=detail[:4_000],
+    letter = DeadLetter.for_record(
         topic=record.topic,
         partition=record.partition,
         offset=record.offset,
-        original_key_b64=None if record.key is None else base64.b64encode(record.key).decode(),
-        original_value_b64=base64.b64encode(record.value or b"").decode(),
+        key=record.key,
+        value=record.value,
+        reason=reason,
+        detail=detail,
     )
     return encode(letter)
