@@ -96,7 +96,11 @@ def test_kill_9_and_restart_leave_exactly_one_verdict_per_event(
         victim = children(supervisor.pid)[0]
         os.kill(victim, signal.SIGKILL)  # mid-stream: its open transaction is left behind
         assert verdicts.count() < count, "the kill came too late"
-        assert any("aigis_worker_events_in_total" in scrape(p) for p in (port, port + 1))
+        # The surviving process serves metrics once it has committed a batch of its own.
+        deadline = time.monotonic() + 60
+        while not any("aigis_worker_events_in_total" in scrape(p) for p in (port, port + 1)):
+            assert time.monotonic() < deadline, "no worker process serves its metrics"
+            time.sleep(0.5)
         deadline = time.monotonic() + 180
         while verdicts.count() < count:
             assert time.monotonic() < deadline, "the restarted worker did not finish"
