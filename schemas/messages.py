@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import UTC, datetime
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal, Protocol, Self
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -46,6 +46,21 @@ Caption = Annotated[str, Field(max_length=MAX_CAPTION_CHARS)]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+class ConsumedRecord(Protocol):
+    """What a Kafka client's consumed record offers (kafka-python's ConsumerRecord fits)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
 
 
 class Message(BaseModel):
@@ -259,25 +274,16 @@ class DeadLetter(Message):
 
     @classmethod
     def for_record(
-        cls,
-        *,
-        topic: str,
-        partition: int,
-        offset: int,
-        key: bytes | None,
-        value: bytes | None,
-        reason: str,
-        detail: str,
-        event_id: str | None = None,
+        cls, record: ConsumedRecord, reason: str, detail: str, event_id: str | None = None
     ) -> DeadLetter:
         """The dead letter of a consumed record: its bytes and position untouched, and why."""
         return cls(
             reason=reason,
             detail=detail[:4_000],
-            topic=topic,
-            partition=partition,
-            offset=offset,
-            original_key_b64=None if key is None else base64.b64encode(key).decode(),
-            original_value_b64=base64.b64encode(value or b"").decode(),
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            original_key_b64=None if record.key is None else base64.b64encode(record.key).decode(),
+            original_value_b64=base64.b64encode(record.value or b"").decode(),
             event_id=event_id,
         )

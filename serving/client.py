@@ -31,6 +31,7 @@ import httpx
 
 from aigis.settings import ServingSettings
 from schemas.errors import AigisError
+from serving.prediction import Prediction  # torch-free, like this module
 
 __all__ = [
     "ItemError",
@@ -73,15 +74,9 @@ class ServingRequestError(AigisError):
 
 
 @dataclass(frozen=True)
-class ItemResult:
-    """The model's answer for one item."""
+class ItemResult(Prediction):
+    """The model's answer for one item: its Prediction and which model gave it, in what batch."""
 
-    p_ai: float
-    decision: str
-    generator: str
-    generator_probs: dict[str, float]
-    confidence_a: float
-    confidence_b: float
     model_name: str
     model_version: str
     server_batch_size: int

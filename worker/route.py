@@ -147,14 +147,5 @@ def dead_letter(
     record: Record, reason: str, detail: str, topic: str, event_id: str | None = None
 ) -> Output:
     """A DLQ record keeping ``record``'s bytes, key and position untouched for replay."""
-    letter = DeadLetter.for_record(
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        key=record.key,
-        value=record.value,
-        reason=reason,
-        detail=detail,
-        event_id=event_id,
-    )
+    letter = DeadLetter.for_record(record, reason, detail, event_id)
     return Output(topic, record.key, encode(letter))

@@ -64,13 +64,5 @@ def to_record(
 
 def dead_letter(record: ConsumerRecord, reason: str, detail: str) -> bytes:
     """The DLQ record for ``record``: its bytes and position untouched, and the reason."""
-    letter = DeadLetter.for_record(
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        key=record.key,
-        value=record.value,
-        reason=reason,
-        detail=detail,
-    )
+    letter = DeadLetter.for_record(record, reason, detail)
     return encode(letter)
