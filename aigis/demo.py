@@ -26,10 +26,10 @@ from rich.console import Console
 from rich.table import Table
 
 from aigis import devstack
-from aigis.kafka import consumer, producer
-from aigis.settings import Settings
 from schemas import ImageEvent, PseudoLabel, ReviewItem, Verdict, decode, encode
 from schemas.errors import AigisError
+from schemas.settings import Settings
+from worker.kafka import consumer, producer
 
 console = Console()
 

@@ -53,7 +53,3 @@ class _StderrLogger:
     @classmethod
     def factory(cls, *_args: object) -> _StderrLogger:
         return cls()
-
-
-def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
-    return structlog.get_logger(name)  # type: ignore[no-any-return]

@@ -19,21 +19,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TextIO
 
+import structlog
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.structs import OffsetAndMetadata, TopicPartition
 from pydantic import TypeAdapter, ValidationError
 
-from aigis import kafka as kafka_clients
-from aigis.logs import get_logger
-from aigis.settings import Settings
 from schemas.codec import decode, encode
 from schemas.errors import AigisError, SchemaError
 from schemas.labels import GENERATOR_DISPLAY, GENERATORS
 from schemas.messages import Identifier, ReviewDecision, ReviewItem
-from training.labelstore.intake import dead_letter
+from schemas.settings import Settings
+from worker import kafka as kafka_clients
+from worker.intake import dead_letter
 
-log = get_logger(__name__)
+log = structlog.get_logger(__name__)
 
 _ACK_TIMEOUT_S: Final[float] = 30.0
 _MAGIC: Final[tuple[tuple[bytes, str], ...]] = (

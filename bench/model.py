@@ -30,9 +30,9 @@ from typing import Any
 
 import torch
 
-from serving.checkpoint import Checkpoint
-from serving.predictor import with_precision
-from serving.presets import build_preset
+from serving.model.checkpoint import Checkpoint
+from serving.model.predictor import with_precision
+from serving.model.presets import build_preset
 
 BATCH = 32
 TOKENS = 32

@@ -18,7 +18,7 @@ one run, not runs of different days):
 3. TorchServe with ``base-random`` in fp32 and in the fastest precision whose decisions agree
    with fp32, one item at a time and in micro-batches.
 
-Clients run in this process through ``serving.client.ServingClient``, on the same cores as the
+Clients run in this process through ``serving.client.http.ServingClient``, on the same cores as the
 server, as a worker beside TorchServe would. TorchServe uses the ``AIGIS_SERVING__*`` ports and
 ``<state_dir>/bench-serving``; nothing else may listen there.
 """
@@ -39,11 +39,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from aigis.settings import Settings
-from serving.archive import ArchiveInfo, ExportOptions, export_archive
-from serving.client import ItemResult, ServingClient
-from serving.management import ManagementClient
-from serving.server import TorchServe
+from schemas.settings import Settings
+from serving.client.http import ItemResult, ServingClient
+from serving.client.management import ManagementClient
+from serving.client.manifest import ArchiveInfo
+from serving.torchserve.archive import ExportOptions, export_archive
+from serving.torchserve.server import TorchServe
 
 Item = tuple[bytes, str | None]
 
@@ -167,8 +168,8 @@ def workload() -> tuple[list[Item], list[tuple[Item, int]]]:
 
 
 def _random_checkpoint(preset: str, directory: Path) -> Path:
-    from serving.checkpoint import save_checkpoint
-    from serving.presets import build_preset
+    from serving.model.checkpoint import save_checkpoint
+    from serving.model.presets import build_preset
 
     built = build_preset(preset, "fused", name=f"{preset}-fused", version="1")
     save_checkpoint(built.model, built.tokenizer, built.image_processor, built.config, directory)
@@ -283,7 +284,7 @@ def precision_sweep(
     import torch
 
     from serving.imageio import decode_image
-    from serving.predictor import Predictor
+    from serving.model.predictor import Predictor
 
     torch.set_num_threads(len(os.sched_getaffinity(0)))  # the bench owns the machine now
     images = [decode_image(image) for (image, _), _ in labelled]

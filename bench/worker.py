@@ -42,17 +42,17 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from aigis import kafka
 from aigis.devstack.kafka_broker import KafkaBroker
-from aigis.settings import Guarantee, Settings
 from schemas import ImageEvent, Timings, decode, encode
-from serving.archive import ExportOptions, export_random
-from serving.client import ItemResult, ServingClient
-from serving.server import TorchServe, running_torchserve
+from schemas.settings import Guarantee, Settings
+from serving.client.http import ItemResult, ServingClient
+from serving.torchserve.archive import ExportOptions, export_random
+from serving.torchserve.server import TorchServe, running_torchserve
+from tests.streams import subprocess_env
+from worker import kafka
 from worker.route import build_verdict
 from worker.score import Score
 from worker.tail import partitions
-from worker.testing import subprocess_env
 
 TICKS = os.sysconf("SC_CLK_TCK")
 _CREATED: list[str] = []
@@ -172,7 +172,7 @@ def worker_process(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
         "AIGIS_WORKER__GUARANTEE": settings.worker.guarantee.value,
         "AIGIS_LOG_LEVEL": os.environ.get("BENCH_WORKER_LOG_LEVEL", "WARNING"),
     }
-    proc = subprocess.Popen([sys.executable, "-m", "worker", "--slot", "0"], env=env)
+    proc = subprocess.Popen([sys.executable, "-m", "aigis.run", "--slot", "0"], env=env)
     try:
         yield proc
     finally:

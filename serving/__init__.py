@@ -1,6 +1,6 @@
 """The detector: model family, pre-processing, checkpoints, predictor, and TorchServe serving.
 
-Import submodules directly. This package's ``__init__`` imports nothing, so light modules
-(``serving.imageio``, ``serving.config``, ``serving.errors``, ``serving.client``) stay usable on
-CPU-only hosts without torch or transformers.
+Import submodules directly. This package's ``__init__`` imports nothing. ``serving.client`` (what
+the worker uses), ``serving.imageio`` and ``serving.errors`` never import torch or transformers
+(the import contract in pyproject.toml checks it), so they run on CPU-only hosts.
 """

@@ -21,10 +21,10 @@ import redis
 from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
-from aigis import kafka
-from aigis.redis_client import connect as connect_redis
-from aigis.settings import Settings
 from schemas.errors import AigisError
+from schemas.settings import Settings
+from worker import kafka
+from worker.redis_client import connect as connect_redis
 
 # No test may reach a model hub: everything loads from local files or tiny configs.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -2,7 +2,7 @@
 
 Images are decoded with the serving decoder (:func:`serving.imageio.decode_image`) so training
 sees exactly what serving sees, then optionally augmented, then pre-processed by the checkpoint's
-:class:`~serving.preprocess.Preprocessor`.
+:class:`~serving.model.preprocess.Preprocessor`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from serving.imageio import decode_image
-from serving.preprocess import Preprocessor
+from serving.model.preprocess import Preprocessor
 from training.augment import augment
 from training.data import Sample
 

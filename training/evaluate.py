@@ -25,7 +25,7 @@ from training.data import DataError, Sample, generators_of, load_split
 from training.data.encoding import decode, encode_jpeg
 
 if TYPE_CHECKING:
-    from serving.predictor import Predictor
+    from serving.model.predictor import Predictor
 
 Perturbation = Callable[[Image.Image], Image.Image]
 

@@ -28,7 +28,7 @@ from training.data.sample import LazySamples, concat
 from training.evaluate import decoded_batches
 
 if TYPE_CHECKING:
-    from serving.predictor import Prediction, Predictor
+    from serving.model.predictor import Prediction, Predictor
 
 TRAIN_SHARE: Final[float] = 0.8
 SUMMARY_FILE: Final[str] = "pseudo_labels.json"

@@ -172,7 +172,7 @@ class Registry:
         again returns the existing record. Raises RegistryError for a file that is not an
         archive or a version already recorded from another archive.
         """
-        from serving.archive import ArchiveError, archive_file_name, read_manifest
+        from serving.client.manifest import ArchiveError, archive_file_name, read_manifest
 
         try:
             info = read_manifest(archive)
@@ -280,7 +280,7 @@ def _digest(path: Path) -> str:
 
 def _extract_checkpoint(archive: Path, target: Path) -> None:
     """Unpack the archive's ``checkpoint/`` directory into ``target`` (replacing it whole)."""
-    from serving.archive import CHECKPOINT_DIR
+    from serving.client.manifest import CHECKPOINT_DIR
 
     prefix = f"{CHECKPOINT_DIR}/"
     staging = target.with_name(f".{target.name}.tmp")

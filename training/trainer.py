@@ -4,7 +4,7 @@ The loop is transformers' ``Trainer``: evaluation and a saved state every epoch,
 F1 on Task A kept (``load_best_model_at_end``), progress bars, ``--resume`` from the last saved
 state, and distributed data parallelism when started by ``torchrun`` (the Trainer reads the
 environment torchrun sets; nothing here is specific to it). The model computes the multi-task loss
-itself (:func:`serving.model.detector_loss`), so the stock ``compute_loss`` applies.
+itself (:func:`serving.model.detector.detector_loss`), so the stock ``compute_loss`` applies.
 
 Order of :func:`train`: read the data; build the model (preset or ``init_from``); train; fit the
 head-A temperature on validation; write the checkpoint to ``output`` (config last) and a
@@ -23,23 +23,23 @@ from pathlib import Path
 from typing import Any, Final, cast
 
 import numpy as np
+import structlog
 import torch
 from transformers import EvalPrediction, Trainer, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from aigis.logs import get_logger
 from schemas.errors import AigisError
-from serving.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from serving.config import Architecture, DetectorConfig
-from serving.model import Detector
-from serving.presets import build_preset
+from serving.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from serving.model.config import Architecture, DetectorConfig
+from serving.model.detector import Detector
+from serving.model.presets import build_preset
 from training import metrics
 from training.calibration import binary_nll, fit_temperature
 from training.collate import DetectorCollator, SampleDataset
 from training.data import Sample, generators_of, load_split
 from training.hyperparams import Hyperparameters, default_hyperparameters, with_overrides
 
-log = get_logger(__name__)
+log = structlog.get_logger(__name__)
 
 STATE_DIR: Final[str] = "trainer-state"
 """Sub-directory of the output holding the Trainer's per-epoch states (for --resume)."""

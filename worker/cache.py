@@ -18,12 +18,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis
+import structlog
 
-from aigis.logs import get_logger
-from aigis.settings import RedisSettings
+from schemas.settings import RedisSettings
 from worker.score import Score
 
-log = get_logger(__name__)
+log = structlog.get_logger(__name__)
 
 # KEYS[1]: the namespace key. ARGV[1]: the version to use when it is absent; ARGV[2]: the key
 # prefix; ARGV[3..]: key suffixes. Returns {version, value or false per suffix}. The script builds

@@ -16,8 +16,8 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
-from aigis.settings import WorkerSettings
 from schemas import AigisError, ImageEvent
+from schemas.settings import WorkerSettings
 
 _CHUNK = 64 * 1024
 

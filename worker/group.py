@@ -6,13 +6,13 @@ import socket
 import time
 from typing import Any
 
+import structlog
 from kafka import ConsumerRebalanceListener
 from kafka.structs import TopicPartition
 
-from aigis.logs import get_logger
-from aigis.settings import Settings
+from schemas.settings import Settings
 
-log = get_logger(__name__)
+log = structlog.get_logger(__name__)
 
 
 def transactional_id(settings: Settings, slot: int) -> str:

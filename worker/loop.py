@@ -15,13 +15,13 @@ from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import structlog
 from kafka import KafkaConsumer
 from kafka.errors import KafkaError
 
-from aigis import kafka as kafka_clients
-from aigis.logs import get_logger
-from aigis.settings import Settings
-from serving.client import ServingClient, ServingUnavailable
+from schemas.settings import Settings
+from serving.client.http import ServingClient, ServingUnavailable
+from worker import kafka as kafka_clients
 from worker.batch import Batch, collect
 from worker.cache import VerdictCache
 from worker.fetch import Fetcher
@@ -31,7 +31,7 @@ from worker.outputs import BatchCommitError, Outputs, open_outputs
 from worker.pipeline import DLQ, Pipeline, Processed
 from worker.scorer import Scorer
 
-log = get_logger(__name__)
+log = structlog.get_logger(__name__)
 
 _HOLD_POLL_MS = 500
 """While paused for the model server, poll this often so the group keeps the worker."""

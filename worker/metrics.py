@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from wsgiref.simple_server import WSGIServer
 
+import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from aigis.logs import get_logger
-
-log = get_logger(__name__)
+log = structlog.get_logger(__name__)
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)

@@ -12,17 +12,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+import structlog
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from aigis import kafka as kafka_clients
-from aigis.logs import get_logger
-from aigis.settings import Guarantee, Settings
 from schemas import AigisError
+from schemas.settings import Guarantee, Settings
+from worker import kafka as kafka_clients
 from worker.route import Output
 
-log = get_logger(__name__)
+log = structlog.get_logger(__name__)
 
 Offsets = dict[TopicPartition, OffsetAndMetadata]
 
@@ -53,7 +53,7 @@ class TransactionalOutputs:
         self._producer: KafkaProducer | None = self._new_producer()
 
     def _new_producer(self) -> KafkaProducer:
-        # init_transactions (inside aigis.kafka.producer) fences any earlier producer with this id
+        # init_transactions (inside worker.kafka.producer) fences any earlier producer with this id
         # and aborts whatever transaction it left open, e.g. after a kill -9.
         return kafka_clients.producer(
             self._settings, transactional_id=self._id, **_PRODUCER_OPTIONS

@@ -11,10 +11,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from aigis.logs import get_logger
-from aigis.settings import Settings
+import structlog
+
 from schemas import ImageEvent, SchemaError, Timings, decode
 from schemas.limits import MAX_IMAGE_PIXELS
+from schemas.settings import Settings
 from serving.errors import ImageError
 from serving.imageio import probe_image
 from worker.batch import Batch, Record
@@ -24,7 +25,7 @@ from worker.route import Output, build_verdict, dead_letter, end_to_end_ms, rout
 from worker.score import Score
 from worker.scorer import Rejected, Scorer
 
-log = get_logger(__name__)
+log = structlog.get_logger(__name__)
 
 DLQ = "dlq"
 """The outcome of an event that went to the dead-letter topic."""

@@ -18,10 +18,10 @@ from pathlib import Path
 from kafka.errors import KafkaError
 from pydantic import ValidationError
 
-from aigis import kafka as kafka_clients
-from aigis.settings import Settings
 from schemas import AigisError, ImageEvent, encode
 from schemas.codec import schema_error
+from schemas.settings import Settings
+from worker import kafka as kafka_clients
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 

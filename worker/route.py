@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from aigis.settings import TopicSettings, WorkerSettings
 from schemas import DeadLetter, Decision, ImageEvent, PseudoLabel, ReviewItem, Timings, Verdict
 from schemas.codec import encode
 from schemas.labels import UNKNOWN_GENERATOR
+from schemas.settings import TopicSettings, WorkerSettings
 from worker.batch import Record
 from worker.score import Score
 

@@ -1,4 +1,4 @@
-"""Scoring cache misses on the model server, through ``serving.client`` only.
+"""Scoring cache misses on the model server, through ``serving.client.http`` only.
 
 Tracks the served model (name, version, whether it reads captions) and turns the client's
 per-item answers into :class:`~worker.score.Score` or :class:`Rejected`.
@@ -11,9 +11,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from aigis.logs import get_logger
-from aigis.settings import WorkerSettings
-from serving.client import (
+import structlog
+
+from schemas.settings import WorkerSettings
+from serving.client.http import (
     ItemError,
     ModelInfo,
     ServingClient,
@@ -22,7 +23,7 @@ from serving.client import (
 )
 from worker.score import Score
 
-log = get_logger(__name__)
+log = structlog.get_logger(__name__)
 
 
 SERVER_FAULTS = frozenset({"prediction_failed"})

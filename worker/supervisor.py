@@ -1,7 +1,7 @@
 """Running workers: signal handling for one process, and a supervisor for several.
 
 SIGTERM or a first Ctrl+C asks for a graceful stop (finish the batch, commit, exit 0); a second
-Ctrl+C exits at once. The supervisor starts ``N`` worker processes (``python -m worker --slot K``),
+Ctrl+C exits at once. The supervisor starts ``N`` worker processes (the command the caller gives),
 forwards SIGTERM and SIGINT to them, restarts one that dies unexpectedly, and exits 0 when every
 worker stopped cleanly after a stop request.
 """
@@ -11,14 +11,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 
-from aigis.logs import get_logger
+import structlog
 
-log = get_logger(__name__)
+log = structlog.get_logger(__name__)
 
 _RESTART_DELAY_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 _HEALTHY_AFTER_S = 60.0
@@ -53,21 +53,19 @@ def stop_with_parent(stop: threading.Event, interval_s: float = 1.0) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def _spawn(slot: int) -> subprocess.Popen[bytes]:
+def _spawn(command: Callable[[int], list[str]], slot: int) -> subprocess.Popen[bytes]:
     # A new session per child: a terminal's Ctrl+C reaches the supervisor only, which forwards it.
-    child = subprocess.Popen(
-        [sys.executable, "-m", "worker", "--slot", str(slot), "--supervised"],
-        start_new_session=True,
-    )
+    child = subprocess.Popen(command(slot), start_new_session=True)
     log.info("worker_process_started", slot=slot, pid=child.pid)
     return child
 
 
-def supervise(processes: int) -> int:
-    """Run ``processes`` worker processes until stopped; return the exit status."""
+def supervise(processes: int, command: Callable[[int], list[str]]) -> int:
+    """Run ``processes`` worker processes (``command(slot)`` each) until stopped; return the
+    exit status."""
     stop = threading.Event()
     forced = threading.Event()
-    children = {slot: _spawn(slot) for slot in range(processes)}
+    children = {slot: _spawn(command, slot) for slot in range(processes)}
     deaths = dict.fromkeys(children, 0)
     started = dict.fromkeys(children, time.monotonic())
     restart_at: dict[int, float] = {}
@@ -100,7 +98,7 @@ def supervise(processes: int) -> int:
         for slot, when in list(restart_at.items()):
             if time.monotonic() >= when and not stop.is_set():
                 del restart_at[slot]
-                children[slot] = _spawn(slot)
+                children[slot] = _spawn(command, slot)
                 started[slot] = time.monotonic()
         stop.wait(0.5)
     codes = {slot: child.wait() for slot, child in children.items()}

@@ -14,9 +14,9 @@ from typing import Any
 from kafka import TopicPartition
 from pydantic import BaseModel
 
-from aigis import kafka as kafka_clients
-from aigis.settings import Settings
 from schemas import AigisError, DeadLetter, PseudoLabel, ReviewItem, SchemaError, Verdict, decode
+from schemas.settings import Settings
+from worker import kafka as kafka_clients
 
 _MODELS: dict[str, type[BaseModel]] = {
     "verdicts": Verdict,

@@ -8,7 +8,7 @@ import typer
 from pydantic import ValidationError
 
 from aigis.logs import configure_logging
-from aigis.settings import Settings, load_settings
+from schemas.settings import Settings, load_settings
 
 
 def settings() -> Settings:

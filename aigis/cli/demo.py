@@ -15,11 +15,12 @@ import uuid
 import typer
 from kafka import TopicPartition
 
-from aigis import devstack, kafka
+from aigis import devstack
 from aigis.cli.common import fail, settings
-from aigis.settings import Settings
 from schemas import ImageEvent, decode, encode
 from schemas.errors import AigisError
+from schemas.settings import Settings
+from worker import kafka
 
 _SHOWN_B64_CHARS = 48
 

@@ -10,7 +10,7 @@ import typer
 from aigis.cli.common import fail, settings
 
 if TYPE_CHECKING:
-    from serving.predictor import Predictor
+    from serving.model.predictor import Predictor
 
 _DATA_HELP = "smoke, a CT2 parquet directory, an image folder, or a label-store URL."
 # Options both commands take, declared once.
@@ -129,7 +129,7 @@ def register(app: typer.Typer) -> None:
 def _predictor(model: Path, device: str | None, batch_size: int, threads: int | None) -> Predictor:
     import torch
 
-    from serving.predictor import Predictor
+    from serving.model.predictor import Predictor
 
     if threads is not None:
         torch.set_num_threads(threads)

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING
 import typer
 
 from aigis.cli.common import fail, settings
-from aigis.settings import Settings
 from schemas.errors import AigisError
+from schemas.settings import Settings
 
 if TYPE_CHECKING:
-    from training.retrain import RetrainOptions
+    from aigis.retrain import RetrainOptions
 
 
 def register(app: typer.Typer) -> None:
@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
             help="Flush and exit once nothing has arrived for this long (batch use).",
         ),
     ) -> None:
-        from training.labelstore.sink import run_sink, stop_on_signals
+        from worker.sink import run_sink, stop_on_signals
 
         loaded = settings()
         stop = threading.Event()
@@ -67,7 +67,7 @@ def register(app: typer.Typer) -> None:
             False, "--force", help="Retrain even when the store has not changed since last time."
         ),
     ) -> None:
-        from training.retrain import RetrainOptions
+        from aigis.retrain import RetrainOptions
 
         loaded = settings()
         config = loaded.retrain
@@ -90,7 +90,7 @@ def register(app: typer.Typer) -> None:
             return
         interval = parse_duration(every)
         stop = threading.Event()
-        from training.labelstore.sink import stop_on_signals
+        from worker.sink import stop_on_signals
 
         stop_on_signals(stop)
         while not stop.is_set():
@@ -135,7 +135,7 @@ def register(app: typer.Typer) -> None:
 
 def _cycle(loaded: Settings, options: RetrainOptions) -> bool:
     """Run one retraining cycle and print its decision; False when it failed."""
-    from training.retrain import run_cycle
+    from aigis.retrain import run_cycle
 
     try:
         result = run_cycle(loaded, options)

@@ -14,8 +14,8 @@ from aigis.cli.common import fail, settings
 from schemas.errors import AigisError
 
 if TYPE_CHECKING:
+    from aigis.promote import ServiceControl
     from training.registry import Registry
-    from training.service import ServiceControl
 
 model_app = typer.Typer(
     help=(
@@ -30,9 +30,9 @@ model_app = typer.Typer(
 @contextmanager
 def _service(command: str, *, lock: bool = True) -> Iterator[tuple[Registry, ServiceControl]]:
     """The registry (locked for changes) and a ServiceControl; AigisError ends the command."""
-    from serving.management import ManagementClient
+    from aigis.promote import ServiceControl
+    from serving.client.management import ManagementClient
     from training.registry import Registry
-    from training.service import ServiceControl
 
     loaded = settings()
     registry = Registry(loaded.registry_dir)
@@ -70,7 +70,7 @@ def register(app: typer.Typer) -> None:
             False, "--set-default", help="Also put it in service (cache namespace, then default)."
         ),
     ) -> None:
-        from serving.archive import read_manifest
+        from serving.client.manifest import read_manifest
 
         with _service("register") as (registry, control):
             info = read_manifest(archive)
@@ -117,7 +117,7 @@ def _rows(registry: Registry, control: ServiceControl) -> list[dict[str, object]
 
     When TorchServe cannot be reached the registry is listed alone, with a warning.
     """
-    from serving.client import ServingUnavailable
+    from serving.client.http import ServingUnavailable
 
     try:
         served = set(control.served_versions())

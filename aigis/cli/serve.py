@@ -17,7 +17,7 @@ from aigis.cli.common import fail, settings
 from schemas.errors import AigisError
 
 if TYPE_CHECKING:
-    from serving.server import ServerStatus
+    from serving.torchserve.server import ServerStatus
 
 serve_app = typer.Typer(
     help=(
@@ -61,7 +61,7 @@ def register(app: typer.Typer) -> None:
         ),
         force: bool = typer.Option(False, "--force", help="Replace an existing archive."),
     ) -> None:
-        from serving.archive import ExportOptions, export_archive
+        from serving.torchserve.archive import ExportOptions, export_archive
 
         settings()
         try:
@@ -103,7 +103,7 @@ def register(app: typer.Typer) -> None:
             "stops it (a container's main process).",
         ),
     ) -> None:
-        from serving.server import TorchServe
+        from serving.torchserve.server import TorchServe
 
         loaded = settings()
         server = TorchServe(loaded)
@@ -136,7 +136,7 @@ def register(app: typer.Typer) -> None:
 
     @serve_app.command("stop", help="Stop the TorchServe this state dir started.")
     def stop() -> None:
-        from serving.server import TorchServe
+        from serving.torchserve.server import TorchServe
 
         try:
             stopped = TorchServe(settings()).stop()
@@ -150,7 +150,7 @@ def register(app: typer.Typer) -> None:
     def status(
         as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     ) -> None:
-        from serving.server import TorchServe
+        from serving.torchserve.server import TorchServe
 
         loaded = settings()
         state = TorchServe(loaded).status()

@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
             1, "--processes", "-p", min=1, help="Worker processes in the consumer group."
         ),
     ) -> None:
-        from worker.run import run
+        from aigis.run import run
 
         settings()
         try:

@@ -78,7 +78,7 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         from schemas.errors import AigisError
-        from serving.config import Architecture
+        from serving.model.config import Architecture
         from training.trainer import TrainRequest
         from training.trainer import train as run_training
 

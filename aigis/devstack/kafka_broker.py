@@ -18,14 +18,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from string import Template
 
-from aigis import kafka
+import structlog
+
 from aigis.devstack import kafka_dist, procs
 from aigis.devstack.errors import DevStackError
 from aigis.devstack.service import LocalService, loopback_endpoint, require_template
-from aigis.logs import get_logger
-from aigis.settings import Settings
+from schemas.settings import Settings
+from worker import kafka
 
-log = get_logger(__name__)
+log = structlog.get_logger(__name__)
 
 _MAIN_CLASS = "kafka.Kafka"
 _STORAGE_TOOL = "kafka.tools.StorageTool"

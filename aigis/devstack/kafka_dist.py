@@ -14,12 +14,13 @@ import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import structlog
+
 from aigis.devstack.errors import DevStackError
 from aigis.devstack.service import require_template
-from aigis.logs import get_logger
-from aigis.settings import Settings
+from schemas.settings import Settings
 
-log = get_logger(__name__)
+log = structlog.get_logger(__name__)
 
 _POM_NS = {"m": "http://maven.apache.org/POM/4.0.0"}
 _COMPLETE = ".complete"

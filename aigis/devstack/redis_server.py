@@ -15,11 +15,11 @@ from urllib.parse import urlsplit
 
 import redis
 
-from aigis import redis_client
 from aigis.devstack import procs
 from aigis.devstack.errors import DevStackError
 from aigis.devstack.service import LocalService, loopback_endpoint, require_template
-from aigis.settings import Settings
+from schemas.settings import Settings
+from worker import redis_client
 
 
 class RedisServer(LocalService):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from aigis.devstack import procs
 from aigis.devstack.errors import DevStackError
-from aigis.settings import Settings
+from schemas.settings import Settings
 
 DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy"
 """Templates and scripts that the local services are built from (``deploy/`` of the checkout)."""

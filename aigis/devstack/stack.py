@@ -7,11 +7,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from aigis import kafka
 from aigis.devstack.kafka_broker import KafkaBroker
 from aigis.devstack.redis_server import RedisServer
 from aigis.devstack.service import LocalService, ServiceStatus
-from aigis.settings import Settings
+from schemas.settings import Settings
+from worker import kafka
 
 
 @dataclass(frozen=True)

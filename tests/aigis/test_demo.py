@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from aigis.settings import Settings
+from schemas.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from aigis import kafka
 from aigis.devstack import kafka_dist, procs
-from aigis.settings import Settings
+from schemas.settings import Settings
+from worker import kafka
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from aigis.devstack import DevStackError, kafka_dist, procs
 from aigis.devstack.kafka_broker import KafkaBroker, _cluster_id
 from aigis.devstack.redis_server import RedisServer
 from aigis.devstack.service import loopback_endpoint
-from aigis.settings import DevSettings, KafkaSettings, RedisSettings, Settings
+from schemas.settings import DevSettings, KafkaSettings, RedisSettings, Settings
 
 pytestmark = pytest.mark.unit
 

@@ -15,15 +15,15 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from aigis import kafka
 from aigis.review import Reviewer, generators_of, image_suffix, open_reviewer, parse_answer
-from aigis.settings import Settings
 from schemas.codec import encode
 from schemas.errors import AigisError
 from schemas.labels import GENERATORS, Decision
 from schemas.messages import PseudoLabel, ReviewItem, Verdict
+from schemas.settings import Settings
 from training.labelstore import LabelStore
-from training.labelstore.sink import run_sink
+from worker import kafka
+from worker.sink import run_sink
 
 AIGIS = str(Path(sys.executable).with_name("aigis"))
 

@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel
 
 from aigis.cli import app
-from aigis.settings import Settings
+from schemas.settings import Settings
 
 pytestmark = pytest.mark.unit
 

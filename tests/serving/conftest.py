@@ -3,8 +3,8 @@
 TorchServe takes a while to start on two cores, so one instance (token authorisation on, ports
 from the ``AIGIS_SERVING__*`` settings) serves every test of this package and stops when the
 package is done, before another package may start its own on the same ports. Other packages
-start theirs with :func:`serving.archive.export_random` and
-:func:`serving.server.running_torchserve`.
+start theirs with :func:`serving.torchserve.archive.export_random` and
+:func:`serving.torchserve.server.running_torchserve`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from aigis.settings import ServingSettings, Settings
-from serving.archive import ArchiveInfo, ExportOptions, export_random
-from serving.server import TorchServe
+from schemas.settings import ServingSettings, Settings
+from serving.client.manifest import ArchiveInfo
+from serving.torchserve.archive import ExportOptions, export_random
+from serving.torchserve.server import TorchServe
 
 # Batches form reliably when requests may wait a little for each other.
 TEST_EXPORT = ExportOptions(version="1", batch_size=8, max_batch_delay_ms=100, max_forward_batch=4)

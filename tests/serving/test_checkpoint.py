@@ -10,11 +10,11 @@ import torch
 from PIL import Image
 from transformers import BertConfig, BertModel, CLIPConfig, CLIPModel
 
-from serving.checkpoint import load_checkpoint, save_checkpoint
-from serving.config import DetectorConfig
 from serving.errors import CheckpointError
-from serving.presets import build_preset, config_dict
-from serving.vocab import generated_tokenizer
+from serving.model.checkpoint import load_checkpoint, save_checkpoint
+from serving.model.config import DetectorConfig
+from serving.model.presets import build_preset, config_dict
+from serving.model.vocab import generated_tokenizer
 
 pytestmark = pytest.mark.unit
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from serving.client import (
+from serving.client.http import (
     ItemError,
     ItemResult,
     ModelInfo,

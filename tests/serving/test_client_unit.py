@@ -20,8 +20,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from pydantic import SecretStr
 
-from aigis.settings import ServingSettings
-from serving.client import (
+from schemas.settings import ServingSettings
+from serving.client.http import (
     ItemError,
     ItemResult,
     ServingClient,

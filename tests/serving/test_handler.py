@@ -13,7 +13,7 @@ import pytest
 import yaml
 from ts.context import Context, RequestProcessor
 
-from serving.handler import DetectorHandler
+from serving.torchserve.handler import DetectorHandler
 
 pytestmark = pytest.mark.unit
 

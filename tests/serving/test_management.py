@@ -8,15 +8,15 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from serving.archive import ArchiveInfo
-from serving.client import ItemResult, ServingClient
-from serving.management import (
+from serving.client.http import ItemResult, ServingClient
+from serving.client.management import (
     ManagementClient,
     ModelNotFoundError,
     Registered,
     VersionConflictError,
     VersionInfo,
 )
+from serving.client.manifest import ArchiveInfo
 
 if TYPE_CHECKING:
     from tests.serving.conftest import Served

@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from serving.checkpoint import Checkpoint
-from serving.model import ClipContrastiveDetector, detector_loss
-from serving.presets import build_preset
+from serving.model.checkpoint import Checkpoint
+from serving.model.detector import ClipContrastiveDetector, detector_loss
+from serving.model.presets import build_preset
 
 pytestmark = pytest.mark.unit
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from serving.checkpoint import save_checkpoint
-from serving.prediction import Prediction, read_scores
-from serving.predictor import Predictor
-from serving.presets import build_preset
+from serving.client.prediction import Prediction, read_scores
+from serving.model.checkpoint import save_checkpoint
+from serving.model.predictor import Predictor
+from serving.model.presets import build_preset
 
 pytestmark = pytest.mark.unit
 
@@ -118,7 +118,8 @@ def test_reading_scores_needs_no_torch() -> None:
     import sys
 
     code = (
-        "import sys, serving.prediction; sys.exit('torch' in sys.modules or 'numpy' in sys.modules)"
+        "import sys, serving.client.prediction; "
+        "sys.exit('torch' in sys.modules or 'numpy' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 

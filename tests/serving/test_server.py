@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from aigis.settings import ServingSettings, Settings
-from serving.client import ServingClient, ServingUnavailable
-from serving.server import ServerError, TorchServe, render_config
+from schemas.settings import ServingSettings, Settings
+from serving.client.http import ServingClient, ServingUnavailable
+from serving.torchserve.server import ServerError, TorchServe, render_config
 
 if TYPE_CHECKING:
     from tests.serving.conftest import Served

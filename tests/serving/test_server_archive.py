@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from serving.archive import (
+from serving.errors import CheckpointError
+from serving.torchserve.archive import (
     ArchiveError,
     ExportOptions,
     export_archive,
     newest_archives,
     read_manifest,
 )
-from serving.errors import CheckpointError
 
 pytestmark = pytest.mark.unit
 

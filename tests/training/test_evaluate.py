@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from aigis.cli import app
 from schemas.labels import GENERATORS
-from serving.predictor import Predictor, Scores
+from serving.model.predictor import Predictor, Scores
 from training import metrics
 from training.data import Sample, load_split, make_sample
 from training.data.parquet import write_ct2, write_generators
@@ -33,8 +33,8 @@ def smoke_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised tiny fused checkpoint."""
-    from serving.checkpoint import save_checkpoint
-    from serving.presets import build_preset
+    from serving.model.checkpoint import save_checkpoint
+    from serving.model.presets import build_preset
 
     built = build_preset("tiny", "fused", name="tiny-eval", version="7")
     return save_checkpoint(

@@ -16,9 +16,9 @@ import datasets
 import pytest
 from PIL import Image
 
-from aigis.settings import TopicSettings
 from schemas.codec import encode
 from schemas.messages import PseudoLabel, ReviewDecision
+from schemas.settings import TopicSettings
 from training.data.registry import load_split
 from training.data.sample import DataError, Sample
 from training.labelstore import (
@@ -28,8 +28,8 @@ from training.labelstore import (
     Origin,
     StoreError,
 )
-from training.labelstore.intake import RejectedRecordError, to_record
 from training.labelstore.store import COMMITS, SHARDS
+from worker.intake import RejectedRecordError, to_record
 
 pytestmark = pytest.mark.unit
 
@@ -297,8 +297,8 @@ def _split_or_empty(spec: str, split: str, *, normalise: bool = True) -> list[Sa
 
 def test_the_store_sink_review_and_registry_import_no_torch() -> None:
     code = (
-        "import sys, training.labelstore, training.labelstore.sink, aigis.review\n"
-        "import training.registry, training.service, training.retrain\n"
+        "import sys, training.labelstore, worker.sink, aigis.review\n"
+        "import training.registry, aigis.promote, aigis.retrain\n"
         "heavy = {'torch', 'transformers'} & set(sys.modules)\n"
         "assert not heavy, heavy"
     )

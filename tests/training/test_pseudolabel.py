@@ -70,8 +70,8 @@ def test_nothing_confident_is_a_clear_error(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_cli_pseudo_label_writes_what_train_reads(tmp_path: Path) -> None:
-    from serving.checkpoint import save_checkpoint
-    from serving.presets import build_preset
+    from serving.model.checkpoint import save_checkpoint
+    from serving.model.presets import build_preset
     from training.data.smoke import generate_split, photographs
 
     built = build_preset("tiny", "fused", name="tiny-pl", version="3")

@@ -13,8 +13,8 @@ from transformers import EvalPrediction
 from typer.testing import CliRunner
 
 from aigis.cli import app
-from serving.checkpoint import save_checkpoint
-from serving.presets import build_preset
+from serving.model.checkpoint import save_checkpoint
+from serving.model.presets import build_preset
 from training import trainer as trainer_module
 from training.calibration import binary_nll, fit_temperature
 from training.collate import DetectorCollator, SampleDataset
@@ -170,7 +170,7 @@ def test_cli_refuses_unknown_choices(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_trained_tiny_fused_beats_chance_on_the_smoke_test_split(trained_tiny: Path) -> None:
     from serving.imageio import decode_image
-    from serving.predictor import Predictor
+    from serving.model.predictor import Predictor
     from training import metrics
 
     summary = json.loads((trained_tiny / "training.json").read_text())

@@ -1,5 +1,5 @@
 """Fixtures of the worker tests: one TorchServe with a tiny model for the package, and fresh
-topics, group and cache prefix per test. Helpers are in :mod:`worker.testing`.
+topics, group and cache prefix per test. Helpers are in :mod:`tests.streams`.
 
 TorchServe runs on the ``AIGIS_SERVING__*`` ports and is stopped when the package is done, so
 another package can start its own on the same ports.
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from aigis.settings import Settings
-from serving.archive import ExportOptions, export_random
-from serving.server import TorchServe
+from schemas.settings import Settings
+from serving.torchserve.archive import ExportOptions, export_random
+from serving.torchserve.server import TorchServe
 
 # Small server batches that form quickly: the tests send few items at a time.
 EXPORT = ExportOptions(version="1", batch_size=8, max_batch_delay_ms=10, max_forward_batch=8)

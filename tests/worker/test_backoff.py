@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aigis.settings import Settings, WorkerSettings
+from schemas.settings import Settings, WorkerSettings
 from worker.group import transactional_id
 from worker.loop import backoff_delay
 

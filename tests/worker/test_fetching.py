@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from aigis.settings import WorkerSettings
 from schemas import ImageEvent
+from schemas.settings import WorkerSettings
 from worker.fetch import Fetcher, FetchError
 
 pytestmark = pytest.mark.unit

@@ -7,8 +7,8 @@ from collections import namedtuple
 
 import pytest
 
-from aigis.settings import TopicSettings, WorkerSettings
 from schemas import DeadLetter, Decision, ImageEvent, PseudoLabel, ReviewItem, Timings, decode
+from schemas.settings import TopicSettings, WorkerSettings
 from worker.route import build_verdict, dead_letter, decide, name_generator, route
 from worker.score import Score
 

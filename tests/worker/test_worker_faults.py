@@ -14,8 +14,8 @@ import pytest
 
 from aigis.devstack.kafka_broker import KafkaBroker
 from aigis.devstack.redis_server import RedisServer
-from aigis.settings import Settings
-from worker.testing import WorkerThread, drain, events_for, publish_events, run_worker
+from schemas.settings import Settings
+from tests.streams import WorkerThread, drain, events_for, publish_events, run_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

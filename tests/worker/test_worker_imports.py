@@ -11,8 +11,8 @@ pytestmark = pytest.mark.unit
 
 _CHECK = """
 import sys
-import worker, worker.loop, worker.run, worker.publish, worker.tail, worker.supervisor
-import serving.client
+import worker, worker.loop, aigis.run, worker.publish, worker.tail, worker.supervisor
+import serving.client.http
 from aigis.cli import app
 from typer.testing import CliRunner
 result = CliRunner().invoke(app, ["worker", "--help"])

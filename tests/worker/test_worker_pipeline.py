@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from aigis.settings import Settings
 from schemas import Decision, ImageEvent
-from serving.client import ServingClient
-from worker.testing import (
+from schemas.settings import Settings
+from serving.client.http import ServingClient
+from tests.streams import (
     CountingClient,
     drain,
     events_for,

@@ -18,10 +18,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from aigis import kafka
-from aigis.settings import Settings
+from schemas.settings import Settings
+from tests.streams import subprocess_env
+from worker import kafka
 from worker.tail import partitions
-from worker.testing import subprocess_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -31,8 +31,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from aigis.settings import load_settings
 from schemas.labels import GENERATORS
+from schemas.settings import load_settings
 from training.data.sample import (
     UNLABELLED,
     DataError,

@@ -28,8 +28,8 @@ from typing import Final
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
-from aigis.settings import load_settings
 from schemas.labels import GENERATORS
+from schemas.settings import load_settings
 from training.data import fingerprints
 from training.data.encoding import normalise_encoding
 from training.data.parquet import write_ct2, write_generators

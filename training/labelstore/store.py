@@ -38,7 +38,7 @@ from training.labelstore.fs import StoreFS
 from training.labelstore.records import FORMAT_VERSION, SCHEMA, LabelRecord, Origin, to_table
 
 if TYPE_CHECKING:
-    from aigis.settings import Settings
+    from schemas.settings import Settings
 
 COMMITS: Final[str] = "_commits"
 SNAPSHOTS: Final[str] = "_snapshots"

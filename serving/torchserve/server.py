@@ -35,12 +35,13 @@ from string import Template
 from typing import Final
 from urllib.parse import urlsplit
 
-from aigis.logs import get_logger
-from aigis.settings import Settings
+import structlog
+
 from schemas.errors import AigisError
-from serving.archive import ArchiveInfo, newest_archives, read_manifest
-from serving.client import ServingUnavailable
-from serving.management import ManagementClient, ManagementError, ModelDescription
+from schemas.settings import Settings
+from serving.client.http import ServingUnavailable
+from serving.client.management import ManagementClient, ManagementError, ModelDescription
+from serving.client.manifest import ArchiveInfo, newest_archives, read_manifest
 
 __all__ = [
     "ServerError",
@@ -50,7 +51,7 @@ __all__ = [
     "running_torchserve",
 ]
 
-log = get_logger(__name__)
+log = structlog.get_logger(__name__)
 
 _MAIN_CLASS: Final[str] = "org.pytorch.serve.ModelServer"
 _KEY_FILE_NAME: Final[str] = "key_file.json"

@@ -1,4 +1,4 @@
-"""aigis.kafka against the real broker: plain and transactional produce/consume, topics."""
+"""worker.kafka against the real broker: plain and transactional produce/consume, topics."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.structs import OffsetAndMetadata
 
-from aigis import kafka
-from aigis.settings import Settings
 from schemas import ImageEvent, decode, encode
 from schemas.limits import MAX_INLINE_IMAGE_BYTES
+from schemas.settings import Settings
+from worker import kafka
 
 pytestmark = pytest.mark.integration
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from aigis.redis_client import connect
-from aigis.settings import RedisSettings, Settings
+from schemas.settings import RedisSettings, Settings
+from worker.redis_client import connect
 
 pytestmark = pytest.mark.unit
 

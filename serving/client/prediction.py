@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from schemas.labels import UNKNOWN_GENERATOR, Decision
-from serving.config import DetectorConfig
+from serving.model.config import DetectorConfig
 
 
 @dataclass(frozen=True)

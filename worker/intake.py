@@ -10,10 +10,10 @@ from datetime import datetime
 
 from kafka.consumer.fetcher import ConsumerRecord
 
-from aigis.settings import TopicSettings
 from schemas.codec import decode, encode
 from schemas.errors import AigisError, SchemaError
 from schemas.messages import DeadLetter, PseudoLabel, ReviewDecision
+from schemas.settings import TopicSettings
 from training.labelstore.records import LabelRecord
 from training.labelstore.store import ImageHashMismatchError, LabelStore
 

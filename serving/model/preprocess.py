@@ -18,7 +18,7 @@ from PIL import Image
 from transformers import CLIPImageProcessorPil as ImageProcessor
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from serving.config import DetectorConfig, PreprocessConfig
+from serving.model.config import DetectorConfig, PreprocessConfig
 
 __all__ = ["ImageProcessor", "Preprocessor", "make_image_processor"]
 

@@ -9,9 +9,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from aigis.settings import Settings
 from schemas import ImageEvent, encode
-from serving.client import ServingClient
+from schemas.settings import Settings
+from serving.client.http import ServingClient
 from worker.loop import Worker, WorkerStats
 from worker.publish import publish
 from worker.tail import tail
@@ -47,7 +47,7 @@ def publish_events(settings: Settings, events: Sequence[ImageEvent]) -> list[str
 
 def publish_raw(settings: Settings, values: Sequence[bytes]) -> None:
     """Records exactly as given (poison included), keyed by their position."""
-    from aigis import kafka
+    from worker import kafka
 
     producer = kafka.producer(settings)
     try:

@@ -8,8 +8,9 @@
   ``<pretrained_dir>/bert-base-uncased`` and ``<pretrained_dir>/clip-vit-base-patch32`` (a copy of
   each Hugging Face repository), or an offline Hugging Face cache holding them.
 
-All three return the same :class:`~serving.checkpoint.Checkpoint` that
-:func:`serving.checkpoint.load_checkpoint` returns, so everything downstream has one code path.
+All three return the same :class:`~serving.model.checkpoint.Checkpoint` that
+:func:`serving.model.checkpoint.load_checkpoint` returns, so everything downstream has one
+code path.
 """
 
 from __future__ import annotations
@@ -30,19 +31,19 @@ from transformers import (
 )
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from aigis.settings import load_settings
 from schemas.labels import GENERATORS
-from serving.checkpoint import Checkpoint
-from serving.config import Architecture, DetectorConfig, PreprocessConfig
+from schemas.settings import load_settings
 from serving.errors import CheckpointError
-from serving.model import (
+from serving.model.checkpoint import Checkpoint
+from serving.model.config import Architecture, DetectorConfig, PreprocessConfig
+from serving.model.detector import (
     ClipContrastiveDetector,
     ClipLinearDetector,
     FusedDetector,
     build_detector,
 )
-from serving.preprocess import make_image_processor
-from serving.vocab import BERT_BASE_VOCAB_SIZE, generated_tokenizer
+from serving.model.preprocess import make_image_processor
+from serving.model.vocab import BERT_BASE_VOCAB_SIZE, generated_tokenizer
 
 PRESETS: Final[tuple[str, ...]] = ("tiny", "base", "base-random")
 BERT_ID: Final[str] = "bert-base-uncased"

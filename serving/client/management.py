@@ -1,7 +1,7 @@
 """TorchServe's management API: which model versions are registered, served, and the default.
 
 All knowledge of that API's paths and JSON lives here (``aigis model`` and ``aigis serve`` build
-on it). Connection problems raise :class:`~serving.client.ServingUnavailable`; refusals raise a
+on it). Connection problems raise :class:`~serving.client.http.ServingUnavailable`; refusals raise a
 :class:`ManagementError` subclass that says what to do.
 """
 
@@ -13,15 +13,15 @@ from typing import Any
 
 import httpx
 
-from aigis.settings import ServingSettings
 from schemas.errors import AigisError
-from serving.archive import ArchiveInfo, read_manifest
-from serving.client import (
+from schemas.settings import ServingSettings
+from serving.client.http import (
     MANAGEMENT_RETRY_STATUSES,
     Transport,
     TransportOwner,
     error_message,
 )
+from serving.client.manifest import ArchiveInfo, read_manifest
 
 __all__ = [
     "ManagementClient",

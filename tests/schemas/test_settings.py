@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from aigis.settings import Guarantee, Settings
+from schemas.settings import Guarantee, Settings
 
 pytestmark = pytest.mark.unit
 

@@ -2,7 +2,7 @@
 
 A checkpoint is a directory holding
 
-- ``config.json``: the :class:`~serving.config.DetectorConfig`;
+- ``config.json``: the :class:`~serving.model.config.DetectorConfig`;
 - ``model.safetensors``: the weights;
 - ``tokenizer_config.json`` and ``tokenizer.json`` (or ``vocab.txt`` / ``vocab.json``): the
   tokenizer;
@@ -25,10 +25,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from serving.config import CONFIG_FILE, DetectorConfig
 from serving.errors import CheckpointError
-from serving.model import Detector, build_detector
-from serving.preprocess import ImageProcessor, Preprocessor
+from serving.model.config import CONFIG_FILE, DetectorConfig
+from serving.model.detector import Detector, build_detector
+from serving.model.preprocess import ImageProcessor, Preprocessor
 
 WEIGHTS_FILE: Final[str] = "model.safetensors"
 TOKENIZER_CONFIG_FILE: Final[str] = "tokenizer_config.json"
@@ -181,6 +181,6 @@ def _require(path: Path, what: str) -> None:
             f"{path} is missing{holds}: a checkpoint directory holds {CONFIG_FILE}, "
             f"{WEIGHTS_FILE}, {TOKENIZER_CONFIG_FILE} with tokenizer.json or a vocabulary, and "
             f"{IMAGE_PROCESSOR_FILE}; copy the whole directory written by `aigis train` or "
-            "serving.checkpoint.save_checkpoint",
+            "serving.model.checkpoint.save_checkpoint",
             str(path),
         )

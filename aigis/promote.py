@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import TypeVar
 
 import redis
+import structlog
 
-from aigis.logs import get_logger
-from aigis.settings import Settings
 from schemas.errors import AigisError
-from serving.management import ManagementClient, ModelNotFoundError
+from schemas.settings import Settings
+from serving.client.management import ManagementClient, ModelNotFoundError
 from training.registry import Action, Registry, RegistryError, ServiceEvent
 
-log = get_logger(__name__)
+log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 

@@ -6,9 +6,9 @@ import pytest
 import typer
 
 from aigis.cli.labels import parse_duration
+from aigis.retrain import CycleResult
 from training.gate import decide
 from training.registry import DataLineage, ModelVersion
-from training.retrain import CycleResult
 
 pytestmark = pytest.mark.unit
 

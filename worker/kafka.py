@@ -18,9 +18,9 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
-from aigis.settings import Settings
 from schemas.errors import AigisError
 from schemas.limits import MAX_INLINE_IMAGE_BYTES
+from schemas.settings import Settings
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 """Largest record on every topic but the DLQ.

@@ -9,7 +9,7 @@ from typing import Any
 
 import redis
 
-from aigis.settings import Settings
+from schemas.settings import Settings
 
 
 def connect(settings: Settings, *, timeout_s: float | None = None, **overrides: Any) -> redis.Redis:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from aigis import kafka
-from aigis.settings import KafkaSettings, Settings
 from schemas.limits import MAX_INLINE_IMAGE_BYTES
+from schemas.settings import KafkaSettings, Settings
+from worker import kafka
 
 pytestmark = pytest.mark.unit
 

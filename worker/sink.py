@@ -18,20 +18,20 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
+import structlog
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
-from aigis import kafka as kafka_clients
-from aigis.logs import get_logger
-from aigis.settings import Settings
-from training.labelstore.intake import RejectedRecordError, dead_letter, to_record
+from schemas.settings import Settings
 from training.labelstore.records import LabelRecord
 from training.labelstore.store import LabelStore
+from worker import kafka as kafka_clients
+from worker.intake import RejectedRecordError, dead_letter, to_record
 
-log = get_logger(__name__)
+log = structlog.get_logger(__name__)
 
 _IDLE_POLL_MS = 500
 """Longest single poll while nothing is buffered, so a stop request is seen quickly."""

@@ -43,8 +43,8 @@ if TYPE_CHECKING:
     from PIL import Image
     from ts.context import Context
 
-    from serving.prediction import Prediction
-    from serving.predictor import Predictor
+    from serving.client.prediction import Prediction
+    from serving.model.predictor import Predictor
 
 __all__ = ["DetectorHandler", "HandlerSettings", "handle"]
 
@@ -56,7 +56,8 @@ _JSON: Final[str] = "application/json"
 
 @dataclass(frozen=True)
 class HandlerSettings:
-    """The ``handler`` section of an archive's model-config.yaml (written by serving.archive)."""
+    """The ``handler`` section of an archive's model-config.yaml (written by
+    serving.torchserve.archive)."""
 
     checkpoint: str = "checkpoint"
     precision: str = "auto"
@@ -114,8 +115,8 @@ class DetectorHandler:
         """Load the archive's checkpoint on the worker's device; warm it up."""
         import torch
 
-        from serving.archive import aigis_version
-        from serving.predictor import Predictor
+        from serving.model.predictor import Predictor
+        from serving.torchserve.archive import aigis_version
 
         yaml_config = context.model_yaml_config or {}
         self.settings = HandlerSettings.from_yaml(yaml_config.get("handler"))

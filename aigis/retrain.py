@@ -24,25 +24,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import structlog
 import yaml
 
-from aigis.logs import get_logger
-from aigis.settings import Settings
-from serving.archive import ExportOptions, export_archive
-from serving.config import DetectorConfig
-from serving.management import ManagementClient
+from aigis.promote import ServiceControl
+from schemas.settings import Settings
+from serving.client.management import ManagementClient
+from serving.model.config import DetectorConfig
+from serving.torchserve.archive import ExportOptions, export_archive
 from training.data import Sample
 from training.gate import decide, flatten_metrics
 from training.labelstore import LabelStore
 from training.registry import DataLineage, ModelVersion, Registry, RegistryError
 from training.retrain_data import gold_holdout, mixed_spec
 from training.selection import select_pseudo_labels
-from training.service import ServiceControl
 
 if TYPE_CHECKING:  # the trainer pulls in torch: imported where it runs, not at import time
     from training.trainer import TrainRequest
 
-log = get_logger(__name__)
+log = structlog.get_logger(__name__)
 
 Train = Callable[["TrainRequest"], Path]
 """Fine-tune as the request says and return the checkpoint directory (``request.output``)."""
@@ -108,7 +108,7 @@ def evaluate_checkpoint(
     path: Path, samples: Sequence[Sample], generators: tuple[str, ...]
 ) -> dict[str, Any]:
     """:func:`training.evaluate.evaluate_model` of the checkpoint at ``path``, in fp32."""
-    from serving.predictor import Predictor
+    from serving.model.predictor import Predictor
     from training.evaluate import EvalOptions, evaluate_model
 
     predictor = Predictor.from_checkpoint(path, precision="fp32")

@@ -1,6 +1,6 @@
 """The client of TorchServe's inference API: the only way the worker reaches the model.
 
-Imports only httpx, the standard library, ``schemas`` and ``aigis.settings``, so worker hosts run
+Imports only httpx, the standard library, ``schemas`` and ``schemas.settings``, so worker hosts run
 without torch. What a caller can act on:
 
 - :class:`ServingUnavailable`: the server cannot answer now (connection refused or reset, timeout,
@@ -29,9 +29,9 @@ from typing import Any, Final, Literal, Self
 
 import httpx
 
-from aigis.settings import ServingSettings
 from schemas.errors import AigisError
-from serving.prediction import Prediction  # torch-free, like this module
+from schemas.settings import ServingSettings
+from serving.client.prediction import Prediction  # torch-free, like this module
 
 __all__ = [
     "ItemError",
@@ -180,7 +180,8 @@ class _Credentials:
 class Transport:
     """One pooled ``httpx.Client`` for both TorchServe APIs: tokens, timeouts, retries.
 
-    Thread-safe. Shared by :class:`ServingClient` and ``serving.management.ManagementClient``.
+    Thread-safe. Shared by :class:`ServingClient` and
+    ``serving.client.management.ManagementClient``.
     """
 
     def __init__(self, settings: ServingSettings, *, key_file: Path | None = None) -> None:

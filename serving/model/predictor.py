@@ -1,7 +1,7 @@
 """Batched inference on a checkpoint: images and captions in, calibrated predictions out.
 
-The scores are read into :class:`~serving.prediction.Prediction` objects by
-:func:`~serving.prediction.read_scores`, whose module says what they mean.
+The scores are read into :class:`~serving.client.prediction.Prediction` objects by
+:func:`~serving.client.prediction.read_scores`, whose module says what they mean.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from serving.checkpoint import Checkpoint, load_checkpoint
-from serving.config import DetectorConfig
-from serving.model import Detector
-from serving.prediction import Prediction, read_scores
+from serving.client.prediction import Prediction, read_scores
+from serving.model.checkpoint import Checkpoint, load_checkpoint
+from serving.model.config import DetectorConfig
+from serving.model.detector import Detector
 
 __all__ = ["PRECISIONS", "Prediction", "Predictor", "Scores", "with_precision"]
 

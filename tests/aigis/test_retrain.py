@@ -20,19 +20,20 @@ import pytest
 import redis
 import torch
 
-from aigis.settings import Settings
+from aigis.promote import ServiceControl
+from aigis.retrain import RetrainOptions, Train, run_cycle
 from schemas.labels import GENERATORS
-from serving.archive import ArchiveInfo, ExportOptions, export_archive
-from serving.checkpoint import save_checkpoint
-from serving.management import ManagementClient
-from serving.presets import build_preset
-from serving.server import running_torchserve
+from schemas.settings import Settings
+from serving.client.management import ManagementClient
+from serving.client.manifest import ArchiveInfo
+from serving.model.checkpoint import save_checkpoint
+from serving.model.presets import build_preset
+from serving.torchserve.archive import ExportOptions, export_archive
+from serving.torchserve.server import running_torchserve
 from training.data import Sample, load_split
 from training.data.parquet import write_ct2
 from training.labelstore import LabelRecord, LabelStore, Origin
 from training.registry import Registry, RegistryError
-from training.retrain import RetrainOptions, Train, run_cycle
-from training.service import ServiceControl
 from training.trainer import TrainRequest
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -177,7 +178,7 @@ def namespace(settings: Settings) -> str | None:
 def test_a_better_candidate_is_promoted_and_new_verdicts_carry_its_version(
     cycle_settings: Settings, service: ServiceControl, world: World
 ) -> None:
-    from worker.testing import drain, events_for, publish_events, run_worker
+    from tests.streams import drain, events_for, publish_events, run_worker
 
     image = (world.holdout[3].image, world.holdout[3].caption)
     for prefix in ("first", "again"):  # one at a time: the second is answered from the cache

@@ -140,7 +140,7 @@ class DetectorConfig(_Frozen):
             raise CheckpointError(
                 f"{path} is missing: a checkpoint directory holds {CONFIG_FILE}, "
                 "model.safetensors, tokenizer and image-processor files; point at a directory "
-                "written by `aigis train` or serving.checkpoint.save_checkpoint",
+                "written by `aigis train` or serving.model.checkpoint.save_checkpoint",
                 str(path),
             )
         try:

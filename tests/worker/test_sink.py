@@ -18,14 +18,14 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 from PIL import Image
 
-from aigis import kafka
-from aigis.settings import Settings
 from schemas.codec import decode, encode
 from schemas.messages import DeadLetter, PseudoLabel, ReviewDecision
+from schemas.settings import Settings
 from training.labelstore import LabelStore
 from training.labelstore.fs import StoreFS
-from training.labelstore.sink import run_sink
 from training.labelstore.store import COMMITS, SHARDS
+from worker import kafka
+from worker.sink import run_sink
 
 pytestmark = pytest.mark.integration
 

@@ -14,51 +14,38 @@ at once would destroy each other's staging unless each gets its own ``TMPDIR``.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
-import zipfile
 from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import yaml
 
-from schemas.errors import AigisError
-from serving.config import Architecture, DetectorConfig
+from serving.client.manifest import (
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    NAME_PATTERN,
+    ArchiveError,
+    ArchiveInfo,
+    archive_file_name,
+    read_manifest,
+)
+from serving.model.config import Architecture, DetectorConfig
 
-__all__ = [
-    "CHECKPOINT_DIR",
-    "ArchiveError",
-    "ArchiveInfo",
-    "ExportOptions",
-    "archive_file_name",
-    "export_archive",
-    "export_random",
-    "newest_archives",
-    "read_manifest",
-]
+__all__ = ["ExportOptions", "aigis_version", "export_archive", "export_random"]
 
-CHECKPOINT_DIR: Final[str] = "checkpoint"
-"""Where the checkpoint lies inside an extracted archive."""
-CONFIG_FILE: Final[str] = "model-config.yaml"
 ENTRY_MODULE: Final[str] = "aigis_handler.py"
 _ENTRY_SOURCE: Final[str] = '''\
 """TorchServe entry point. The handler is imported from the installed aigis distribution."""
 
-from serving.handler import handle  # noqa: F401
+from serving.torchserve.handler import handle  # noqa: F401
 '''
-_NAME_PATTERN: Final[re.Pattern[str]] = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _ARCHIVE_TIMEOUT_S: Final[float] = 1800.0
-
-
-class ArchiveError(AigisError):
-    """An archive cannot be built or read."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +78,7 @@ class ExportOptions:
 
     def __post_init__(self) -> None:
         for label, value in (("name", self.name), ("version", self.version)):
-            if value is not None and not _NAME_PATTERN.match(value):
+            if value is not None and not NAME_PATTERN.match(value):
                 raise ArchiveError(
                     f"{label} {value!r} cannot be used in TorchServe's URLs; use letters, digits, "
                     "'.', '_' and '-' (at most 64, starting with a letter or digit)"
@@ -113,21 +100,6 @@ class ExportOptions:
             raise ArchiveError(
                 f"precision {self.precision!r} is not one of auto, fp32, bf16, fp16, int8"
             )
-
-
-@dataclass(frozen=True)
-class ArchiveInfo:
-    """Identity of an archive, read from its manifest."""
-
-    path: Path
-    name: str
-    version: str
-    handler: dict[str, Any]
-    """The handler section of its model-config.yaml."""
-
-
-def archive_file_name(name: str, version: str) -> str:
-    return f"{name}-{version}.mar"
 
 
 def export_archive(
@@ -194,8 +166,8 @@ def export_random(
     (default "1").
     """
     # Imported here: building a model needs torch and transformers.
-    from serving.checkpoint import save_checkpoint
-    from serving.presets import build_preset
+    from serving.model.checkpoint import save_checkpoint
+    from serving.model.presets import build_preset
 
     options = options or ExportOptions(version="1")
     version = options.version or "1"
@@ -225,55 +197,11 @@ def _link_checkpoint(model_dir: Path, target: Path) -> None:
     Links, not copies: the archiver copies through them, so large weights are copied once.
     """
     # Imported here: it pulls in torch, which reading archives does not need.
-    from serving.checkpoint import checkpoint_files
+    from serving.model.checkpoint import checkpoint_files
 
     target.mkdir(parents=True)
     for source in checkpoint_files(model_dir):
         (target / source.name).symlink_to(source.resolve())
-
-
-def read_manifest(path: Path) -> ArchiveInfo:
-    """Name, version and handler settings of the archive at ``path``."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            manifest = json.loads(archive.read("MAR-INF/MANIFEST.json"))
-            model = manifest["model"]
-            handler: dict[str, Any] = {}
-            config_name = model.get("configFile")
-            if config_name:
-                loaded = yaml.safe_load(archive.read(config_name)) or {}
-                handler = dict(loaded.get("handler") or {})
-            return ArchiveInfo(
-                path=path,
-                name=str(model["modelName"]),
-                version=str(model.get("modelVersion", "1.0")),
-                handler=handler,
-            )
-    except FileNotFoundError:
-        raise ArchiveError(f"no model archive at {path}; build one with `aigis export`") from None
-    except (zipfile.BadZipFile, KeyError, ValueError, yaml.YAMLError) as exc:
-        raise ArchiveError(
-            f"{path} is not a TorchServe model archive ({type(exc).__name__}: {exc}); "
-            "build one with `aigis export`"
-        ) from None
-
-
-def newest_archives(store: Path) -> list[ArchiveInfo]:
-    """For each model name in ``store``, the archive with the highest version."""
-    newest: dict[str, ArchiveInfo] = {}
-    for path in sorted(store.glob("*.mar")):
-        info = read_manifest(path)
-        current = newest.get(info.name)
-        if current is None or _version_key(info.version) > _version_key(current.version):
-            newest[info.name] = info
-    return [newest[name] for name in sorted(newest)]
-
-
-def _version_key(version: str) -> tuple[tuple[int, int | str], ...]:
-    # "10" sorts after "9", and "1.10" after "1.9": numbers compare as numbers.
-    return tuple(
-        (0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"[._-]", version)
-    )
 
 
 def _model_config(options: ExportOptions, config: DetectorConfig) -> str:

@@ -2,8 +2,9 @@
 
 Every architecture maps an image (and, for ``fused``, its caption) to ``logits_a`` (one logit per
 item: AI-generated vs human) and ``logits_b`` (one logit per generator of the checkpoint).
-Encoders are transformers modules built from the configs in :class:`~serving.config.DetectorConfig`;
-pre-trained weights arrive through :mod:`serving.presets` or a checkpoint, never from a hub.
+Encoders are transformers modules built from the configs in
+:class:`~serving.model.config.DetectorConfig`;
+pre-trained weights arrive through :mod:`serving.model.presets` or a checkpoint, never from a hub.
 
 Every trainable parameter takes part in every forward pass (BERT's unused pooler is not built,
 CLIP's learned logit scale is frozen in favour of the fixed prompt temperature), so the models run
@@ -28,7 +29,7 @@ from transformers import (
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 from transformers.utils.generic import ModelOutput
 
-from serving.config import DetectorConfig
+from serving.model.config import DetectorConfig
 
 
 @dataclass
@@ -167,7 +168,7 @@ class FusedDetector(Detector):
         if input_ids is None or attention_mask is None:
             raise ValueError(
                 "the fused detector reads the caption: pass input_ids and attention_mask "
-                "(serving.preprocess encodes a missing caption as the empty string)"
+                "(serving.model.preprocess encodes a missing caption as the empty string)"
             )
         features = torch.cat(
             [self.encode_text(input_ids, attention_mask), self.encode_image(pixel_values)], dim=-1
