@@ -3,15 +3,21 @@ SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv test lint demo bench up down clean
+.PHONY: venv lock test lint demo bench up down clean
 
+# This checkout's environment from uv.lock (uv comes from PyPI when missing).
 venv:
 	@./scripts/venv.sh
+
+# After a change of dependencies in pyproject.toml: resolve again and rewrite uv.lock.
+lock:
+	uv lock
 
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: venv
 	@./scripts/test.sh

@@ -15,14 +15,12 @@ export AIGIS_SERVING__MANAGEMENT_URL="${AIGIS_SERVING__MANAGEMENT_URL:-http://12
 export AIGIS_SERVING__METRICS_URL="${AIGIS_SERVING__METRICS_URL:-http://127.0.0.1:18082}"
 export AIGIS_LOG_FORMAT=json
 export PYTHONUNBUFFERED=1
-# The shared environment's editable install follows whichever checkout last ran venv.sh; put this
-# checkout first so the suite (and every `aigis` it starts) always runs the code it was given.
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
 echo "== lint" >&2
 $BIN/ruff check .
 $BIN/ruff format --check .
 $BIN/mypy
+$BIN/lint-imports
 
 echo "== services" >&2
 # Stop the services on every exit: failures, Ctrl+C and SIGTERM (which skip EXIT traps otherwise).

@@ -6,21 +6,23 @@
 FROM python:3.11-slim
 
 ARG MODEL_STORE=model-store
-ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 AIGIS_LOG_FORMAT=json
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 AIGIS_LOG_FORMAT=json \
+    UV_PROJECT_ENVIRONMENT=/opt/aigis/.venv UV_PYTHON_DOWNLOADS=never UV_COMPILE_BYTECODE=1
 RUN apt-get update \
     && apt-get install -y --no-install-recommends openjdk-17-jre-headless \
     && rm -rf /var/lib/apt/lists/*
-RUN useradd --create-home --uid 10001 aigis
+RUN pip install "uv==0.13.9" && useradd --create-home --uid 10001 aigis
 WORKDIR /opt/aigis
 
-COPY pyproject.toml README.md ./
+COPY pyproject.toml uv.lock README.md ./
 COPY aigis ./aigis
 COPY schemas ./schemas
 COPY serving ./serving
 COPY training ./training
 COPY worker ./worker
-# s3: the retrain CronJob runs this image and reads the label store from object storage.
-RUN pip install ".[serve,s3]"
+# Inference dependencies only (the versions of uv.lock): no training, plotting or data packages.
+RUN uv sync --frozen --no-editable --no-cache --extra serve
+ENV PATH=/opt/aigis/.venv/bin:$PATH
 COPY ${MODEL_STORE} /opt/aigis/model-store
 
 USER aigis

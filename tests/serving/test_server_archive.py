@@ -9,14 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from serving.client.manifest import ArchiveError, newest_archives, read_manifest
 from serving.errors import CheckpointError
-from serving.torchserve.archive import (
-    ArchiveError,
-    ExportOptions,
-    export_archive,
-    newest_archives,
-    read_manifest,
-)
+from serving.torchserve.archive import ExportOptions, export_archive
 
 pytestmark = pytest.mark.unit
 
