@@ -8,6 +8,7 @@ from datetime import datetime
 
 from schemas import DeadLetter, Decision, ImageEvent, PseudoLabel, ReviewItem, Timings, Verdict
 from schemas.codec import encode
+from schemas.decision import decide, name_generator
 from schemas.labels import UNKNOWN_GENERATOR
 from schemas.settings import TopicSettings, WorkerSettings
 from worker.batch import Record
@@ -24,27 +25,6 @@ class Output:
     topic: str
     key: bytes | None
     value: bytes
-
-
-def decide(p_ai: float, settings: WorkerSettings) -> Decision:
-    """The worker's own decision bands (the server's decision is not used)."""
-    if p_ai >= settings.ai_threshold:
-        return Decision.AI_GENERATED
-    if p_ai <= settings.human_threshold:
-        return Decision.HUMAN
-    return Decision.NEEDS_REVIEW
-
-
-def name_generator(decision: Decision, probs: dict[str, float], settings: WorkerSettings) -> str:
-    """``real`` for human images; else the likeliest generator, or ``unknown`` when it is not
-    likely enough (``generator_min_confidence``)."""
-    if decision is Decision.HUMAN:
-        return REAL
-    candidates = {name: p for name, p in probs.items() if name != REAL}
-    if not candidates:
-        return UNKNOWN_GENERATOR
-    best = max(candidates, key=candidates.__getitem__)
-    return best if candidates[best] >= settings.generator_min_confidence else UNKNOWN_GENERATOR
 
 
 def build_verdict(
@@ -64,7 +44,7 @@ def build_verdict(
         image_sha256=image_sha256,
         p_ai=score.p_ai,
         decision=decision,
-        generator=name_generator(decision, score.generator_probs, settings),
+        generator=name_generator(decision, score.p_ai, score.generator_probs, settings),
         generator_probs=score.generator_probs,
         model_name=score.model_name,
         model_version=score.model_version,

@@ -108,7 +108,7 @@ class Predictor:
         """One Prediction per image, in order. Images must be RGB (see serving.imageio)."""
         scores = self.scores(images, captions)
         return [
-            read_scores(float(p), conditional.tolist(), self.config)
+            read_scores(float(p), conditional.tolist(), self.generators, self.config)
             for p, conditional in zip(scores.p_ai, scores.generator_given_ai, strict=True)
         ]
 

@@ -102,14 +102,14 @@ def test_decision_bands_and_abstention() -> None:
     )
     confident = [0.0, 0.9, 0.04, 0.03, 0.02, 0.01]
     unsure = [0.0, 0.3, 0.25, 0.2, 0.15, 0.1]
-    ai = read_scores(0.95, confident, config)
+    ai = read_scores(0.95, confident, config.generators, config)
     assert (ai.decision, ai.generator) == ("ai_generated", "sd21")
     assert ai.generator_probs["sd21"] == pytest.approx(0.95 * 0.9)
-    assert read_scores(0.95, unsure, config).generator == "unknown"
-    human = read_scores(0.05, confident, config)
+    assert read_scores(0.95, unsure, config.generators, config).generator == "unknown"
+    human = read_scores(0.05, confident, config.generators, config)
     assert (human.decision, human.generator) == ("human", "real")
     assert human.confidence_b == pytest.approx(0.95)
-    review = read_scores(0.5, confident, config)
+    review = read_scores(0.5, confident, config.generators, config)
     assert (review.decision, review.generator) == ("needs_review", "sd21")
 
 

@@ -8,8 +8,9 @@ from collections import namedtuple
 import pytest
 
 from schemas import DeadLetter, Decision, ImageEvent, PseudoLabel, ReviewItem, Timings, decode
+from schemas.decision import decide, name_generator
 from schemas.settings import TopicSettings, WorkerSettings
-from worker.route import build_verdict, dead_letter, decide, name_generator, route
+from worker.route import build_verdict, dead_letter, route
 from worker.score import Score
 
 pytestmark = pytest.mark.unit
@@ -57,13 +58,13 @@ def test_bands_follow_the_settings() -> None:
 
 def test_generator_is_real_for_humans_and_abstains_when_unsure() -> None:
     probs = score(0.9, top="sd3", top_p=0.7).generator_probs
-    assert name_generator(Decision.HUMAN, probs, SETTINGS) == "real"
-    assert name_generator(Decision.AI_GENERATED, probs, SETTINGS) == "sd3"
+    assert name_generator(Decision.HUMAN, 0.9, probs, SETTINGS) == "real"
+    assert name_generator(Decision.AI_GENERATED, 0.9, probs, SETTINGS) == "sd3"
     unsure = score(0.9, top="sd3", top_p=0.3).generator_probs
-    assert name_generator(Decision.AI_GENERATED, unsure, SETTINGS) == "unknown"
+    assert name_generator(Decision.AI_GENERATED, 0.9, unsure, SETTINGS) == "unknown"
     # "real" never names the generator of an image judged AI-generated.
     realish = score(0.9, top="real", top_p=0.9).generator_probs
-    assert name_generator(Decision.AI_GENERATED, realish, SETTINGS) == "unknown"
+    assert name_generator(Decision.AI_GENERATED, 0.9, realish, SETTINGS) == "unknown"
 
 
 def test_needs_review_goes_to_the_review_topic_with_the_image() -> None:
