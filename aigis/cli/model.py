@@ -117,7 +117,7 @@ def _rows(registry: Registry, control: ServiceControl) -> list[dict[str, object]
 
     When TorchServe cannot be reached the registry is listed alone, with a warning.
     """
-    from serving.client.http import ServingUnavailable
+    from serving.client.transport import ServingUnavailable
 
     try:
         served = set(control.served_versions())

@@ -20,10 +20,11 @@ from string import Template
 
 import structlog
 
-from aigis.devstack import kafka_dist, procs
+from aigis.devstack import kafka_dist
 from aigis.devstack.errors import DevStackError
 from aigis.devstack.service import LocalService, loopback_endpoint, require_template
 from schemas.settings import Settings
+from serving import procs
 from worker import kafka
 
 log = structlog.get_logger(__name__)

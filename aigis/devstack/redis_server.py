@@ -15,10 +15,10 @@ from urllib.parse import urlsplit
 
 import redis
 
-from aigis.devstack import procs
 from aigis.devstack.errors import DevStackError
 from aigis.devstack.service import LocalService, loopback_endpoint, require_template
 from schemas.settings import Settings
+from serving import procs
 from worker import redis_client
 
 

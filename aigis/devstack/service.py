@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from aigis.devstack import procs
 from aigis.devstack.errors import DevStackError
 from schemas.settings import Settings
+from serving import procs
 
 DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy"
 """Templates and scripts that the local services are built from (``deploy/`` of the checkout)."""

@@ -17,82 +17,46 @@ stops whichever instance wrote it. Here every state directory owns its instance:
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from importlib.resources import files
 from pathlib import Path
-from string import Template
 from typing import Final
-from urllib.parse import urlsplit
 
 import structlog
 
 from schemas.errors import AigisError
 from schemas.settings import Settings
-from serving.client.http import ServingUnavailable
+from serving import procs
 from serving.client.management import ManagementClient, ManagementError, ModelDescription
 from serving.client.manifest import ArchiveInfo, newest_archives, read_manifest
+from serving.client.transport import ServingUnavailable
+from serving.torchserve.layout import (
+    MAIN_CLASS,
+    ServerError,
+    ServerPaths,
+    first_line_with,
+    host_port,
+    java,
+    jvm_command,
+    render_config,
+    size,
+)
 
-__all__ = [
-    "ServerError",
-    "ServerPaths",
-    "ServerStatus",
-    "TorchServe",
-    "running_torchserve",
-]
+__all__ = ["ServerStatus", "TorchServe", "running_torchserve"]
 
 log = structlog.get_logger(__name__)
 
-_MAIN_CLASS: Final[str] = "org.pytorch.serve.ModelServer"
 _KEY_FILE_NAME: Final[str] = "key_file.json"
-_GRPC_PORT_OFFSET: Final[int] = 10
-_JOB_QUEUE_SIZE: Final[int] = 1000
 _POLL_S: Final[float] = 0.5
 # Lines of TorchServe's own log that mean a model will never become ready.
 _LOAD_FAILURES: Final[tuple[str, ...]] = ("Load model failed", "Failed register model")
-
-
-class ServerError(AigisError):
-    """TorchServe cannot be started, stopped or reached as asked."""
-
-
-@dataclass(frozen=True)
-class ServerPaths:
-    """Where one state directory's TorchServe keeps its files."""
-
-    root: Path
-    config: Path
-    pid_file: Path
-    logs: Path
-    tmp: Path
-    key_file: Path
-
-    @classmethod
-    def of(cls, settings: Settings) -> ServerPaths:
-        root = settings.state_dir / "torchserve"
-        return cls(
-            root=root,
-            config=root / "config.properties",
-            pid_file=root / "torchserve.pid",
-            logs=root / "logs",
-            tmp=root / "tmp",
-            key_file=settings.serving_key_file,
-        )
-
-    @property
-    def console_log(self) -> Path:
-        """What the JVM writes to stderr (errors before its logging starts)."""
-        return self.logs / "jvm_stderr.log"
 
 
 @dataclass(frozen=True)
@@ -151,7 +115,7 @@ class TorchServe:
         self._check_can_start()
         self._prepare(auth)
         command = self._command(model_store.resolve(), [a.path.name for a in archives])
-        self._log_offset = _size(self.paths.logs / "ts_log.log")
+        self._log_offset = size(self.paths.logs / "ts_log.log")
         env = {
             **os.environ,
             "LOG_LOCATION": str(self.paths.logs),
@@ -178,13 +142,13 @@ class TorchServe:
             self._process.pid, str(self.paths.config), str(model_store.resolve()), auth
         )
         self.paths.pid_file.write_text(json.dumps(record.__dict__), encoding="utf-8")
-        log.info("torchserve starting", pid=record.pid, models=[a.path.name for a in archives])
+        log.info("torchserve_starting", pid=record.pid, models=[a.path.name for a in archives])
         try:
             self.wait_ready([a.name for a in archives], timeout_s=timeout_s)
         except BaseException:
             self.stop()
             raise
-        log.info("torchserve ready", pid=record.pid, inference=self.settings.serving.inference_url)
+        log.info("torchserve_ready", pid=record.pid, inference=self.settings.serving.inference_url)
         return archives
 
     def wait_ready(self, names: Sequence[str], *, timeout_s: float | None = None) -> None:
@@ -227,13 +191,13 @@ class TorchServe:
         with contextlib.suppress(ProcessLookupError):
             os.kill(record.pid, signal.SIGTERM)
         if not self._wait_gone(record.pid, wait_s):
-            log.warning("torchserve ignored SIGTERM, killing it", pid=record.pid)
+            log.warning("torchserve_killed_after_sigterm", pid=record.pid)
             _signal_group(record.pid, signal.SIGKILL)
             self._wait_gone(record.pid, 10.0)
         # Python workers normally exit with the JVM; any left in its group go now.
         _signal_group(record.pid, signal.SIGKILL)
         self._forget()
-        log.info("torchserve stopped", pid=record.pid)
+        log.info("torchserve_stopped", pid=record.pid)
         return True
 
     def wait(self, stop: threading.Event) -> bool:
@@ -312,7 +276,7 @@ class TorchServe:
                 "stop it with `aigis serve stop`"
             )
         self._forget()
-        if shutil.which(_java()) is None:
+        if shutil.which(java()) is None:
             raise ServerError(
                 "java was not found; TorchServe needs Java 17 on PATH (or JAVA_HOME set)"
             )
@@ -327,8 +291,8 @@ class TorchServe:
             ("MANAGEMENT_URL", serving.management_url),
             ("METRICS_URL", serving.metrics_url),
         ):
-            host, port = _host_port(url)
-            if _listening(host, port):
+            host, port = host_port(url)
+            if procs.port_open(host, port):
                 raise ServerError(
                     f"port {port} of {url} is taken by another process (another TorchServe?); "
                     f"stop it or choose other ports with AIGIS_SERVING__{label}"
@@ -343,27 +307,7 @@ class TorchServe:
         self.paths.config.write_text(render_config(self.settings, auth=auth), encoding="utf-8")
 
     def _command(self, model_store: Path, archives: list[str]) -> list[str]:
-        home = _torchserve_home()
-        return [
-            _java(),
-            f"-Dmodel_server_home={home}",
-            f"-Djava.io.tmpdir={self.paths.tmp}",
-            "-Xms64m",
-            f"-Xmx{self.settings.serving.java_heap_mb}m",
-            "-XX:+ExitOnOutOfMemoryError",
-            "-cp",
-            str(home / "ts" / "frontend" / "*"),
-            _MAIN_CLASS,
-            "--python",
-            sys.executable,
-            "-f",
-            str(self.paths.config),
-            "-s",
-            str(model_store),
-            "-ncs",  # no config snapshots: what runs is what `start` was told
-            "-m",
-            *archives,
-        ]
+        return jvm_command(self.settings, self.paths, model_store, archives)
 
     def _key_file(self) -> Path | None:
         record = self._record()
@@ -375,17 +319,18 @@ class TorchServe:
             raise ServerError(
                 f"TorchServe exited during start-up; the end of its log:\n{self._log_tail()}"
             )
-        failure = _first_line_with(
+        failure = first_line_with(
             self.paths.logs / "ts_log.log", _LOAD_FAILURES, offset=self._log_offset
         )
         if failure is not None:
             raise ServerError(
                 f"TorchServe could not load a model ({failure.strip()}); the end of the model "
-                f"log:\n{_tail(self.paths.logs / 'model_log.log')}"
+                f"log:\n{procs.tail(self.paths.logs / 'model_log.log')}"
             )
 
     def _log_tail(self) -> str:
-        return _tail(self.paths.logs / "ts_log.log") or _tail(self.paths.console_log)
+        ts_log = self.paths.logs / "ts_log.log"
+        return procs.tail(ts_log if ts_log.exists() else self.paths.console_log)
 
     # -- stop ----------------------------------------------------------------------------------
 
@@ -400,28 +345,17 @@ class TorchServe:
         """True when ``record.pid`` is alive and is the JVM started with this state's config."""
         if not self._alive(record.pid):
             return False
-        try:
-            arguments = Path(f"/proc/{record.pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            return False
-        return _MAIN_CLASS.encode() in arguments and record.config.encode() in arguments
+        command = procs.command_line(record.pid)
+        return MAIN_CLASS in command and record.config in command
 
     def _alive(self, pid: int) -> bool:
         if self._process is not None and self._process.pid == pid:
-            return self._process.poll() is None  # reaps our own child, which would linger a zombie
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            return False
-        return state != "Z"
+            self._process.poll()  # reaps our own child, which would linger a zombie
+        return procs.alive(pid)
 
     def _wait_gone(self, pid: int, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while self._alive(pid):
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.1)
-        return True
+        self._alive(pid)
+        return procs.wait_gone(pid, timeout_s)
 
     def _forget(self) -> None:
         self.paths.pid_file.unlink(missing_ok=True)
@@ -446,29 +380,6 @@ def running_torchserve(
         server.stop()
 
 
-def render_config(settings: Settings, *, auth: bool) -> str:
-    """The config.properties of ``settings``."""
-    serving = settings.serving
-    inference_host, inference_port = _host_port(serving.inference_url)
-    _, management_port = _host_port(serving.management_url)
-    template = Template(files("serving.torchserve").joinpath("config.properties").read_text())
-    max_bytes = serving.max_request_mb * 1024 * 1024
-    return template.substitute(
-        inference_address=serving.inference_url.rstrip("/"),
-        management_address=serving.management_url.rstrip("/"),
-        metrics_address=serving.metrics_url.rstrip("/"),
-        grpc_address=inference_host,
-        grpc_inference_port=inference_port + _GRPC_PORT_OFFSET,
-        grpc_management_port=management_port + _GRPC_PORT_OFFSET,
-        disable_token_authorization=str(not auth).lower(),
-        token_expiration_min=serving.token_expiration_min,
-        max_request_size=max_bytes,
-        max_response_size=max_bytes,
-        netty_threads=min(4, os.cpu_count() or 1),
-        job_queue_size=_JOB_QUEUE_SIZE,
-    )
-
-
 def _ready(management: ManagementClient, name: str) -> bool:
     try:
         [default] = management.describe(name)
@@ -477,57 +388,8 @@ def _ready(management: ManagementClient, name: str) -> bool:
     return default.workers_ready > 0 and default.workers_ready == len(default.workers)
 
 
-def _host_port(url: str) -> tuple[str, int]:
-    parts = urlsplit(url)
-    if parts.hostname is None or parts.port is None:
-        raise ServerError(f"{url} must name a host and a port, like http://127.0.0.1:8080")
-    return parts.hostname, parts.port
-
-
-def _listening(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.settimeout(0.5)
-        return probe.connect_ex((host, port)) == 0
-
-
 def _signal_group(pid: int, signum: signal.Signals) -> None:
     # The JVM leads its own process group (start_new_session), so this reaches its workers too
     # and nothing else.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signum)
-
-
-def _java() -> str:
-    java_home = os.environ.get("JAVA_HOME")
-    return str(Path(java_home) / "bin" / "java") if java_home else "java"
-
-
-def _torchserve_home() -> Path:
-    spec = importlib.util.find_spec("ts")
-    if spec is None or spec.origin is None:
-        raise ServerError("TorchServe is not installed in this Python; pip install torchserve")
-    return Path(spec.origin).resolve().parent.parent
-
-
-def _first_line_with(path: Path, needles: tuple[str, ...], *, offset: int) -> str | None:
-    try:
-        with path.open("rb") as log_file:
-            log_file.seek(offset)
-            text = log_file.read().decode("utf-8", errors="replace")
-    except OSError:
-        return None
-    return next((line for line in text.splitlines() if any(n in line for n in needles)), None)
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""

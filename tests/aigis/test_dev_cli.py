@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from aigis.devstack import kafka_dist, procs
+from aigis.devstack import kafka_dist
 from schemas.settings import Settings
+from serving import procs
 from worker import kafka
 
 pytestmark = pytest.mark.integration

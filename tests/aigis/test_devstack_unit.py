@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from aigis.devstack import DevStackError, kafka_dist, procs
+from aigis.devstack import DevStackError, kafka_dist
 from aigis.devstack.kafka_broker import KafkaBroker, _cluster_id
 from aigis.devstack.redis_server import RedisServer
 from aigis.devstack.service import loopback_endpoint
 from schemas.settings import DevSettings, KafkaSettings, RedisSettings, Settings
+from serving import procs
 
 pytestmark = pytest.mark.unit
 

@@ -12,8 +12,10 @@ import httpx
 import pytest
 
 from schemas.settings import ServingSettings, Settings
-from serving.client.http import ServingClient, ServingUnavailable
-from serving.torchserve.server import ServerError, TorchServe, render_config
+from serving.client.http import ServingClient
+from serving.client.transport import ServingUnavailable
+from serving.torchserve.layout import ServerError, render_config
+from serving.torchserve.server import TorchServe
 
 if TYPE_CHECKING:
     from tests.serving.conftest import Served

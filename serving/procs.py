@@ -1,4 +1,5 @@
-"""Processes that ``aigis dev up`` starts: pid files, ownership checks, ports, stopping.
+"""Local service processes (the dev stack's Kafka and Redis, TorchServe): pid files, ownership
+checks, ports, stopping.
 
 A pid alone is not proof: pids are reused. A process counts as ours only while its command line
 still contains a marker we chose when starting it (the path of its config file), so ``down``
@@ -70,11 +71,11 @@ def stop(pid: int, timeout_s: float) -> bool:
     """SIGTERM ``pid``, wait up to ``timeout_s``, then SIGKILL. True if SIGKILL was needed."""
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
-    if _wait_gone(pid, timeout_s):
+    if wait_gone(pid, timeout_s):
         return False
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    if not _wait_gone(pid, 10.0):
+    if not wait_gone(pid, 10.0):
         raise OSError(f"process {pid} survived SIGKILL")
     return True
 
@@ -89,7 +90,8 @@ def stop_owned(pid: int | None, pid_file: Path, timeout_s: float) -> str:
     return f"stopped (pid {pid}{', killed after the stop timeout' if killed else ''})"
 
 
-def _wait_gone(pid: int, timeout_s: float) -> bool:
+def wait_gone(pid: int, timeout_s: float) -> bool:
+    """Wait up to ``timeout_s`` for ``pid`` to exit (reaping it when it is our child)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         _reap(pid)
