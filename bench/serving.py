@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -39,10 +38,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.machine import describe_machine, print_machine
 from schemas.settings import Settings
-from serving.client.http import ItemResult, ServingClient
+from serving.client.http import ServingClient
 from serving.client.management import ManagementClient
 from serving.client.manifest import ArchiveInfo
+from serving.client.wire import ItemResult
 from serving.torchserve.archive import ExportOptions, export_archive
 from serving.torchserve.server import TorchServe
 
@@ -100,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = Settings()
     settings = settings.model_copy(update={"state_dir": settings.state_dir / "bench-serving"})
     report: dict[str, Any] = {"machine": describe_machine()}
-    _print_machine(report["machine"])
+    print_machine(report["machine"])
     items, labelled = workload()
     with tempfile.TemporaryDirectory(prefix="aigis-bench-serving-") as scratch:
         work = Path(scratch)
@@ -338,38 +339,6 @@ def fastest_correct(points: list[PrecisionPoint], preset: str) -> str:
 
 
 # -- reporting -------------------------------------------------------------------------------
-
-
-def describe_machine() -> dict[str, Any]:
-    from importlib.metadata import version
-
-    import torch
-
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        cpuinfo = ""
-    names = [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if "model name" in line]
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return {
-        "cpu": names[0] if names else platform.processor(),
-        "cores": len(os.sched_getaffinity(0)),
-        "avx512": "avx512f" in cpuinfo,
-        "bf16_instructions": "avx512_bf16" in cpuinfo or "amx_bf16" in cpuinfo,
-        "vnni": "avx512_vnni" in cpuinfo,
-        "memory_gib": round(memory, 1),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchserve": version("torchserve"),
-        "load_average_at_start": [round(x, 1) for x in os.getloadavg()],
-    }
-
-
-def _print_machine(machine: dict[str, Any]) -> None:
-    print("## machine")
-    for key, value in machine.items():
-        print(f"- {key}: {value}")
 
 
 def _print_points(title: str, points: list[Point]) -> None:

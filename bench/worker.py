@@ -24,37 +24,29 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from aigis.devstack.kafka_broker import KafkaBroker
+from bench.processes import cpu_seconds, free_port, group_pids, scrape, worker_process
 from schemas import ImageEvent, Timings, decode, encode
 from schemas.settings import Guarantee, Settings
-from serving.client.http import ItemResult, ServingClient
+from serving.client.http import ServingClient
+from serving.client.wire import ItemResult
 from serving.torchserve.archive import ExportOptions, export_random
 from serving.torchserve.server import TorchServe, running_torchserve
-from tests.streams import subprocess_env
 from worker import kafka
 from worker.route import build_verdict
 from worker.score import Score
 from worker.tail import partitions
 
-TICKS = os.sysconf("SC_CLK_TCK")
 _CREATED: list[str] = []
 """Topics this run created, deleted at the end."""
 
@@ -90,32 +82,6 @@ def fresh(settings: Settings, tag: str, **worker: Any) -> Settings:
             "worker": settings.worker.model_copy(update={"group_id": run, **worker}),
         }
     )
-
-
-def cpu_seconds(pids: Sequence[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / TICKS
-
-
-def group_pids(leader: int | None) -> list[int]:
-    """The processes of ``leader``'s process group (TorchServe's JVM and its Python workers)."""
-    if leader is None:
-        return []
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.getpgid(int(entry.name)) == leader:
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
 
 
 class Arrivals:
@@ -163,33 +129,6 @@ def publish(
     producer.flush(timeout=120)
     producer.close()
     return produced
-
-
-@contextmanager
-def worker_process(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
-    env = {
-        **subprocess_env(settings),
-        "AIGIS_WORKER__GUARANTEE": settings.worker.guarantee.value,
-        "AIGIS_LOG_LEVEL": os.environ.get("BENCH_WORKER_LOG_LEVEL", "WARNING"),
-    }
-    proc = subprocess.Popen([sys.executable, "-m", "aigis.run", "--slot", "0"], env=env)
-    try:
-        yield proc
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-
-
-def scrape(port: int) -> dict[str, float]:
-    import httpx
-
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    return {
-        s.name: s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-        if not s.labels
-    }
 
 
 def run_worker_phase(
@@ -321,12 +260,6 @@ def run_direct(
         client.predict_many(chunk, request_items=w.request_items, max_in_flight=w.max_in_flight)
         done += len(chunk)
     return done / (time.monotonic() - start)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def main() -> None:

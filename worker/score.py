@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 
 class ResultLike(Protocol):
-    """The fields of ``serving.client.http.ItemResult`` the worker reads."""
+    """The fields of ``serving.client.wire.ItemResult`` the worker reads."""
 
     p_ai: float
     generator_probs: dict[str, float]

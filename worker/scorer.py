@@ -14,13 +14,9 @@ from dataclasses import dataclass
 import structlog
 
 from schemas.settings import WorkerSettings
-from serving.client.http import (
-    ItemError,
-    ModelInfo,
-    ServingClient,
-    ServingRequestError,
-    ServingUnavailable,
-)
+from serving.client.http import ModelInfo, ServingClient
+from serving.client.transport import ServingRequestError, ServingUnavailable
+from serving.client.wire import ItemError
 from worker.score import Score
 
 log = structlog.get_logger(__name__)

@@ -15,13 +15,13 @@ import httpx
 
 from schemas.errors import AigisError
 from schemas.settings import ServingSettings
-from serving.client.http import (
+from serving.client.manifest import ArchiveInfo, read_manifest
+from serving.client.transport import (
     MANAGEMENT_RETRY_STATUSES,
     Transport,
     TransportOwner,
     error_message,
 )
-from serving.client.manifest import ArchiveInfo, read_manifest
 
 __all__ = [
     "ManagementClient",

@@ -22,8 +22,6 @@ and the rest of the batch is served.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import json
 import logging
@@ -35,7 +33,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from schemas.limits import MAX_CAPTION_CHARS, MAX_IMAGE_PIXELS
+from schemas.limits import MAX_IMAGE_PIXELS
+from serving.client import wire
 from serving.errors import ImageError
 from serving.imageio import MAX_IMAGE_BYTES, decode_image
 
@@ -50,7 +49,6 @@ __all__ = ["DetectorHandler", "HandlerSettings", "handle"]
 
 log = logging.getLogger(__name__)
 
-_ITEM_KEYS: Final[frozenset[str]] = frozenset({"image_b64", "caption"})
 _JSON: Final[str] = "application/json"
 
 
@@ -91,7 +89,7 @@ class _Item:
     caption: str | None = None
     image: Image.Image | None = None
     error: dict[str, str] | None = None
-    result: dict[str, Any] | None = None
+    result: Prediction | None = None
 
 
 @dataclass
@@ -254,72 +252,43 @@ class DetectorHandler:
             self._predict_one_by_one(chunk)
             return
         for item, prediction in zip(chunk, predictions, strict=True):
-            item.result = self._result(prediction)
+            item.result = prediction
 
     def encode(self, request: _Request, server_batch_size: int) -> tuple[int, str]:
         """HTTP status and JSON body of one request's answer."""
         if request.refused is not None:
             refused = request.refused
-            return refused.status, _dumps(_error(refused.reason, refused.detail))
+            return refused.status, wire.dumps(wire.error_json(refused.reason, refused.detail))
         entries: list[dict[str, Any]] = []
         for item in request.items:
-            if item.error is not None:
+            if item.error is not None or item.result is None:
                 entries.append({"error": item.error})
             else:
-                entries.append({**(item.result or {}), "server_batch_size": server_batch_size})
+                entries.append(
+                    wire.result_json(
+                        item.result,
+                        model_name=self.served_name,
+                        model_version=self.served_version,
+                        server_batch_size=server_batch_size,
+                    )
+                )
         if request.single:
             # A lone bad item is the whole request: say so in the status too.
-            return (422 if "error" in entries[0] else 200), _dumps(entries[0])
-        return 200, _dumps(entries)
+            return (422 if "error" in entries[0] else 200), wire.dumps(entries[0])
+        return 200, wire.dumps(entries)
 
     # -- helpers -----------------------------------------------------------------------------
 
     def _decode_item(self, raw: dict[str, Any]) -> _Item:
-        unknown = sorted(set(raw) - _ITEM_KEYS)
-        encoded = raw.get("image_b64")
-        caption = raw.get("caption")
-        if unknown:
-            return _failed(
-                "invalid_item",
-                f"unknown field(s) {', '.join(unknown)}; send image_b64 and optionally caption",
-            )
-        if not isinstance(encoded, str):
-            return _failed(
-                "invalid_item", "image_b64 is missing; send the image file's bytes in base64"
-            )
-        if caption is not None and not isinstance(caption, str):
-            return _failed(
-                "invalid_item",
-                f"caption is JSON {type(caption).__name__}; send a string or leave it out",
-            )
-        if caption is not None and len(caption) > MAX_CAPTION_CHARS:
-            return _failed(
-                "caption_too_long",
-                f"the caption has {len(caption)} characters, over "
-                f"the limit of {MAX_CAPTION_CHARS}; shorten it",
-            )
-        # Refuse oversized images before decoding the base64: it would cost the memory anyway.
-        if len(encoded) // 4 * 3 > self.settings.max_image_bytes + 3:
-            return _failed(
-                "image_too_large",
-                f"the image is about {len(encoded) // 4 * 3} bytes, "
-                f"over the limit of {self.settings.max_image_bytes}; send a smaller one",
-            )
         try:
-            data = _b64decode(encoded)
+            data, caption = wire.read_item(raw, max_image_bytes=self.settings.max_image_bytes)
             image = decode_image(
                 data,
                 max_bytes=self.settings.max_image_bytes,
                 max_pixels=self.settings.max_image_pixels,
             )
-        except ImageError as exc:
+        except (wire.WireError, ImageError) as exc:
             return _failed(exc.reason, exc.detail)
-        except binascii.Error as exc:
-            return _failed(
-                "bad_base64",
-                f"image_b64 is not valid base64 ({exc}); encode the "
-                "image file's bytes with standard base64",
-            )
         return _Item(caption=caption, image=image)
 
     def _predict_one_by_one(self, chunk: list[_Item]) -> None:
@@ -337,19 +306,7 @@ class DetectorHandler:
                     "it was reported to the server log",
                 }
             else:
-                item.result = self._result(prediction)
-
-    def _result(self, prediction: Prediction) -> dict[str, Any]:
-        return {
-            "p_ai": prediction.p_ai,
-            "decision": prediction.decision,
-            "generator": prediction.generator,
-            "generator_probs": prediction.generator_probs,
-            "confidence_a": prediction.confidence_a,
-            "confidence_b": prediction.confidence_b,
-            "model_name": self.served_name,
-            "model_version": self.served_version,
-        }
+                item.result = prediction
 
     def _warm_up(self) -> None:
         # The first forward pass pays for lazy set-up (kernels, allocator); no request should.
@@ -389,14 +346,6 @@ def _body(row: dict[str, Any]) -> Any:
     return body
 
 
-def _b64decode(encoded: str) -> bytes:
-    try:
-        return base64.b64decode(encoded, validate=True)
-    except binascii.Error:
-        # Tolerate line-wrapped base64 (what the `base64` tool writes without -w0).
-        return base64.b64decode("".join(encoded.split()), validate=True)
-
-
 def _set_threads(threads: int, workers: int) -> None:
     """Torch threads of this worker so that all workers together use each core once."""
     import torch
@@ -426,14 +375,6 @@ def _record_metrics(context: Context, *, scored: int, errors: Counter[str]) -> N
 
 def _failed(reason: str, detail: str) -> _Item:
     return _Item(error={"reason": reason, "detail": detail})
-
-
-def _error(reason: str, detail: str) -> dict[str, dict[str, str]]:
-    return {"error": {"reason": reason, "detail": detail}}
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
 
 
 class _Service:

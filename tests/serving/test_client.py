@@ -11,13 +11,9 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from serving.client.http import (
-    ItemError,
-    ItemResult,
-    ModelInfo,
-    ServingClient,
-    ServingRequestError,
-)
+from serving.client.http import ModelInfo, ServingClient
+from serving.client.transport import ServingRequestError
+from serving.client.wire import ItemError, ItemResult
 
 if TYPE_CHECKING:
     from tests.serving.conftest import Served

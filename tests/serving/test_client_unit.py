@@ -21,13 +21,9 @@ import pytest
 from pydantic import SecretStr
 
 from schemas.settings import ServingSettings
-from serving.client.http import (
-    ItemError,
-    ItemResult,
-    ServingClient,
-    ServingRequestError,
-    ServingUnavailable,
-)
+from serving.client.http import ServingClient
+from serving.client.transport import ServingRequestError, ServingUnavailable
+from serving.client.wire import ItemError, ItemResult
 
 pytestmark = pytest.mark.unit
 
@@ -254,3 +250,25 @@ def test_nothing_listening_is_unavailable_within_the_backoff() -> None:
             client.predict(_items(1))
         assert client.ready() is False
     assert time.monotonic() - started < 3.0
+
+
+def test_the_handler_reads_what_the_client_writes_and_back() -> None:
+    from serving.client import wire
+    from serving.client.prediction import Prediction
+
+    image, caption = b"\x89PNG\r\n\x1a\nbytes", "a cat on a mat"
+    assert wire.read_item(wire.item_json(image, caption), max_image_bytes=1024) == (
+        image,
+        caption,
+    )
+    assert wire.read_item(wire.item_json(image, None), max_image_bytes=1024) == (image, None)
+    prediction = Prediction(0.9, "ai_generated", "sdxl", {"real": 0.1, "sdxl": 0.9}, 0.9, 0.9)
+    entry = wire.result_json(prediction, model_name="d", model_version="3", server_batch_size=2)
+    answer = wire.read_answer(json.loads(wire.dumps(entry)))
+    assert isinstance(answer, ItemResult)
+    assert (answer.p_ai, answer.generator, answer.model_version) == (0.9, "sdxl", "3")
+    error = wire.read_answer(wire.error_json("bad_base64", "not base64"))
+    assert error == ItemError("bad_base64", "not base64")
+    with pytest.raises(wire.WireError) as refused:
+        wire.read_item({"image_b64": "QUJD", "extra": 1}, max_image_bytes=1024)
+    assert refused.value.reason == "invalid_item"

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from serving.client.http import ItemResult, ServingClient
+from serving.client.http import ServingClient
 from serving.client.management import (
     ManagementClient,
     ModelNotFoundError,
@@ -17,6 +17,7 @@ from serving.client.management import (
     VersionInfo,
 )
 from serving.client.manifest import ArchiveInfo
+from serving.client.wire import ItemResult
 
 if TYPE_CHECKING:
     from tests.serving.conftest import Served

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from schemas.backoff import backoff_delay
 from schemas.settings import Settings, WorkerSettings
-from worker.group import transactional_id
-from worker.loop import backoff_delay
+from worker.runtime.group import transactional_id
 
 pytestmark = pytest.mark.unit
 

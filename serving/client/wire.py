@@ -1,0 +1,157 @@
+"""The wire format between the worker's client and the model server's handler, defined once.
+
+A request body is one item object or a list of them: ``{"image_b64": "...", "caption": "..."}``,
+the caption optional. The answer is one entry per item, in order: the scores and which model gave
+them, or ``{"error": {"reason": ..., "detail": ...}}``. A refused request answers with one error
+object. Torch-free: the client and the handler both import it, and a test feeds one side's output
+to the other.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Any, Final
+
+from schemas.limits import MAX_CAPTION_CHARS
+from serving.client.prediction import Prediction
+
+ITEM_KEYS: Final[frozenset[str]] = frozenset({"image_b64", "caption"})
+
+
+@dataclass(frozen=True)
+class ItemResult(Prediction):
+    """The model's answer for one item: its Prediction and which model gave it, in what batch."""
+
+    model_name: str
+    model_version: str
+    server_batch_size: int
+    """How many requests TorchServe batched together with this item's request."""
+
+
+@dataclass(frozen=True)
+class ItemError:
+    """Why one item could not be scored; ``reason`` is a stable code fit for a metric label."""
+
+    reason: str
+    detail: str
+
+
+class WireError(ValueError):
+    """One item (or answer) does not follow the wire format; ``reason`` is a stable code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(detail)
+
+
+# -- requests ------------------------------------------------------------------------------------
+
+
+def item_json(image: bytes, caption: str | None) -> dict[str, str]:
+    """One item of a request body."""
+    item = {"image_b64": base64.b64encode(image).decode("ascii")}
+    if caption is not None:
+        item["caption"] = caption
+    return item
+
+
+def read_item(raw: dict[str, Any], *, max_image_bytes: int) -> tuple[bytes, str | None]:
+    """The image bytes and caption of one request item; WireError when it is not one."""
+    unknown = sorted(set(raw) - ITEM_KEYS)
+    encoded = raw.get("image_b64")
+    caption = raw.get("caption")
+    if unknown:
+        raise WireError(
+            "invalid_item",
+            f"unknown field(s) {', '.join(unknown)}; send image_b64 and optionally caption",
+        )
+    if not isinstance(encoded, str):
+        raise WireError(
+            "invalid_item", "image_b64 is missing; send the image file's bytes in base64"
+        )
+    if caption is not None and not isinstance(caption, str):
+        raise WireError(
+            "invalid_item",
+            f"caption is JSON {type(caption).__name__}; send a string or leave it out",
+        )
+    if caption is not None and len(caption) > MAX_CAPTION_CHARS:
+        raise WireError(
+            "caption_too_long",
+            f"the caption has {len(caption)} characters, over the limit of {MAX_CAPTION_CHARS}; "
+            "shorten it",
+        )
+    # Refuse oversized images before decoding the base64: it would cost the memory anyway.
+    if len(encoded) // 4 * 3 > max_image_bytes + 3:
+        raise WireError(
+            "image_too_large",
+            f"the image is about {len(encoded) // 4 * 3} bytes, over the limit of "
+            f"{max_image_bytes}; send a smaller one",
+        )
+    try:
+        return _b64decode(encoded), caption
+    except binascii.Error as exc:
+        raise WireError(
+            "bad_base64",
+            f"image_b64 is not valid base64 ({exc}); encode the image file's bytes with standard "
+            "base64",
+        ) from None
+
+
+def _b64decode(encoded: str) -> bytes:
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except binascii.Error:
+        # Tolerate line-wrapped base64 (what the `base64` tool writes without -w0).
+        return base64.b64decode("".join(encoded.split()), validate=True)
+
+
+# -- answers -------------------------------------------------------------------------------------
+
+
+def result_json(
+    prediction: Prediction, *, model_name: str, model_version: str, server_batch_size: int
+) -> dict[str, Any]:
+    """One answer entry for a scored item."""
+    return {
+        "p_ai": prediction.p_ai,
+        "decision": prediction.decision,
+        "generator": prediction.generator,
+        "generator_probs": prediction.generator_probs,
+        "confidence_a": prediction.confidence_a,
+        "confidence_b": prediction.confidence_b,
+        "model_name": model_name,
+        "model_version": model_version,
+        "server_batch_size": server_batch_size,
+    }
+
+
+def error_json(reason: str, detail: str) -> dict[str, dict[str, str]]:
+    """One answer entry (or a whole refused request's body) for an item that was not scored."""
+    return {"error": {"reason": reason, "detail": detail}}
+
+
+def read_answer(entry: Any) -> ItemResult | ItemError:
+    """One answer entry; raises ValueError, LookupError or TypeError when it is not one."""
+    if "error" in entry:
+        error = entry["error"]
+        return ItemError(reason=str(error["reason"]), detail=str(error["detail"]))
+    return ItemResult(
+        p_ai=float(entry["p_ai"]),
+        decision=str(entry["decision"]),
+        generator=str(entry["generator"]),
+        generator_probs={str(k): float(v) for k, v in entry["generator_probs"].items()},
+        confidence_a=float(entry["confidence_a"]),
+        confidence_b=float(entry["confidence_b"]),
+        model_name=str(entry["model_name"]),
+        model_version=str(entry["model_version"]),
+        server_batch_size=int(entry["server_batch_size"]),
+    )
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON, as every body on the wire is written."""
+    return json.dumps(value, separators=(",", ":"))
