@@ -1,6 +1,10 @@
-"""structlog set-up: JSON lines in production, readable lines in a terminal.
+"""Logging set-up for the entry points: JSON lines in production, readable lines in a terminal.
 
-Log lines carry ids and hashes, never pixels or captions.
+Library code asks structlog for a logger and configures nothing; the entry points (the CLI and
+``python -m aigis.run``) call :func:`configure_logging` once. structlog's events and the standard
+library's records (kafka-python, httpx, anything else) go through one
+``structlog.stdlib.ProcessorFormatter``, so a process writes one format. Log lines carry ids and
+hashes, never pixels or captions.
 """
 
 from __future__ import annotations
@@ -10,46 +14,70 @@ import sys
 
 import structlog
 
+_CHATTY = ("kafka", "httpx", "httpcore", "urllib3", "fsspec", "s3fs", "botocore", "aiobotocore")
+"""Libraries whose INFO lines are noise to an operator: they log WARNING and above."""
+
 
 def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
-    """Configure structlog and the standard library logging behind it, once per process."""
+    """Configure structlog and the standard library behind it, once per process."""
     if fmt == "auto":
         fmt = "console" if sys.stderr.isatty() else "json"
-    renderer: structlog.typing.Processor = (
-        structlog.dev.ConsoleRenderer() if fmt == "console" else structlog.processors.JSONRenderer()
-    )
     numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
-    logging.basicConfig(
-        level=max(numeric, logging.WARNING), stream=sys.stderr, format="%(message)s"
-    )
+    shared: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
     structlog.configure(
         processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *shared,
             structlog.processors.StackInfoRenderer(),
-            structlog.processors.format_exc_info,
-            renderer,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=_StderrLogger.factory,
+        logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=True,
     )
+    renderer: structlog.typing.Processor
+    if fmt == "console":
+        renderer = structlog.dev.ConsoleRenderer()
+        final = [structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer]
+    else:
+        renderer = structlog.processors.JSONRenderer()
+        final = [
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            renderer,
+        ]
+    handler = _CurrentStderrHandler()
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()], processors=final
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(numeric)
+    for name in _CHATTY:
+        logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
 
 
-class _StderrLogger:
+class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes each line to whatever ``sys.stderr`` is at that moment.
 
-    structlog's PrintLogger keeps the stream it was created with; when that stream is replaced
-    and closed (a test runner capturing output, a daemon redirecting its streams) every later
-    log call would fail. Looking the stream up per line costs nothing measurable.
+    A handler that kept the stream it was created with would fail on every later line once that
+    stream is replaced and closed (a test runner capturing output, a daemon redirecting its
+    streams). Looking the stream up per line costs nothing measurable.
     """
 
-    def msg(self, message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
 
-    debug = info = warning = warn = error = critical = exception = fatal = log = msg
+    @property  # type: ignore[override]
+    def stream(self) -> object:
+        return sys.stderr
 
-    @classmethod
-    def factory(cls, *_args: object) -> _StderrLogger:
-        return cls()
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
