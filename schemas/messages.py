@@ -11,6 +11,10 @@
 
 Every model carries ``schema_version``; a reader rejects versions it does not know instead of
 guessing. Models are frozen and forbid unknown fields so a typo never passes silently.
+
+Version 2 adds optional fields to verdicts and review items (listed in each model's
+``V2_FIELDS``); readers accept 1 and 2, and ``settings.message_version`` chooses what writers
+write (:func:`schemas.codec.encode` drops the version 2 fields when writing 1).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import UTC, datetime
-from typing import Annotated, Literal, Protocol, Self
+from typing import Annotated, ClassVar, Literal, Protocol, Self
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -32,8 +36,11 @@ from schemas.limits import (
     MAX_URI_CHARS,
 )
 
-SCHEMA_VERSION: Literal[1] = 1
-"""The only version this code reads and writes."""
+SchemaVersion = Literal[1, 2]
+SCHEMA_VERSION: Literal[2] = 2
+"""The newest message version: what is written unless ``settings.message_version`` says 1."""
+SCHEMA_VERSIONS: tuple[int, ...] = (1, 2)
+"""Every version this code reads."""
 
 _ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@/+=-]*$"
 _SHA256_PATTERN = r"^[0-9a-f]{64}$"
@@ -68,7 +75,25 @@ class Message(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    V2_FIELDS: ClassVar[frozenset[str]] = frozenset()
+    """Optional fields that version 1 does not have."""
+
+    schema_version: SchemaVersion = SCHEMA_VERSION
+
+    @field_validator("schema_version", mode="before")
+    @classmethod
+    def _not_a_bool(cls, value: object) -> object:
+        if isinstance(value, bool):  # True == 1 in Python; a version is a number
+            raise ValueError("schema_version must be a number, not a boolean")
+        return value
+
+    @model_validator(mode="after")
+    def _fields_of_its_version(self) -> Self:
+        if self.schema_version == 1:
+            present = sorted(f for f in self.V2_FIELDS if getattr(self, f) is not None)
+            if present:
+                raise ValueError(f"{', '.join(present)} need schema_version 2")
+        return self
 
 
 def _decode_b64(value: str) -> bytes:
@@ -169,8 +194,52 @@ class Timings(Message):
     )
 
 
+LowerName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_./-]*$")]
+
+
+class Evidence(Message):
+    """One signal an image carries besides its pixels (a provenance manifest, generator
+    metadata, a watermark). Evidence only ever supports "AI"; its absence says nothing."""
+
+    kind: LowerName
+    """What was read, for example ``c2pa`` or ``png_parameters``."""
+    value: str = Field(max_length=512)
+    generator: str | None = Field(default=None, max_length=128)
+    """The generator it names, if any (a name outside the label set is kept as given)."""
+    strength: LowerName
+    """How much it proves, for example ``verified`` or ``claimed``."""
+
+
+class NearDuplicate(Message):
+    """An image already decided that this one is a re-encoded copy of."""
+
+    image_sha256: Sha256
+    distance: int = Field(ge=0, le=256)
+    """Hamming distance between the perceptual hashes."""
+
+
+class AppliedBands(Message):
+    """The operating point a verdict was decided under."""
+
+    ai_threshold: Probability
+    human_threshold: Probability
+    generator_min_confidence: Probability
+
+
 class Verdict(Message):
     """The detector's answer for one event (topic ``aigis.verdicts``, key ``event_id``)."""
+
+    V2_FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {
+            "evidence",
+            "decided_by",
+            "near_duplicate_of",
+            "bands",
+            "qa_sample",
+            "canary",
+            "generator_family",
+        }
+    )
 
     event_id: Identifier
     external_id: Identifier | None = None
@@ -185,6 +254,17 @@ class Verdict(Message):
     cached: bool = False
     timings: Timings = Field(default_factory=Timings)
     scored_at: datetime = Field(default_factory=utc_now)
+    # Version 2:
+    evidence: list[Evidence] | None = Field(default=None, max_length=32)
+    decided_by: Literal["model", "evidence", "human"] | None = None
+    """What the decision rests on: the model's scores, evidence, or a human review decision."""
+    near_duplicate_of: NearDuplicate | None = None
+    bands: AppliedBands | None = None
+    qa_sample: bool | None = None
+    """True when a confident verdict was also sent to review as a quality sample."""
+    canary: bool | None = None
+    """True when a canary version (``model_version``) answered instead of the one in service."""
+    generator_family: str | None = Field(default=None, max_length=64)
 
 
 class ReviewItem(Message):
@@ -194,10 +274,21 @@ class ReviewItem(Message):
     inline bytes; and the caption.
     """
 
+    V2_FIELDS: ClassVar[frozenset[str]] = frozenset({"qa_sample"})
+
     verdict: Verdict
     caption: Caption | None = None
     image_uri: str | None = Field(default=None, max_length=MAX_URI_CHARS)
     image_b64: str | None = None
+    # Version 2:
+    qa_sample: bool | None = None
+    """True when the item is a quality sample of a confident verdict, not an uncertain one."""
+
+    @model_validator(mode="after")
+    def _same_version_as_its_verdict(self) -> Self:
+        if self.verdict.schema_version > self.schema_version:
+            raise ValueError("a version 1 review item cannot carry a version 2 verdict")
+        return self
 
     @field_validator("image_uri")
     @classmethod

@@ -163,6 +163,8 @@ class StoreSettings(_Group):
     """Superseded shards are deleted this long after compaction (readers may still be on them)."""
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0
     """Prometheus metrics port of ``aigis sink``; 0 turns the endpoint off."""
+    metrics_host: str = "127.0.0.1"
+    """Address the sink's metrics endpoint binds; ``0.0.0.0`` lets a scraper on another host in."""
 
 
 class RetrainSettings(_Group):
@@ -229,6 +231,9 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     """``json``, ``console`` or ``auto`` (console in a terminal, JSON otherwise)."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    message_version: Literal[1, 2] = 2
+    """Message version written on every topic; 1 while a deployment's own consumers read only 1
+    (readers here accept both)."""
 
     kafka: KafkaSettings = KafkaSettings()
     topics: TopicSettings = TopicSettings()

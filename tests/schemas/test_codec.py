@@ -24,6 +24,7 @@ from schemas import (
 )
 from schemas.errors import AigisError
 from schemas.limits import MAX_INLINE_IMAGE_BYTES
+from schemas.messages import AppliedBands, Evidence, NearDuplicate
 
 pytestmark = pytest.mark.unit
 
@@ -84,11 +85,11 @@ def test_encoding_is_compact_json_without_nulls(png_b64: str) -> None:
     data = encode(ImageEvent(event_id="e", image_b64=png_b64))
     obj = json.loads(data)
     assert "caption" not in obj
-    assert obj["schema_version"] == 1
+    assert obj["schema_version"] == 2
     assert b" " not in data
 
 
-def test_missing_schema_version_reads_as_current(png_b64: str) -> None:
+def test_missing_schema_version_reads_as_version_1(png_b64: str) -> None:
     data = json.dumps({"event_id": "e", "image_b64": png_b64})
     assert decode(ImageEvent, data).schema_version == 1
 
@@ -114,12 +115,50 @@ def test_rejects_what_is_not_a_json_object(data: bytes, reason: str) -> None:
     assert _reject(data).reason == reason
 
 
-@pytest.mark.parametrize("version", [2, 0, "1", None])
+@pytest.mark.parametrize("version", [3, 0, "1", None, True, False, 1.0, [1]])
 def test_rejects_unknown_schema_version(version: object, png_b64: str) -> None:
     error = _reject(json.dumps({"schema_version": version, "event_id": "e", "image_b64": png_b64}))
     assert error.reason == "unsupported_schema_version"
     assert error.field == "schema_version"
-    assert "this worker reads 1" in str(error)
+    assert "this worker reads 1 and 2" in str(error)
+
+
+def _v2_verdict(verdict_fields: dict[str, Any]) -> Verdict:
+    return Verdict(
+        **verdict_fields,
+        evidence=[Evidence(kind="c2pa", value="Adobe Firefly", strength="verified")],
+        decided_by="evidence",
+        near_duplicate_of=NearDuplicate(image_sha256="cd" * 32, distance=4),
+        bands=AppliedBands(ai_threshold=0.8, human_threshold=0.2, generator_min_confidence=0.5),
+        qa_sample=True,
+        canary=False,
+        generator_family="openai",
+    )
+
+
+def test_version_2_fields_round_trip_and_version_1_drops_them(
+    verdict_fields: dict[str, Any], png_b64: str
+) -> None:
+    verdict = _v2_verdict(verdict_fields)
+    item = ReviewItem(verdict=verdict, image_b64=png_b64, qa_sample=True)
+    assert decode(ReviewItem, encode(item)) == item
+    old = json.loads(encode(item, version=1))
+    assert old["schema_version"] == old["verdict"]["schema_version"] == 1
+    assert "qa_sample" not in old
+    assert not Verdict.V2_FIELDS & set(old["verdict"])
+    # What a version 1 writer wrote reads here too.
+    assert decode(ReviewItem, json.dumps(old)).verdict.event_id == verdict.event_id
+
+
+def test_version_1_messages_cannot_carry_version_2_fields(
+    verdict_fields: dict[str, Any],
+) -> None:
+    obj = json.loads(encode(_v2_verdict(verdict_fields)))
+    obj["schema_version"] = 1
+    error = _reject(json.dumps(obj), Verdict)
+    assert "need schema_version 2" in str(error)
+    with pytest.raises(ValueError, match="not one of"):
+        encode(_v2_verdict(verdict_fields), version=3)
 
 
 @pytest.mark.parametrize(

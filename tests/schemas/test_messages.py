@@ -30,7 +30,7 @@ class TestImageEvent:
         event = ImageEvent.inline("evt-1", png_bytes, caption="a red square", source="tenant-a")
         assert event.inline_bytes() == png_bytes
         assert event.image_uri is None
-        assert event.schema_version == 1
+        assert event.schema_version == 2
 
     @pytest.mark.parametrize(
         "uri", ["file:///data/a.png", "https://cdn.example.com/a.jpg", "s3://bucket/key.png"]
