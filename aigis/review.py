@@ -1,41 +1,39 @@
 """A terminal reviewer for ``topics.review``: show an item, take a label, publish the decision.
 
-One item at a time: the reviewer's answer is published as a ``ReviewDecision`` (key
-``image_sha256``) and acknowledged before the item's offset is committed, so an item is never
-lost and at worst shown again. Answers: ``h`` human, ``1``..``N`` the generator, ``s`` skip, ``q``
-quit. Inline images are written to a private temporary directory (removed on exit) and shown by
-path; images given by URI are shown by their URI. Reads its answers from any text stream, so it
-can be driven by a pipe.
+One item at a time, on the stream runtime: the reviewer's answer is published as a
+``ReviewDecision`` (key ``image_sha256``) and acknowledged before the item's offset is committed,
+so an item is never lost and at worst shown again. Answers: ``h`` human, ``1``..``N`` the
+generator, ``s`` skip (the item goes back to the end of the queue), ``q`` quit (the item on
+screen stays uncommitted and is shown again next time). Inline images are written to a private
+temporary directory (removed on exit) and shown by path; images given by URI are shown by their
+URI. Reads its answers from any text stream, so it can be driven by a pipe.
 """
 
 from __future__ import annotations
 
 import base64
 import tempfile
-import time
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TextIO
 
 import structlog
-from kafka import KafkaConsumer, KafkaProducer
-from kafka.consumer.fetcher import ConsumerRecord
-from kafka.structs import OffsetAndMetadata, TopicPartition
 from pydantic import TypeAdapter, ValidationError
 
 from schemas.codec import decode, encode
 from schemas.errors import AigisError, SchemaError
 from schemas.labels import GENERATOR_DISPLAY, GENERATORS
-from schemas.messages import Identifier, ReviewDecision, ReviewItem
+from schemas.messages import ConsumedRecord, Identifier, ReviewDecision, ReviewItem
 from schemas.settings import Settings
-from worker import kafka as kafka_clients
-from worker.intake import dead_letter
+from worker.runtime.app import Handler, StreamConfig, StreamRuntime
+from worker.runtime.batch import Batch
+from worker.runtime.checkpoint import Output, dead_letter
 
 log = structlog.get_logger(__name__)
 
-_ACK_TIMEOUT_S: Final[float] = 30.0
 _MAGIC: Final[tuple[tuple[bytes, str], ...]] = (
     (b"\x89PNG", ".png"),
     (b"\xff\xd8", ".jpg"),
@@ -87,28 +85,30 @@ class ReviewStats:
     rejected: int = 0
 
 
-class Reviewer:
-    """Shows review items from ``consumer`` on ``out`` and reads answers from ``answers``."""
+class Reviewer(Handler):
+    """Shows review items on ``out`` and reads answers from ``answers``, one item per batch."""
 
     def __init__(
         self,
         settings: Settings,
-        consumer: KafkaConsumer,
-        producer: KafkaProducer,
         *,
         reviewer: str,
         answers: TextIO,
         out: TextIO,
         image_dir: Path,
+        group_id: str = "aigis-review",
     ) -> None:
         self._settings = settings
-        self._consumer = consumer
-        self._producer = producer
+        self._group_id = group_id
         self._reviewer = reviewer
         self._answers = answers
         self._out = out
         self._image_dir = image_dir
         self.stats = ReviewStats()
+        self._outcome = ""
+        self._told_waiting = False
+        self._stop = threading.Event()
+        self._limit: int | None = None
         try:
             TypeAdapter(Identifier).validate_python(reviewer)
         except ValidationError:
@@ -119,61 +119,69 @@ class Reviewer:
 
     def run(self, *, idle_exit_s: float | None = None, limit: int | None = None) -> ReviewStats:
         """Review until quit, end of input, ``limit`` decisions, or ``idle_exit_s`` with no item."""
-        waiting_since = time.monotonic()
-        told_waiting = False
-        while limit is None or self.stats.labelled < limit:
-            polled = self._consumer.poll(timeout_ms=500, max_records=1)
-            records = [r for batch in polled.values() for r in batch]
-            if not records:
-                idle = time.monotonic() - waiting_since
-                if idle_exit_s is not None and idle >= idle_exit_s:
-                    break
-                if not told_waiting:
-                    self._say("waiting for items to review (Ctrl+C to stop)...")
-                    told_waiting = True
-                continue
-            if not self._review(records[0]):
-                break
-            waiting_since, told_waiting = time.monotonic(), False
+        self._limit = limit
+        config = StreamConfig(
+            name="review",
+            group_id=self._group_id,
+            topics=(self._settings.topics.review,),
+            max_records=1,
+            batch_timeout_ms=1,
+            session_timeout_ms=self._settings.store.session_timeout_ms,
+            # A person may look at one image for a long time before answering.
+            consumer_options={"max_poll_interval_ms": 3_600_000},
+        )
+        StreamRuntime(self._settings, config, self).run(self._stop, idle_exit_s=idle_exit_s)
         self._say(
             f"done: {self.stats.labelled} labelled, {self.stats.skipped} skipped, "
             f"{self.stats.rejected} unreadable"
         )
         return self.stats
 
-    def _review(self, record: ConsumerRecord) -> bool:
-        """Handle one record; False when the reviewer quits (its offset stays uncommitted)."""
+    def idle(self) -> None:
+        if not self._told_waiting:
+            self._say("waiting for items to review (Ctrl+C to stop)...")
+            self._told_waiting = True
+
+    def handle(self, batch: Batch) -> Sequence[Output] | None:
+        """The decision (or, for a skip, the item again at the end of the queue, or a dead
+        letter); None when the reviewer quits, which leaves the item uncommitted."""
+        self._told_waiting = False
+        (record,) = batch.records
+        topics = self._settings.topics
         try:
             item = decode(ReviewItem, record.value or b"")
         except SchemaError as err:
-            self._reject(record, err.reason, str(err))
-            return True
+            return [self._reject(record, err.reason, str(err))]
         generators = generators_of(item)
         self._show(item, generators)
         answer = self._ask(generators)
         if answer.action == "quit":
-            return False
+            self._stop.set()
+            return None
         if answer.action == "skip":
-            self.stats.skipped += 1
-        else:
-            try:
-                decision = self._decision(item, answer, generators)
-            except (AigisError, ValidationError) as err:
-                self._reject(record, "unusable_review_item", str(err))
-                return True
-            key = decision.image_sha256.encode()
-            topic = self._settings.topics.review_decisions
-            self._producer.send(topic, value=encode(decision), key=key).get(_ACK_TIMEOUT_S)
-            self.stats.labelled += 1
-            log.info(
-                "review_decision",
-                event_id=item.verdict.event_id,
-                image_sha256=decision.image_sha256,
-                label_a=decision.label_a,
-                label_b=decision.label_b,
-            )
-        self._commit(record)
-        return True
+            self._outcome = "skipped"
+            return [Output(topics.review, record.key, record.value or b"")]
+        try:
+            decision = self._decision(item, answer, generators)
+        except (AigisError, ValidationError) as err:
+            return [self._reject(record, "unusable_review_item", str(err))]
+        self._outcome = "labelled"
+        log.info(
+            "review_decision",
+            event_id=item.verdict.event_id,
+            image_sha256=decision.image_sha256,
+            label_a=decision.label_a,
+            label_b=decision.label_b,
+        )
+        key = decision.image_sha256.encode()
+        return [
+            Output(topics.review_decisions, key, encode(decision, self._settings.message_version))
+        ]
+
+    def committed(self, batch: Batch, outputs: Sequence[Output], seconds: float) -> None:
+        setattr(self.stats, self._outcome, getattr(self.stats, self._outcome) + 1)
+        if self._limit is not None and self.stats.labelled >= self._limit:
+            self._stop.set()
 
     def _decision(
         self, item: ReviewItem, answer: Answer, generators: tuple[str, ...]
@@ -238,18 +246,10 @@ class Reviewer:
                 return answer
             self._say(f"   answer h, 1..{len(generators) - 1}, s or q")
 
-    def _reject(self, record: ConsumerRecord, reason: str, detail: str) -> None:
+    def _reject(self, record: ConsumedRecord, reason: str, detail: str) -> Output:
         self._say(f"   unreadable item at offset {record.offset} ({detail}); sent to the DLQ")
-        letter = dead_letter(record, reason, detail)
-        self._producer.send(self._settings.topics.dlq, value=letter, key=record.key).get(
-            _ACK_TIMEOUT_S
-        )
-        self.stats.rejected += 1
-        self._commit(record)
-
-    def _commit(self, record: ConsumerRecord) -> None:
-        tp = TopicPartition(record.topic, record.partition)
-        self._consumer.commit({tp: OffsetAndMetadata(record.offset + 1, "", -1)})
+        self._outcome = "rejected"
+        return dead_letter(record, reason, detail, self._settings)
 
     def _say(self, text: str) -> None:
         self._out.write(text + "\n")
@@ -260,26 +260,15 @@ class Reviewer:
 def open_reviewer(
     settings: Settings, *, group_id: str, reviewer: str, answers: TextIO, out: TextIO
 ) -> Iterator[Reviewer]:
-    """A Reviewer with its Kafka clients and image directory, all closed on exit."""
+    """A Reviewer in consumer group ``group_id`` with a private image directory, removed on
+    exit (its Kafka clients live only while it runs)."""
     with ExitStack() as stack:
-        consumer = kafka_clients.consumer(
-            settings,
-            group_id=group_id,
-            topics=[settings.topics.review],
-            max_poll_records=1,
-            # A person may look at one image for a long time before answering.
-            max_poll_interval_ms=3_600_000,
-        )
-        stack.callback(consumer.close, autocommit=False)
-        producer = kafka_clients.producer(settings)
-        stack.callback(producer.close, timeout=10)
         image_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="aigis-review-")))
         yield Reviewer(
             settings,
-            consumer,
-            producer,
             reviewer=reviewer,
             answers=answers,
             out=out,
             image_dir=image_dir,
+            group_id=group_id,
         )

@@ -12,7 +12,8 @@ import threading
 from aigis.logs import configure_logging
 from schemas.settings import load_settings
 from worker.loop import Worker
-from worker.supervisor import install_stop_handlers, stop_with_parent, supervise
+from worker.runtime.signals import install_stop_handlers, stop_with_parent
+from worker.runtime.supervisor import supervise
 
 
 def run_one(slot: int = 0, *, supervised: bool = False) -> int:

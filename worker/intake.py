@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from kafka.consumer.fetcher import ConsumerRecord
-
-from schemas.codec import decode, encode
+from schemas.codec import decode
 from schemas.errors import AigisError, SchemaError
-from schemas.messages import DeadLetter, PseudoLabel, ReviewDecision
+from schemas.messages import PseudoLabel, ReviewDecision
 from schemas.settings import TopicSettings
 from training.labelstore.records import LabelRecord
 from training.labelstore.store import ImageHashMismatchError, LabelStore
@@ -60,9 +58,3 @@ def to_record(
     if isinstance(message, PseudoLabel):
         return LabelRecord.from_pseudo_label(message, image_blob=blob, stored_at=stored_at)
     return LabelRecord.from_review_decision(message, image_blob=blob, stored_at=stored_at)
-
-
-def dead_letter(record: ConsumerRecord, reason: str, detail: str) -> bytes:
-    """The DLQ record for ``record``: its bytes and position untouched, and the reason."""
-    letter = DeadLetter.for_record(record, reason, detail)
-    return encode(letter)

@@ -15,13 +15,15 @@ import structlog
 
 from schemas import ImageEvent, SchemaError, Timings, decode
 from schemas.limits import MAX_IMAGE_PIXELS
+from schemas.messages import ConsumedRecord
 from schemas.settings import Settings
 from serving.errors import ImageError
 from serving.imageio import probe_image
-from worker.batch import Batch, Record
 from worker.cache import VerdictCache, key_suffix, sha256_hex
 from worker.fetch import Fetcher, FetchError
-from worker.route import Output, build_verdict, dead_letter, end_to_end_ms, route
+from worker.route import build_verdict, end_to_end_ms, route
+from worker.runtime.batch import Batch
+from worker.runtime.checkpoint import Output, dead_letter
 from worker.score import Score
 from worker.scorer import Rejected, Scorer
 
@@ -51,7 +53,7 @@ class _Item:
     """An event that passed validation, on its way through the batch."""
 
     index: int
-    record: Record
+    record: ConsumedRecord
     event: ImageEvent
     data: bytes = b""
     sha256: str = ""
@@ -121,9 +123,7 @@ class Pipeline:
                     ),
                     settings=self._settings.worker,
                 )
-                per_record[item.index] = route(
-                    verdict, item.event, item.score, self._settings.topics, self._settings.worker
-                )
+                per_record[item.index] = route(verdict, item.event, item.score, self._settings)
             except ValueError as exc:  # pydantic's ValidationError: the model said nonsense
                 detail = f"the model's answer does not make a valid verdict: {exc}"
                 per_record[item.index] = [
@@ -199,17 +199,22 @@ class Pipeline:
                 item.score = answer
 
     def _reject(
-        self, record: Record, reason: str, detail: str, event_id: str | None, done: Processed
+        self,
+        record: ConsumedRecord,
+        reason: str,
+        detail: str,
+        event_id: str | None,
+        done: Processed,
     ) -> Output:
         log.warning(
             "dead_letter", **_where(record), event_id=event_id, reason=reason, detail=detail
         )
         done.outcomes[DLQ] += 1
         done.dlq_reasons[reason] += 1
-        return dead_letter(record, reason, detail, self._settings.topics.dlq, event_id)
+        return dead_letter(record, reason, detail, self._settings, event_id)
 
 
-def _where(record: Record) -> dict[str, object]:
+def _where(record: ConsumedRecord) -> dict[str, object]:
     return {"topic": record.topic, "partition": record.partition, "offset": record.offset}
 
 

@@ -116,7 +116,13 @@ def publish(
     futures = []
     try:
         for event in events:
-            futures.append(producer.send(topic, value=encode(event), key=event.event_id.encode()))
+            futures.append(
+                producer.send(
+                    topic,
+                    value=encode(event, settings.message_version),
+                    key=event.event_id.encode(),
+                )
+            )
             if on_sent is not None:
                 on_sent(event)
         producer.flush(timeout=60)

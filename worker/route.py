@@ -3,28 +3,18 @@ beyond what the caller passes in."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
-from schemas import DeadLetter, Decision, ImageEvent, PseudoLabel, ReviewItem, Timings, Verdict
+from schemas import Decision, ImageEvent, PseudoLabel, ReviewItem, Timings, Verdict
 from schemas.codec import encode
 from schemas.decision import decide, name_generator
 from schemas.labels import UNKNOWN_GENERATOR
-from schemas.settings import TopicSettings, WorkerSettings
-from worker.batch import Record
+from schemas.settings import Settings, WorkerSettings
+from worker.runtime.checkpoint import Output
 from worker.score import Score
 
 REAL = "real"
 """The generator name of human-made images; Task B names it whenever Task A says human."""
-
-
-@dataclass(frozen=True, slots=True)
-class Output:
-    """One record to produce."""
-
-    topic: str
-    key: bytes | None
-    value: bytes
 
 
 def build_verdict(
@@ -101,12 +91,13 @@ def route(
     verdict: Verdict,
     event: ImageEvent,
     score: Score,
-    topics: TopicSettings,
-    settings: WorkerSettings,
+    settings: Settings,
 ) -> list[Output]:
-    """The records one verdict produces: the verdict, and a review item or a pseudo-label."""
+    """The records one verdict produces: the verdict, and a review item or a pseudo-label, as
+    message version ``settings.message_version``."""
+    topics, version = settings.topics, settings.message_version
     key = verdict.event_id.encode()
-    outputs = [Output(topics.verdicts, key, encode(verdict))]
+    outputs = [Output(topics.verdicts, key, encode(verdict, version))]
     if verdict.decision is Decision.NEEDS_REVIEW:
         # The reviewer sees the image by its URI when the producer gave one, else inline.
         review = ReviewItem(
@@ -115,17 +106,15 @@ def route(
             image_uri=event.image_uri,
             image_b64=event.image_b64,
         )
-        outputs.append(Output(topics.review, key, encode(review)))
+        outputs.append(Output(topics.review, key, encode(review, version)))
         return outputs
-    label = pseudo_label(verdict, event, score, settings)
+    label = pseudo_label(verdict, event, score, settings.worker)
     if label is not None:
-        outputs.append(Output(topics.pseudo_labels, verdict.image_sha256.encode(), encode(label)))
+        outputs.append(
+            Output(
+                topics.pseudo_labels,
+                verdict.image_sha256.encode(),
+                encode(label, version),
+            )
+        )
     return outputs
-
-
-def dead_letter(
-    record: Record, reason: str, detail: str, topic: str, event_id: str | None = None
-) -> Output:
-    """A DLQ record keeping ``record``'s bytes, key and position untouched for replay."""
-    letter = DeadLetter.for_record(record, reason, detail, event_id)
-    return Output(topic, record.key, encode(letter))

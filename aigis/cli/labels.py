@@ -26,11 +26,12 @@ def register(app: typer.Typer) -> None:
             help="Flush and exit once nothing has arrived for this long (batch use).",
         ),
     ) -> None:
-        from worker.sink import run_sink, stop_on_signals
+        from worker.runtime.signals import install_stop_handlers
+        from worker.sink import run_sink
 
         loaded = settings()
         stop = threading.Event()
-        stop_on_signals(stop)
+        install_stop_handlers(stop)
         try:
             run_sink(loaded, stop, idle_exit_s=idle_exit)
         except AigisError as err:
@@ -90,9 +91,9 @@ def register(app: typer.Typer) -> None:
             return
         interval = parse_duration(every)
         stop = threading.Event()
-        from worker.sink import stop_on_signals
+        from worker.runtime.signals import install_stop_handlers
 
-        stop_on_signals(stop)
+        install_stop_handlers(stop)
         while not stop.is_set():
             _cycle(loaded, options)
             typer.echo(f"next cycle in {every} (SIGTERM or Ctrl+C to stop)")

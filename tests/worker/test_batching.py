@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from kafka.structs import TopicPartition
 
-from worker.batch import Batch, collect
+from worker.runtime.batch import Batch, collect
 
 pytestmark = pytest.mark.unit
 

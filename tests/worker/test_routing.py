@@ -9,8 +9,9 @@ import pytest
 
 from schemas import DeadLetter, Decision, ImageEvent, PseudoLabel, ReviewItem, Timings, decode
 from schemas.decision import decide, name_generator
-from schemas.settings import TopicSettings, WorkerSettings
-from worker.route import build_verdict, dead_letter, route
+from schemas.settings import Settings, TopicSettings, WorkerSettings
+from worker.route import build_verdict, route
+from worker.runtime.checkpoint import dead_letter
 from worker.score import Score
 
 pytestmark = pytest.mark.unit
@@ -18,6 +19,7 @@ pytestmark = pytest.mark.unit
 SHA = "cd" * 32
 CT2 = ("real", "sd21", "sdxl", "sd3", "dalle3", "midjourney6")
 SETTINGS = WorkerSettings()
+FULL = Settings(worker=SETTINGS)
 TOPICS = TopicSettings()
 Rec = namedtuple("Rec", "topic partition offset key value")
 
@@ -70,7 +72,7 @@ def test_generator_is_real_for_humans_and_abstains_when_unsure() -> None:
 def test_needs_review_goes_to_the_review_topic_with_the_image() -> None:
     ev = event()
     verdict = build_verdict(ev, SHA, score(0.5), cached=False, timings=Timings(), settings=SETTINGS)
-    outputs = route(verdict, ev, score(0.5), TOPICS, SETTINGS)
+    outputs = route(verdict, ev, score(0.5), FULL)
     assert [o.topic for o in outputs] == [TOPICS.verdicts, TOPICS.review]
     review = decode(ReviewItem, outputs[1].value)
     assert review.verdict.event_id == "ev-1"
@@ -83,7 +85,7 @@ def test_confident_verdicts_become_pseudo_labels_keyed_by_image_hash() -> None:
     ev = event(source="tenant-a")
     s = score(0.97, top="dalle3", top_p=0.9)
     verdict = build_verdict(ev, SHA, s, cached=False, timings=Timings(), settings=SETTINGS)
-    outputs = route(verdict, ev, s, TOPICS, SETTINGS)
+    outputs = route(verdict, ev, s, FULL)
     assert [o.topic for o in outputs] == [TOPICS.verdicts, TOPICS.pseudo_labels]
     assert outputs[1].key == SHA.encode()
     label = decode(PseudoLabel, outputs[1].value)
@@ -100,7 +102,7 @@ def test_uri_events_make_pseudo_labels_by_uri() -> None:
         0.02, {name: (0.95 if name == "real" else 0.01) for name in CT2}, 0.98, 0.95, "d", "3"
     )
     verdict = build_verdict(ev, SHA, s, cached=True, timings=Timings(), settings=SETTINGS)
-    outputs = route(verdict, ev, s, TOPICS, SETTINGS)
+    outputs = route(verdict, ev, s, FULL)
     label = decode(PseudoLabel, outputs[1].value)
     assert (label.label_a, label.label_b) == (0, 0)
     assert label.image_uri == "https://example.org/a.png"
@@ -118,12 +120,12 @@ def test_uri_events_make_pseudo_labels_by_uri() -> None:
 def test_unconfident_verdicts_are_not_pseudo_labels(s: Score) -> None:
     ev = event()
     verdict = build_verdict(ev, SHA, s, cached=False, timings=Timings(), settings=SETTINGS)
-    assert [o.topic for o in route(verdict, ev, s, TOPICS, SETTINGS)] == [TOPICS.verdicts]
+    assert [o.topic for o in route(verdict, ev, s, FULL)] == [TOPICS.verdicts]
 
 
 def test_dead_letters_keep_the_original_record() -> None:
     record = Rec("aigis.images", 3, 42, b"key-1", b"\x00not json")
-    out = dead_letter(record, "not_json", "message is not UTF-8 JSON", TOPICS.dlq)
+    out = dead_letter(record, "not_json", "message is not UTF-8 JSON", FULL)
     assert (out.topic, out.key) == (TOPICS.dlq, b"key-1")
     letter = decode(DeadLetter, out.value)
     assert (letter.topic, letter.partition, letter.offset) == ("aigis.images", 3, 42)

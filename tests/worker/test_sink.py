@@ -265,7 +265,7 @@ def test_sigterm_flushes_and_exits_cleanly(sink_settings: Settings) -> None:
         deadline = time.monotonic() + 60
         assert process.stderr is not None
         for line in process.stderr:
-            if "sink_assigned" in line or time.monotonic() > deadline:
+            if "partitions_assigned" in line or time.monotonic() > deadline:
                 break
         time.sleep(2.0)
         process.send_signal(signal.SIGTERM)

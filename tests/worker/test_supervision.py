@@ -15,7 +15,7 @@ pytestmark = pytest.mark.unit
 
 _CHILD = """
 import sys, threading
-from worker.supervisor import stop_with_parent
+from worker.runtime.signals import stop_with_parent
 stop = threading.Event()
 stop_with_parent(stop, interval_s=0.1)
 stopped = stop.wait(30)

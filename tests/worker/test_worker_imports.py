@@ -11,7 +11,7 @@ pytestmark = pytest.mark.unit
 
 _CHECK = """
 import sys
-import worker, worker.loop, aigis.run, worker.publish, worker.tail, worker.supervisor
+import worker, worker.loop, aigis.run, worker.publish, worker.tail, worker.runtime.supervisor
 import serving.client.http
 from aigis.cli import app
 from typer.testing import CliRunner

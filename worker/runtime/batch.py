@@ -10,23 +10,10 @@ from typing import Any, Protocol
 
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
+from schemas.messages import ConsumedRecord
+
 _IDLE_POLL_MS = 200
 """Longest single wait for a first record, so that a stop request is noticed quickly."""
-
-
-class Record(Protocol):
-    """What the worker reads from a consumer record (kafka-python's ConsumerRecord has it)."""
-
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
 
 
 class Poller(Protocol):
@@ -39,7 +26,7 @@ class Poller(Protocol):
 class Batch:
     """Records read in one micro-batch, in poll order (offsets increase within a partition)."""
 
-    records: Sequence[Record]
+    records: Sequence[ConsumedRecord]
 
     def __len__(self) -> int:
         return len(self.records)
@@ -76,13 +63,14 @@ def collect(consumer: Poller, *, max_records: int, timeout_ms: int, stop: thread
     Waits for the first record in short polls so that ``stop`` is honoured within
     ``_IDLE_POLL_MS``; returns an empty batch when none arrived in that time.
     """
-    records: list[Record] = []
+    records: list[ConsumedRecord] = []
     deadline: float | None = None
     while len(records) < max_records and not stop.is_set():
         if deadline is None:
             wait_ms = _IDLE_POLL_MS
         else:
-            wait_ms = int((deadline - time.monotonic()) * 1000)
+            # Short polls up to the deadline, so a stop request is seen within _IDLE_POLL_MS.
+            wait_ms = min(_IDLE_POLL_MS, int((deadline - time.monotonic()) * 1000))
             if wait_ms <= 0:
                 break
         polled = consumer.poll(timeout_ms=wait_ms, max_records=max_records - len(records))

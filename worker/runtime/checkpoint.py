@@ -1,4 +1,5 @@
-"""Publishing a batch's outputs and committing its input offsets, under either guarantee.
+"""The checkpoint: publishing a batch's outputs and committing its input offsets, under either
+guarantee.
 
 ``exactly_once``: outputs and offsets go in one Kafka transaction; read_committed readers see a
 batch's verdicts exactly when its offsets are committed, so a crash at any point means the batch is
@@ -10,6 +11,7 @@ re-read and its earlier attempt is invisible. ``at_least_once``: outputs are flu
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
@@ -18,9 +20,10 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from schemas import AigisError
+from schemas.codec import encode
+from schemas.messages import ConsumedRecord, DeadLetter
 from schemas.settings import Guarantee, Settings
 from worker import kafka as kafka_clients
-from worker.route import Output
 
 log = structlog.get_logger(__name__)
 
@@ -31,6 +34,28 @@ _PRODUCER_OPTIONS: dict[str, Any] = {"linger_ms": 5, "batch_size": 1024 * 1024}
 out in a few requests."""
 
 
+@dataclass(frozen=True, slots=True)
+class Output:
+    """One record to produce."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+
+
+def dead_letter(
+    record: ConsumedRecord,
+    reason: str,
+    detail: str,
+    settings: Settings,
+    event_id: str | None = None,
+) -> Output:
+    """The DLQ output of ``record``: its bytes, key and position untouched (for replay), and
+    why it was rejected."""
+    letter = DeadLetter.for_record(record, reason, detail, event_id)
+    return Output(settings.topics.dlq, record.key, encode(letter, settings.message_version))
+
+
 class BatchCommitError(AigisError):
     """A batch's outputs were not committed (and, under exactly-once, were aborted).
 
@@ -38,12 +63,12 @@ class BatchCommitError(AigisError):
     """
 
 
-class Outputs(Protocol):
+class Checkpoint(Protocol):
     def commit(self, outputs: Sequence[Output], offsets: Offsets) -> None: ...
     def close(self) -> None: ...
 
 
-class TransactionalOutputs:
+class TransactionalCheckpoint:
     """Exactly-once: one transaction per batch with a producer of a stable transactional id."""
 
     def __init__(self, settings: Settings, consumer: KafkaConsumer, transactional_id: str) -> None:
@@ -100,7 +125,7 @@ class TransactionalOutputs:
             self._producer = None
 
 
-class AtLeastOnceOutputs:
+class AtLeastOnceCheckpoint:
     """At-least-once: an idempotent producer with ``acks=all``; offsets committed after it."""
 
     def __init__(self, settings: Settings, consumer: KafkaConsumer) -> None:
@@ -129,10 +154,15 @@ class AtLeastOnceOutputs:
         self._producer.close(timeout=5)
 
 
-def open_outputs(
-    settings: Settings, consumer: KafkaConsumer, transactional_id: str
-) -> TransactionalOutputs | AtLeastOnceOutputs:
-    """The outputs for ``settings.worker.guarantee``."""
-    if settings.worker.guarantee is Guarantee.EXACTLY_ONCE:
-        return TransactionalOutputs(settings, consumer, transactional_id)
-    return AtLeastOnceOutputs(settings, consumer)
+def open_checkpoint(
+    settings: Settings,
+    consumer: KafkaConsumer,
+    guarantee: Guarantee,
+    transactional_id: str | None = None,
+) -> Checkpoint:
+    """The checkpoint for ``guarantee``; exactly-once needs a ``transactional_id``."""
+    if guarantee is Guarantee.EXACTLY_ONCE:
+        if transactional_id is None:
+            raise ValueError("exactly-once needs a transactional id")
+        return TransactionalCheckpoint(settings, consumer, transactional_id)
+    return AtLeastOnceCheckpoint(settings, consumer)

@@ -1,14 +1,12 @@
-"""Running workers: signal handling for one process, and a supervisor for several.
+"""A supervisor for several worker processes.
 
-SIGTERM or a first Ctrl+C asks for a graceful stop (finish the batch, commit, exit 0); a second
-Ctrl+C exits at once. The supervisor starts ``N`` worker processes (the command the caller gives),
-forwards SIGTERM and SIGINT to them, restarts one that dies unexpectedly, and exits 0 when every
-worker stopped cleanly after a stop request.
+The supervisor starts ``N`` worker processes (the command the caller gives), forwards SIGTERM and
+SIGINT to them, restarts one that dies unexpectedly, and exits 0 when every worker stopped cleanly
+after a stop request. A second Ctrl+C kills the workers at once (status 130).
 """
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import threading
@@ -21,36 +19,9 @@ import structlog
 log = structlog.get_logger(__name__)
 
 _RESTART_DELAY_S = (1.0, 2.0, 5.0, 10.0, 30.0)
+"""Waits before restarting a worker that died, by how many times in a row it has died."""
 _HEALTHY_AFTER_S = 60.0
 """A worker process that ran this long before dying starts the restart delays afresh."""
-"""Waits before restarting a worker that died, by how many times in a row it has died."""
-
-
-def install_stop_handlers(stop: threading.Event) -> None:
-    """SIGTERM and SIGINT set ``stop``; a second SIGINT exits at once with status 130."""
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        if signum == signal.SIGINT and stop.is_set():
-            os._exit(130)
-        log.info("stop_requested", signal=signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-
-
-def stop_with_parent(stop: threading.Event, interval_s: float = 1.0) -> None:
-    """Set ``stop`` once this process's parent is gone (a supervisor killed with SIGKILL cannot
-    forward anything; its workers must not live on as orphans)."""
-    parent = os.getppid()
-
-    def watch() -> None:
-        while not stop.wait(interval_s):
-            if os.getppid() != parent:
-                log.warning("supervisor_gone", parent=parent)
-                stop.set()
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _spawn(command: Callable[[int], list[str]], slot: int) -> subprocess.Popen[bytes]:

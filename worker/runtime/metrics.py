@@ -1,0 +1,58 @@
+"""Metrics every stream has, and the endpoint that serves a stream's registry.
+
+Each stream owns its registry, so several can live in one process (tests, benchmarks) without
+clashing. Labels carry topics and partitions only: never ids, pixels or captions.
+"""
+
+from __future__ import annotations
+
+from wsgiref.simple_server import WSGIServer
+
+import structlog
+from prometheus_client import CollectorRegistry, Gauge, Histogram, start_http_server
+from prometheus_client import Counter as PromCounter
+
+log = structlog.get_logger(__name__)
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+class RuntimeMetrics:
+    """Batches, commits, pauses and lag of one stream, named ``aigis_<name>_...``."""
+
+    def __init__(self, name: str, registry: CollectorRegistry) -> None:
+        r, p = registry, f"aigis_{name}"
+        self.batch_size = Histogram(
+            f"{p}_batch_size", "Records per micro-batch", buckets=_BATCH_BUCKETS, registry=r
+        )
+        self.batch_seconds = Histogram(
+            f"{p}_batch_seconds",
+            "Time from a batch closing to its outputs being committed",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.aborted_batches = PromCounter(
+            f"{p}_aborted_batches",
+            "Batches whose outputs were aborted and re-read from the committed offsets",
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            f"{p}_consumer_lag",
+            "Messages between the committed position and the end of the partition",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.paused = Gauge(
+            f"{p}_paused", "1 while consumption is paused for a dependency that is down", registry=r
+        )
+
+
+def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> WSGIServer | None:
+    """Serve ``registry`` on ``host:port`` (port 0: no endpoint). Returns the server to shut
+    down."""
+    if port == 0:
+        return None
+    server, _thread = start_http_server(port, addr=host, registry=registry)
+    log.info("metrics_serving", host=host, port=port)
+    return server
