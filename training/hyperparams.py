@@ -4,7 +4,7 @@ The full-size defaults are the published ones: the NAU-QMUL fused system (AdamW,
 decay 0.01, batch 256, 8 epochs), clip-linear (Adam, 12 epochs) and clip-contrastive (AdamW,
 lr 1e-5, batch 32, 5 epochs). The ``tiny`` preset has its own, chosen by measurement on the
 ``smoke`` set on a 2-core CPU: its encoders start from random weights, so it needs a far higher
-learning rate and small batches to learn in a few minutes (see README for the figures).
+learning rate and small batches to learn in a few minutes (docs/training.md).
 """
 
 from __future__ import annotations

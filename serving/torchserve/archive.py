@@ -51,7 +51,7 @@ _ARCHIVE_TIMEOUT_S: Final[float] = 1800.0
 @dataclass(frozen=True)
 class ExportOptions:
     """How TorchServe batches and runs one archive. Defaults: the best measured on a 2-core CPU
-    (see the serving benchmark in README)."""
+    (the serving benchmark, bench/results/)."""
 
     name: str = "detector"
     """The model name TorchServe serves it under (``/predictions/<name>``)."""
