@@ -1,4 +1,10 @@
-"""JSON-bytes encoding of messages, and decoding that turns every failure into a SchemaError."""
+"""JSON-bytes encoding of messages, and decoding that turns every failure into a SchemaError.
+
+Decoding is bounded before and while it parses: the size of the message, the nesting of its
+objects and arrays (:data:`~schemas.limits.MAX_JSON_DEPTH`), and numbers (no NaN or Infinity;
+Python's own limit on the digits of an integer). Whatever the bytes, ``decode`` returns a message
+or raises SchemaError, nothing else.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 
 from schemas.errors import SchemaError
+from schemas.limits import MAX_DLQ_MESSAGE_BYTES, MAX_JSON_DEPTH
 from schemas.messages import SCHEMA_VERSION, SCHEMA_VERSIONS, Message
 
 M = TypeVar("M", bound=BaseModel)
@@ -37,10 +44,19 @@ def as_version(message: Message, version: int) -> Message:
 
 def decode(model: type[M], data: bytes | str) -> M:
     """Parse ``data`` as a ``model``; raise SchemaError with a DLQ-ready reason on any failure."""
+    if len(data) > MAX_DLQ_MESSAGE_BYTES:
+        raise SchemaError(
+            "message_too_large",
+            f"message is {len(data)} bytes, over the {MAX_DLQ_MESSAGE_BYTES} byte limit",
+        )
     try:
-        obj = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SchemaError("not_json", f"message is not UTF-8 JSON ({exc})") from None
+        obj = json.loads(data, parse_constant=_no_constants)
+    except RecursionError:
+        raise SchemaError("too_deep", _TOO_DEEP) from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of too many digits
+        raise SchemaError("not_json", f"message is not UTF-8 JSON ({_short(exc)})") from None
+    if _depth(obj) > MAX_JSON_DEPTH:
+        raise SchemaError("too_deep", _TOO_DEEP)
     if not isinstance(obj, dict):
         raise SchemaError("not_an_object", f"message is JSON {type(obj).__name__}, not an object")
     # A message without a version is read as version 1, the only one there was before.
@@ -57,6 +73,30 @@ def decode(model: type[M], data: bytes | str) -> M:
         return model.model_validate(obj)
     except ValidationError as exc:
         raise schema_error(exc) from None
+
+
+_TOO_DEEP = f"message nests objects or arrays deeper than {MAX_JSON_DEPTH} levels"
+
+
+def _no_constants(name: str) -> object:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _short(exc: Exception) -> str:
+    return str(exc)[:200]
+
+
+def _depth(obj: object) -> int:
+    """Nesting depth of a parsed JSON value (a scalar is 0), counted no further than one past
+    the limit."""
+    depth, level = 0, [obj]
+    while depth <= MAX_JSON_DEPTH:
+        containers = [v for v in level if isinstance(v, dict | list)]
+        if not containers:
+            break
+        depth += 1
+        level = [c for v in containers for c in (v.values() if isinstance(v, dict) else v)]
+    return depth
 
 
 def schema_error(exc: ValidationError) -> SchemaError:

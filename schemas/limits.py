@@ -15,6 +15,19 @@ MAX_ID_CHARS: Final[int] = 256
 
 MAX_URI_CHARS: Final[int] = 4_096
 
+MAX_MESSAGE_BYTES: Final[int] = 16 * 1024 * 1024
+"""Largest record on every topic but the DLQ.
+
+An ImageEvent may carry a 10 MiB image inline, which is 13.3 MiB of base64 plus its fields;
+Kafka's default limit (1 MiB) would reject it at the broker.
+"""
+
+MAX_DLQ_MESSAGE_BYTES: Final[int] = 24 * 1024 * 1024
+"""Largest record on the DLQ: a dead letter holds the original record again, base64-encoded."""
+
+MAX_JSON_DEPTH: Final[int] = 16
+"""Nesting of objects and arrays a message may have; ours need four."""
+
 ALLOWED_URI_SCHEMES: Final[frozenset[str]] = frozenset({"file", "http", "https", "s3"})
 
 MAX_IMAGE_PIXELS: Final[int] = 40_000_000

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Annotated, ClassVar, Literal, Protocol, Self
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas.labels import GENERATORS, Decision
 from schemas.limits import (
@@ -53,6 +53,16 @@ Caption = Annotated[str, Field(max_length=MAX_CAPTION_CHARS)]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _as_utc(value: datetime) -> datetime:
+    # A time without a zone (what datetime.utcnow().isoformat() gives) is read as UTC, so every
+    # time compares with every other; one with a zone is converted to UTC.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+UtcDateTime = Annotated[datetime, AfterValidator(_as_utc)]
+"""A point in time, always in UTC; a value without a zone is read as UTC."""
 
 
 class ConsumedRecord(Protocol):
@@ -172,7 +182,7 @@ class ImageEvent(ImageSource):
     source: Identifier | None = Field(
         default=None, description="the producer or tenant, echoed back"
     )
-    produced_at: datetime | None = Field(
+    produced_at: UtcDateTime | None = Field(
         default=None, description="when the producer sent it (for latency)"
     )
 
@@ -253,7 +263,7 @@ class Verdict(Message):
     model_version: str = Field(min_length=1, max_length=64)
     cached: bool = False
     timings: Timings = Field(default_factory=Timings)
-    scored_at: datetime = Field(default_factory=utc_now)
+    scored_at: UtcDateTime = Field(default_factory=utc_now)
     # Version 2:
     evidence: list[Evidence] | None = Field(default=None, max_length=32)
     decided_by: Literal["model", "evidence", "human"] | None = None
@@ -325,7 +335,7 @@ class ReviewDecision(Labelled):
     reviewer: Identifier
     event_id: Identifier | None = None
     note: str | None = Field(default=None, max_length=2_000)
-    decided_at: datetime = Field(default_factory=utc_now)
+    decided_at: UtcDateTime = Field(default_factory=utc_now)
 
 
 class PseudoLabel(Labelled):
@@ -341,7 +351,7 @@ class PseudoLabel(Labelled):
     source: Identifier | None = None
     model_name: str = Field(min_length=1, max_length=128)
     model_version: str = Field(min_length=1, max_length=64)
-    labelled_at: datetime = Field(default_factory=utc_now)
+    labelled_at: UtcDateTime = Field(default_factory=utc_now)
 
 
 class DeadLetter(Message):
@@ -358,7 +368,7 @@ class DeadLetter(Message):
     original_key_b64: str | None = None
     original_value_b64: str
     event_id: str | None = None
-    rejected_at: datetime = Field(default_factory=utc_now)
+    rejected_at: UtcDateTime = Field(default_factory=utc_now)
 
     def original_value(self) -> bytes:
         return base64.b64decode(self.original_value_b64)

@@ -19,17 +19,8 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
 from schemas.errors import AigisError
-from schemas.limits import MAX_INLINE_IMAGE_BYTES
+from schemas.limits import MAX_DLQ_MESSAGE_BYTES, MAX_INLINE_IMAGE_BYTES, MAX_MESSAGE_BYTES
 from schemas.settings import Settings
-
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-"""Largest record on every topic but the DLQ.
-
-An ImageEvent may carry a 10 MiB image inline, which is 13.3 MiB of base64 plus its fields;
-Kafka's default limit (1 MiB) would reject it at the broker.
-"""
-MAX_DLQ_MESSAGE_BYTES = 24 * 1024 * 1024
-"""Largest record on the DLQ: a dead letter holds the original record again, base64-encoded."""
 
 HEALTH_TOPIC = "_aigis.health"
 """One-partition topic that :func:`round_trip` writes to and reads back."""

@@ -23,6 +23,7 @@ import structlog
 from aigis.devstack import kafka_dist
 from aigis.devstack.errors import DevStackError
 from aigis.devstack.service import LocalService, loopback_endpoint, require_template
+from schemas.limits import MAX_MESSAGE_BYTES
 from schemas.settings import Settings
 from serving import procs
 from worker import kafka
@@ -104,7 +105,7 @@ class KafkaBroker(LocalService):
             controller_port=self.controller_port,
             data_dir=self.data_dir,
             partitions=self.settings.kafka.partitions,
-            message_max_bytes=kafka.MAX_MESSAGE_BYTES,
+            message_max_bytes=MAX_MESSAGE_BYTES,
         )
 
     def _write_config(self) -> None:
