@@ -28,9 +28,10 @@ from schemas.errors import AigisError, SchemaError
 from schemas.labels import GENERATOR_DISPLAY, GENERATORS
 from schemas.messages import ConsumedRecord, Identifier, ReviewDecision, ReviewItem
 from schemas.settings import Settings
-from worker.runtime.app import Handler, StreamConfig, StreamRuntime
+from worker.runtime.app import StreamRuntime
 from worker.runtime.batch import Batch
 from worker.runtime.checkpoint import Output, dead_letter
+from worker.runtime.handler import Handler, StreamConfig
 
 log = structlog.get_logger(__name__)
 

@@ -110,6 +110,12 @@ class WorkerSettings(_Group):
     batch_size: Annotated[int, Field(ge=1)] = 32
     """Events per micro-batch; a batch closes at this size or at ``batch_timeout_ms``."""
     batch_timeout_ms: Annotated[int, Field(ge=1)] = 100
+    max_batch_bytes: Annotated[int, Field(ge=1)] = 64 * 1024 * 1024
+    """A micro-batch also closes at this many bytes of events (the first event is always taken):
+    with the outputs a batch makes, a worker holds about four times this in memory."""
+    failures_before_isolation: Annotated[int, Field(ge=1)] = 3
+    """Times a batch may fail the same way on the same offsets (or the model server fail on it)
+    before it is bisected and the events at fault are dead-lettered."""
     request_items: Annotated[int, Field(ge=1)] = 8
     """Items per request to the model server; several requests of a batch run concurrently."""
     max_in_flight: Annotated[int, Field(ge=1)] = 4

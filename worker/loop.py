@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import structlog
 from prometheus_client import CollectorRegistry
 
+from schemas.messages import ConsumedRecord
 from schemas.settings import Settings
 from serving.client.http import ServingClient
 from serving.client.transport import ServingUnavailable
@@ -24,11 +25,12 @@ from worker.cache import VerdictCache
 from worker.fetch import Fetcher
 from worker.metrics import WorkerMetrics
 from worker.pipeline import DLQ, Pipeline, Processed
-from worker.runtime.app import DependencyDownError, Handler, StreamConfig, StreamRuntime
+from worker.runtime.app import StreamRuntime
 from worker.runtime.batch import Batch
 from worker.runtime.checkpoint import Output
 from worker.runtime.group import transactional_id
-from worker.scorer import Scorer
+from worker.runtime.handler import DependencyDownError, Handler, StreamConfig
+from worker.scorer import Scorer, ServerFailedItems
 
 log = structlog.get_logger(__name__)
 
@@ -59,9 +61,26 @@ class ImageHandler(Handler):
         assert self.pipeline is not None, "the worker opens the pipeline before the first batch"
         try:
             self._done = self.pipeline.process(batch)
+        except ServerFailedItems as exc:
+            raise DependencyDownError(
+                str(exc),
+                exc.retry_after,
+                suspect_input=True,
+                reason="unscorable_image",
+                reason_text="the model server failed on this image every time it was sent",
+            ) from exc
         except ServingUnavailable as exc:
             raise DependencyDownError(str(exc), exc.retry_after) from exc
         return self._done.outputs
+
+    def set_aside(self, record: ConsumedRecord, reason: str) -> None:
+        m, stats = self._metrics, self._stats
+        m.events_in.labels(record.topic).inc()
+        m.events_out.labels(DLQ).inc()
+        m.dlq.labels(reason).inc()
+        stats.batches += 1
+        stats.events += 1
+        stats.dead_letters += 1
 
     def held(self, attempt: int, exc: DependencyDownError) -> None:
         if attempt == 1:
@@ -111,6 +130,8 @@ def stream_config(settings: Settings, slot: int) -> StreamConfig:
         max_records=w.batch_size,
         batch_timeout_ms=w.batch_timeout_ms,
         session_timeout_ms=w.session_timeout_ms,
+        max_bytes=w.max_batch_bytes,
+        failures_before_isolation=w.failures_before_isolation,
         guarantee=w.guarantee,
         transactional_id=transactional_id(settings, slot),
         metrics_host=w.metrics_host,

@@ -1,7 +1,9 @@
 """One micro-batch from records to outputs: validate, fetch, probe, hash, look up, score, route.
 
 Produces what the batch would publish without publishing it, so the caller decides how it is
-committed (and can retry the batch whole when the model server is unavailable).
+committed (and can retry the batch whole when the model server is unavailable). Each step that
+works on one record has a barrier: whatever that record makes it raise sends that record to the
+DLQ (``internal_error``, naming the exception's type, never its text) and the batch goes on.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from worker.fetch import Fetcher, FetchError
 from worker.route import build_verdict, end_to_end_ms, route
 from worker.runtime.batch import Batch
 from worker.runtime.checkpoint import Output, dead_letter
+from worker.runtime.handler import where_raised
 from worker.score import Score
 from worker.scorer import Rejected, Scorer
 
@@ -132,6 +135,9 @@ class Pipeline:
                     )
                 ]
                 continue
+            except Exception as exc:
+                per_record[item.index] = [self._internal(item, exc, "routing its verdict", done)]
+                continue
             done.outcomes[verdict.decision.value] += 1
             if item.event.produced_at is not None:
                 done.produced_at.append(item.event.produced_at)
@@ -157,6 +163,10 @@ class Pipeline:
             except SchemaError as err:
                 per_record[index] = [self._reject(record, err.reason, str(err), None, done)]
                 continue
+            except Exception as exc:
+                item = _Item(index, record, ImageEvent.model_construct())
+                per_record[index] = [self._internal(item, exc, "decoding it", done)]
+                continue
             items.append(_Item(index, record, event))
         return items
 
@@ -174,6 +184,9 @@ class Pipeline:
                 per_record[item.index] = [
                     self._reject(item.record, err.reason, err.detail, item.event.event_id, done)
                 ]
+                continue
+            except Exception as exc:
+                per_record[item.index] = [self._internal(item, exc, "reading its image", done)]
                 continue
             item.data, item.sha256 = data, sha256_hex(data)
 
@@ -197,6 +210,20 @@ class Pipeline:
                 ]
             else:
                 item.score = answer
+
+    def _internal(self, item: _Item, exc: Exception, step: str, done: Processed) -> Output:
+        """The dead letter of a record that made a step raise: the exception's type only (its
+        text may quote the input)."""
+        log.error(
+            "record_failed",
+            **_where(item.record),
+            step=step,
+            error=type(exc).__name__,
+            raised_at=where_raised(exc),
+        )
+        event_id = getattr(item.event, "event_id", None)
+        detail = f"{type(exc).__name__} while {step}; the service's log has the details"
+        return self._reject(item.record, "internal_error", detail, event_id, done)
 
     def _reject(
         self,

@@ -22,6 +22,11 @@ from worker.score import Score
 log = structlog.get_logger(__name__)
 
 
+class ServerFailedItems(ServingUnavailable):
+    """The model server answered but failed on some items: retried like an outage, and, when it
+    keeps failing on the same ones, they are the suspects."""
+
+
 SERVER_FAULTS = frozenset({"prediction_failed"})
 """Item error reasons that say the model server failed, not that the item is bad."""
 
@@ -82,7 +87,7 @@ class Scorer:
         if failed:
             # The server, not the item, is at fault (out of memory, a broken worker): retry the
             # batch later like an outage rather than dead-letter good events.
-            raise ServingUnavailable(
+            raise ServerFailedItems(
                 f"the model server failed {len(failed)} item(s): {failed[0].detail}",
                 retry_after=1.0,
             )

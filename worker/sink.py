@@ -22,9 +22,10 @@ from training.labelstore.records import LabelRecord
 from training.labelstore.store import LabelStore
 from worker import kafka as kafka_clients
 from worker.intake import RejectedRecordError, to_record
-from worker.runtime.app import Handler, StreamConfig, StreamRuntime
+from worker.runtime.app import StreamRuntime
 from worker.runtime.batch import Batch
 from worker.runtime.checkpoint import Output, dead_letter
+from worker.runtime.handler import Handler, StreamConfig
 
 log = structlog.get_logger(__name__)
 

@@ -156,3 +156,22 @@ def test_containers_run_commands_that_exist() -> None:
     assert seen
     missing = [(where, argv) for where, argv in seen if not command_exists(argv)]
     assert not missing, f"containers run unknown aigis commands: {missing}"
+
+
+def _mebibytes(quantity: str) -> float:
+    units = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024}
+    return float(quantity[:-2]) * units[quantity[-2:]]
+
+
+def test_the_worker_memory_limit_holds_a_full_batch_and_its_outputs() -> None:
+    [config] = documents(DEPLOY / "k8s" / "configmap.yaml")
+    budget_mib = int(config["data"]["AIGIS_WORKER__MAX_BATCH_BYTES"]) / 2**20
+    containers = [
+        c
+        for doc in documents(DEPLOY / "k8s" / "worker.yaml")
+        for c in doc.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
+    ]
+    [worker] = [c for c in containers if c["name"] == "worker"]
+    limit_mib = _mebibytes(worker["resources"]["limits"]["memory"])
+    # The batch, its outputs (review items repeat the image) and the process itself (~0.5 GiB).
+    assert limit_mib >= 4 * budget_mib + 512

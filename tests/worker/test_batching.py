@@ -23,6 +23,10 @@ class ScriptedPoller:
     def __init__(self, *answers: dict[Any, list[Rec]]) -> None:
         self.answers = list(answers)
         self.calls: list[tuple[int, int | None]] = []
+        self.sought: list[tuple[Any, int]] = []
+
+    def seek(self, partition: Any, offset: int) -> None:
+        self.sought.append((partition, offset))
 
     def poll(self, timeout_ms: int = 0, max_records: int | None = None) -> dict[Any, list[Rec]]:
         self.calls.append((timeout_ms, max_records))
@@ -88,3 +92,28 @@ def test_revoked_partitions_leave_the_batch() -> None:
     kept = batch.without({TopicPartition("t", 0)})
     assert [(r.partition, r.offset) for r in kept.records] == [(1, 3)]
     assert kept.partitions() == {TopicPartition("t", 1)}
+
+
+def test_a_batch_closes_at_its_byte_budget_and_gives_the_rest_back() -> None:
+    big = [Rec("t", 0, o, None, b"x" * 400) for o in range(5)]
+    poller = ScriptedPoller({"p0": big, "p1": [Rec("t", 1, 9, None, b"y" * 400)]})
+    batch = collect(
+        poller, max_records=100, timeout_ms=1000, stop=threading.Event(), max_bytes=1000
+    )
+    assert [r.offset for r in batch.records] == [0, 1]
+    # Both partitions go back to their first record that did not fit, and no further poll ran.
+    assert poller.sought == [("p0", 2), ("p1", 9)]
+    assert len(poller.calls) == 1
+
+
+def test_a_record_over_the_budget_alone_still_makes_a_batch() -> None:
+    poller = ScriptedPoller({"p0": [Rec("t", 0, 7, None, b"z" * 5000)]})
+    batch = collect(poller, max_records=10, timeout_ms=50, stop=threading.Event(), max_bytes=100)
+    assert [r.offset for r in batch.records] == [7]
+
+
+def test_halves_keep_poll_order_within_each_partition() -> None:
+    batch = Batch([*recs(0, 1, 2), *recs(1, 7), *recs(0, 3)])
+    first, second = batch.halves()
+    assert [(r.partition, r.offset) for r in first.records] == [(0, 1), (0, 2)]
+    assert [(r.partition, r.offset) for r in second.records] == [(1, 7), (0, 3)]

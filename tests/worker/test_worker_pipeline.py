@@ -8,6 +8,7 @@ import json
 import struct
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -15,6 +16,7 @@ from PIL import Image
 from schemas import Decision, ImageEvent
 from schemas.settings import Settings
 from serving.client.http import ServingClient
+from serving.client.wire import ItemError
 from tests.streams import (
     CountingClient,
     drain,
@@ -161,7 +163,7 @@ def test_each_kind_of_poison_reaches_the_dlq_and_good_events_around_it_are_score
     valid = json.loads(raw(good[0]))
     poison: dict[str, bytes] = {
         "not_json": b"\xff{ not json",
-        "unsupported_schema_version": json.dumps({**valid, "schema_version": 2}).encode(),
+        "unsupported_schema_version": json.dumps({**valid, "schema_version": 3}).encode(),
         "bad_base64": json.dumps({**valid, "image_b64": "!!not*base64!!"}).encode(),
         "undecodable_image": raw(ImageEvent.inline("p-text", b"just some text, not an image")),
         "truncated_image": raw(ImageEvent.inline("p-trunc", jpeg[: len(jpeg) // 2])),
@@ -185,3 +187,36 @@ def test_each_kind_of_poison_reaches_the_dlq_and_good_events_around_it_are_score
         assert base64.b64decode(letter.original_key_b64 or "").startswith(b"raw-")
     verdicts = drain(settings, "verdicts", expect=len(poison))
     assert sorted(v.event_id for v in verdicts) == sorted(f"good-{i}" for i in range(len(poison)))
+
+
+class FailsOnOneImage(ServingClient):
+    """The real client to the real server, except that the server's answer for one image is
+    replaced by the failure TorchServe gives when a forward pass dies on it."""
+
+    def __init__(self, settings: Settings, bad: bytes) -> None:
+        super().__init__(settings.serving, key_file=settings.serving_key_file)
+        self.bad = bad
+
+    def predict_many(self, items: Any, **kwargs: Any) -> Any:
+        answers = super().predict_many(items, **kwargs)
+        return [
+            ItemError("prediction_failed", "the forward pass failed") if image == self.bad else a
+            for (image, _caption), a in zip(items, answers, strict=True)
+        ]
+
+
+def test_an_image_the_server_keeps_failing_on_is_set_aside_and_its_batch_goes_on(
+    worker_settings: Settings, smoke_images: Images
+) -> None:
+    events = events_for(smoke_images[40:52], "srv")
+    ids = publish_events(worker_settings, events)
+    bad = smoke_images[45][0]
+    worker, stats = run_worker(worker_settings, client=FailsOnOneImage(worker_settings, bad))
+
+    letters = drain(worker_settings, "dlq", expect=1)
+    assert [(d.reason, d.event_id) for d in letters] == [("unscorable_image", None)]
+    assert letters[0].original_value() == raw(events[5])
+    verdicts = drain(worker_settings, "verdicts", expect=len(ids) - 1)
+    assert sorted(v.event_id for v in verdicts) == sorted(ids[:5] + ids[6:])
+    assert stats.dead_letters == 1
+    assert metric(worker, "aigis_worker_set_aside_total", reason="unscorable_image") == 1

@@ -18,8 +18,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
-from typing import Any
 
 import structlog
 from kafka import KafkaConsumer
@@ -28,12 +26,18 @@ from kafka.structs import TopicPartition
 from prometheus_client import CollectorRegistry
 
 from schemas.backoff import backoff_delay
-from schemas.errors import AigisError
-from schemas.settings import Guarantee, Settings
+from schemas.settings import Settings
 from worker import kafka as kafka_clients
 from worker.runtime.batch import Batch, collect
-from worker.runtime.checkpoint import BatchCommitError, Output, open_checkpoint
+from worker.runtime.checkpoint import BatchCommitError, Output, dead_letter, open_checkpoint
 from worker.runtime.group import RebalanceTracker
+from worker.runtime.handler import (
+    DependencyDownError,
+    Handler,
+    RunStats,
+    StreamConfig,
+    where_raised,
+)
 from worker.runtime.metrics import RuntimeMetrics, serve_metrics
 
 log = structlog.get_logger(__name__)
@@ -42,70 +46,6 @@ _HOLD_POLL_MS = 500
 """While a batch is held, poll this often so the group keeps the consumer."""
 _COMMITTED_TRIES = 5
 """Reads of the committed offsets before a rewind gives up (and the process stops)."""
-
-
-class DependencyDownError(AigisError):
-    """Raised by a handler: something the batch needs is down. The runtime pauses the
-    partitions, waits with backoff (at least ``retry_after`` seconds) and hands the same batch
-    (less any revoked partitions) to the handler again. Nothing is committed meanwhile."""
-
-    def __init__(self, detail: str, retry_after: float | None = None) -> None:
-        self.retry_after = retry_after
-        super().__init__(detail)
-
-
-class Handler:
-    """What a stream does with its batches. Subclasses override ``handle`` and the hooks."""
-
-    def handle(self, batch: Batch) -> Sequence[Output] | None:
-        """The outputs of ``batch``, or None to give the batch back uncommitted (it is read
-        again). May raise :class:`DependencyDownError`."""
-        raise NotImplementedError
-
-    def committed(self, batch: Batch, outputs: Sequence[Output], seconds: float) -> None:
-        """Called once the batch and its outputs are committed."""
-
-    def held(self, attempt: int, exc: DependencyDownError) -> None:
-        """Called on each failed attempt while a batch is held."""
-
-    def resumed(self) -> None:
-        """Called when a held batch went through, or was given up."""
-
-    def idle(self) -> None:
-        """Called after a poll that brought nothing."""
-
-
-@dataclass(frozen=True)
-class StreamConfig:
-    """Where a stream reads and how it batches and commits."""
-
-    name: str
-    """Names the metrics (``aigis_<name>_...``) and log lines."""
-    group_id: str
-    topics: tuple[str, ...]
-    max_records: int
-    """A batch closes at this many records..."""
-    batch_timeout_ms: int
-    """...or this long after its first record, whichever comes first."""
-    session_timeout_ms: int
-    guarantee: Guarantee = Guarantee.AT_LEAST_ONCE
-    transactional_id: str | None = None
-    """Exactly-once only: stable per process slot, so a restart fences its predecessor."""
-    metrics_host: str = "127.0.0.1"
-    metrics_port: int = 0
-    """0: no endpoint."""
-    backoff_initial_s: float = 0.2
-    backoff_max_s: float = 30.0
-    consumer_options: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class RunStats:
-    """Totals since the stream started."""
-
-    batches: int = 0
-    records: int = 0
-    aborted_batches: int = 0
 
 
 class StreamRuntime:
@@ -127,6 +67,7 @@ class StreamRuntime:
         self.stats = RunStats()
         self._rebalance = RebalanceTracker()
         self._failures = 0
+        self._batch_failures: dict[frozenset[tuple[TopicPartition, int]], int] = {}
 
     def run(
         self,
@@ -159,6 +100,7 @@ class StreamRuntime:
                     max_records=self.config.max_records,
                     timeout_ms=self.config.batch_timeout_ms,
                     stop=stop,
+                    max_bytes=self.config.max_bytes,
                 )
                 if not batch:
                     self.handler.idle()
@@ -207,19 +149,36 @@ class StreamRuntime:
         belong to another consumer); (2) the handler turns it into outputs, holding it with
         backoff while it raises DependencyDownError; (3) the checkpoint publishes the outputs and
         commits the offsets together (exactly-once) or in that order (at-least-once); (4) only
-        then the handler's ``committed`` hook runs. Whenever (1)-(3) does not end in a commit, every
-        assigned partition is rewound to its committed offset.
+        then the handler's ``committed`` hook runs. Whenever (1)-(3) does not end in a commit,
+        every assigned partition is rewound to its committed offset. A batch whose handling
+        raises is retried; when it fails ``failures_before_isolation`` times it is bisected
+        until the records at fault are dead-lettered (``internal_error``), and the rest goes on.
         """
         if self._rebalance.revoked:
             log.info(f"{self.config.name}_batch_dropped_after_rebalance", records=len(batch))
             self._rewind()
             return
         started = time.monotonic()
-        handled = self._attempt(batch, stop)
+        try:
+            handled = self._attempt(batch, stop)
+        except DependencyDownError as exc:  # held long enough: the input is the suspect
+            self._isolate(batch, exc, stop)
+            return
+        except Exception as exc:
+            self._failed(batch, exc, stop)
+            return
         if handled is None:
             self._rewind()
             return
         batch, outputs = handled
+        if self._commit(batch, outputs, started, stop):
+            self._batch_failures = {}
+            self.handler.committed(batch, outputs, time.monotonic() - started)
+
+    def _commit(
+        self, batch: Batch, outputs: Sequence[Output], started: float, stop: threading.Event
+    ) -> bool:
+        """Commit ``outputs`` with ``batch``'s offsets; on failure rewind, back off, say False."""
         try:
             self._checkpoint.commit(outputs, batch.next_offsets())
         except BatchCommitError as exc:
@@ -235,7 +194,7 @@ class StreamRuntime:
             )
             self._rewind()
             stop.wait(delay)
-            return
+            return False
         self._failures = 0
         seconds = time.monotonic() - started
         self.stats.batches += 1
@@ -243,7 +202,82 @@ class StreamRuntime:
         self.metrics.batch_size.observe(len(batch))
         self.metrics.batch_seconds.observe(seconds)
         self._record_lag(batch)
-        self.handler.committed(batch, outputs, seconds)
+        return True
+
+    def _failed(self, batch: Batch, exc: Exception, stop: threading.Event) -> None:
+        """A batch's handling raised: retry it (rewind, back off), and once it has failed
+        ``failures_before_isolation`` times on the same offsets, isolate the records at fault."""
+        key = frozenset(batch.first_offsets().items())
+        count = self._batch_failures.get(key, 0) + 1
+        self._batch_failures = {key: count}  # only the batch in hand is remembered
+        if count < self.config.failures_before_isolation:
+            delay = backoff_delay(count, 0.5, self.config.backoff_max_s)
+            log.warning(
+                f"{self.config.name}_batch_failed",
+                error=type(exc).__name__,
+                attempt=count,
+                records=len(batch),
+                retry_in_s=round(delay, 2),
+                raised_at=where_raised(exc),
+            )
+            self._rewind()
+            stop.wait(delay)
+            return
+        self._batch_failures = {}
+        self._isolate(batch, exc, stop)
+
+    def _isolate(self, batch: Batch, exc: Exception, stop: threading.Event) -> bool:
+        """Bisect ``batch``: commit each half that goes through, recurse into each that fails,
+        and dead-letter a single record that fails. False when the stream must rewind (stop,
+        a rebalance, a failed commit)."""
+        started = time.monotonic()
+        if len(batch) == 1:
+            return self._set_aside(batch, exc, started, stop)
+        for half in batch.halves():
+            try:
+                handled = self._attempt(half, stop)
+            except Exception as failure:
+                if not self._isolate(half, failure, stop):
+                    return False
+                continue
+            if handled is None or self._rebalance.revoked:
+                self._rewind()
+                return False
+            half, outputs = handled
+            if not self._commit(half, outputs, started, stop):
+                return False
+            self.handler.committed(half, outputs, time.monotonic() - started)
+        return True
+
+    def _set_aside(
+        self, batch: Batch, exc: Exception, started: float, stop: threading.Event
+    ) -> bool:
+        """Dead-letter the one record of ``batch`` whose handling keeps failing."""
+        (record,) = batch.records
+        if isinstance(exc, DependencyDownError):
+            reason = exc.reason
+            detail = f"{exc.reason_text}; the record was set aside so the rest could go on"
+        else:
+            reason = "internal_error"
+            detail = (
+                f"handling this record raised {type(exc).__name__} every time; it was set "
+                "aside so the rest could go on (the error is in the service's log)"
+            )
+        log.error(
+            f"{self.config.name}_record_set_aside",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            reason=reason,
+            error=type(exc).__name__,
+            raised_at=where_raised(exc),
+        )
+        letter = dead_letter(record, reason, detail, self.settings)
+        if not self._commit(batch, [letter], started, stop):
+            return False
+        self.metrics.set_aside.labels(reason).inc()
+        self.handler.set_aside(record, reason)
+        return True
 
     def _attempt(
         self, batch: Batch, stop: threading.Event
@@ -258,6 +292,8 @@ class StreamRuntime:
                     return None if outputs is None else (batch, outputs)
                 except DependencyDownError as exc:
                     attempt += 1
+                    if exc.suspect_input and attempt >= self.config.failures_before_isolation:
+                        raise
                     if attempt == 1:
                         self.metrics.paused.set(1)
                     self.handler.held(attempt, exc)

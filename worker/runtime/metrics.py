@@ -43,6 +43,12 @@ class RuntimeMetrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.set_aside = PromCounter(
+            f"{p}_set_aside",
+            "Records dead-lettered because handling them kept failing, by reason",
+            ["reason"],
+            registry=r,
+        )
         self.paused = Gauge(
             f"{p}_paused", "1 while consumption is paused for a dependency that is down", registry=r
         )
