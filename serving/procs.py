@@ -36,10 +36,15 @@ def alive(pid: int) -> bool:
     """Whether ``pid`` runs (zombies, which only wait to be reaped, do not count)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
+        threads = len(os.listdir(f"/proc/{pid}/task"))
     except (FileNotFoundError, ProcessLookupError):
         return False
     # The state letter follows the command name, which is in parentheses and may hold spaces.
-    return stat.rsplit(")", 1)[-1].split()[0] not in {"Z", "X"}
+    if stat.rsplit(")", 1)[-1].split()[0] not in {"Z", "X"}:
+        return True
+    # A multi-threaded process (a JVM) whose main thread has exited shows as a zombie while its
+    # other threads still wind down: it is gone only when they are.
+    return threads > 1
 
 
 def command_line(pid: int) -> str:

@@ -131,5 +131,4 @@ def test_two_workers_share_the_partitions_and_rebalances_lose_nothing(
 
 
 def _owns(run: WorkerThread) -> bool:
-    consumer = getattr(run.worker, "_consumer", None)
-    return consumer is not None and bool(consumer.assignment())
+    return bool(run.worker.runtime.assignment())

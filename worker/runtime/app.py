@@ -123,6 +123,11 @@ class StreamRuntime:
         log.info(f"{self.config.name}_stopped", **vars(self.stats))
         return self.stats
 
+    def assignment(self) -> set[TopicPartition]:
+        """The partitions this stream holds now (none before it has started)."""
+        consumer = getattr(self, "_consumer", None)
+        return set(consumer.assignment()) if consumer is not None else set()
+
     def _open(self, stack: ExitStack) -> None:
         c = self.config
         server = serve_metrics(self.registry, c.metrics_host, c.metrics_port)

@@ -10,13 +10,14 @@ re-read and its earlier attempt is invisible. ``at_least_once``: outputs are flu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
 from kafka import KafkaConsumer, KafkaProducer
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from schemas import AigisError
@@ -28,6 +29,9 @@ from worker import kafka as kafka_clients
 log = structlog.get_logger(__name__)
 
 Offsets = dict[TopicPartition, OffsetAndMetadata]
+
+_TRANSACTION_STEP_S = 60.0
+"""Longest wait for one step of a transaction (send offsets, commit, abort)."""
 
 _PRODUCER_OPTIONS: dict[str, Any] = {"linger_ms": 5, "batch_size": 1024 * 1024}
 """Producer batches of 1 MiB, not 16 KiB: a micro-batch (review items carry their images) goes
@@ -100,8 +104,9 @@ class TransactionalCheckpoint:
             producer.begin_transaction()
             for out in outputs:
                 producer.send(out.topic, value=out.value, key=out.key)
-            producer.send_offsets_to_transaction(offsets, self._consumer.group_metadata())
-            producer.commit_transaction()
+            metadata = self._consumer.group_metadata()
+            _bounded(lambda: producer.send_offsets_to_transaction(offsets, metadata), "offsets")
+            _bounded(producer.commit_transaction, "commit")
         except (KafkaError, AigisError) as exc:
             self._abort()
             raise BatchCommitError(f"transaction aborted ({type(exc).__name__}: {exc})") from exc
@@ -111,7 +116,7 @@ class TransactionalCheckpoint:
         if producer is None:
             return
         try:
-            producer.abort_transaction()
+            _bounded(producer.abort_transaction, "abort")
             self._producer = producer
             return
         except (KafkaError, AigisError) as exc:
@@ -123,6 +128,34 @@ class TransactionalCheckpoint:
         if self._producer is not None:
             self._producer.close(timeout=5)
             self._producer = None
+
+
+def _bounded(call: Callable[[], object], what: str) -> None:
+    """Run a transaction step, giving up after ``_TRANSACTION_STEP_S``.
+
+    kafka-python waits for these steps without a time limit, and after a broker restart a step
+    can wait for a coordinator that never answers. Giving up is safe: the producer is then
+    replaced, and the new one's ``init_transactions`` aborts the open transaction, or waits for
+    a commit already under way to finish, before the batch is read again from the committed
+    offsets. (A step that never returns leaves its thread parked; the producer it waits on is
+    closed.)
+    """
+    done = threading.Event()
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as exc:  # handed to the caller below
+            failure.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name=f"transaction-{what}", daemon=True).start()
+    if not done.wait(_TRANSACTION_STEP_S):
+        raise KafkaTimeoutError(f"the transaction's {what} step took over {_TRANSACTION_STEP_S} s")
+    if failure:
+        raise failure[0]
 
 
 class AtLeastOnceCheckpoint:

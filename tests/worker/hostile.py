@@ -1,0 +1,159 @@
+"""The hostile corpus: records a producer that is not friendly can publish, each with the one
+outcome the worker owes it (a verdict, or a dead letter with a named reason).
+
+Every input path has its malformed, oversized and adversarial twins here; a case added for a new
+field, format or URI scheme belongs in the same commit as the path itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import struct
+import zipfile
+import zlib
+from dataclasses import dataclass
+
+from PIL import Image
+
+from schemas import ImageEvent, encode
+
+VERDICT = "verdict"
+"""The expected outcome of a case that is odd but legal."""
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    value: bytes
+    outcome: str
+    """``verdict``, or the reason of the dead letter the record must end as."""
+
+
+def _png(image: Image.Image, **options: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", **options)
+    return buffer.getvalue()
+
+
+def _jpeg(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    body = kind + data
+    return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A valid PNG declaring ``width`` x ``height`` RGB pixels with one row of data behind it."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" + b"\x00" * 3 * min(width, 64))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", header)
+        + _chunk(b"IDAT", idat)
+        + _chunk(b"IEND", b"")
+    )
+
+
+def _gif_animated() -> bytes:
+    frames = [Image.new("P", (32, 32), i * 40) for i in range(3)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], duration=50)
+    return buffer.getvalue()
+
+
+def _zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("image.png", b"not really")
+    return buffer.getvalue()
+
+
+def _event(event_id: str, image: bytes, **fields: object) -> bytes:
+    return encode(ImageEvent.inline(event_id, image, **fields))
+
+
+def message_cases(good: bytes) -> list[Case]:
+    """Records that are not (valid) image events."""
+    b64 = base64.b64encode(good).decode()
+    valid = {"event_id": "m", "image_b64": b64}
+
+    def obj(**fields: object) -> bytes:
+        return json.dumps({**valid, **fields}).encode()
+
+    return [
+        Case("not_json", b"\xff{ not json", "not_json"),
+        Case("empty_value", b"", "not_json"),
+        Case("null", b"null", "not_an_object"),
+        Case("array", b"[1, 2, 3]", "not_an_object"),
+        Case("string", b'"an image"', "not_an_object"),
+        Case("unknown_field", obj(extra="x"), "unknown_field"),
+        Case("both_images", obj(image_uri="https://example.com/a.png"), "invalid_field"),
+        Case("no_image", json.dumps({"event_id": "m"}).encode(), "invalid_field"),
+        Case("bad_base64", obj(image_b64="!!not*base64!!"), "bad_base64"),
+        Case("oversized_inline", obj(image_b64="A" * (14 * 1024 * 1024)), "image_too_large"),
+        Case(
+            "deep_caption",
+            obj(caption="x").replace(b'"x"', b"[" * 50_000 + b"]" * 50_000),
+            "too_deep",
+        ),
+        Case("huge_number", obj(schema_version=int("9" * 4_000)), "unsupported_schema_version"),
+        Case(
+            "digits_over_limit", obj().replace(b"{", b'{"n": ' + b"9" * 5_000 + b",", 1), "not_json"
+        ),
+        Case("schema_version_true", obj(schema_version=True), "unsupported_schema_version"),
+        Case("schema_version_3", obj(schema_version=3), "unsupported_schema_version"),
+        Case("v1_with_v2_field", obj(schema_version=1, canary=True), "unknown_field"),
+        Case("bad_event_id", obj(event_id="has spaces and ../"), "invalid_field"),
+        Case("long_caption", obj(caption="c" * 5_000), "invalid_field"),
+        Case("caption_not_text", obj(caption={"a": 1}), "invalid_field"),
+        Case(
+            "naive_produced_at", obj(event_id="naive", produced_at="2024-05-01T12:00:00"), VERDICT
+        ),
+        Case("nan_field", obj().replace(b"}", b', "x": NaN}'), "not_json"),
+        Case(
+            "uri_scheme_ftp",
+            json.dumps({"event_id": "m", "image_uri": "ftp://h/a.png"}).encode(),
+            "invalid_field",
+        ),
+        Case(
+            "uri_javascript",
+            json.dumps({"event_id": "m", "image_uri": "javascript:alert(1)"}).encode(),
+            "invalid_field",
+        ),
+    ]
+
+
+def image_cases() -> list[Case]:
+    """Valid events whose image bytes are odd, hostile or not an image at all."""
+    photo = Image.effect_noise((96, 64), 50).convert("RGB")
+    jpeg = _jpeg(photo)
+    rgba = photo.convert("RGBA")
+    rgba.putalpha(128)
+    palette = photo.convert("P", palette=Image.Palette.ADAPTIVE)
+    sixteen = Image.new("I;16", (48, 48), 40_000)
+    return [
+        Case("truncated_jpeg", _event("i-trunc", jpeg[: len(jpeg) // 2]), "truncated_image"),
+        Case("bomb_png", _event("i-bomb", png_header(20_000, 20_000)), "decompression_bomb"),
+        Case(
+            "svg",
+            _event("i-svg", b'<svg xmlns="http://www.w3.org/2000/svg"/>'),
+            "undecodable_image",
+        ),
+        Case("html", _event("i-html", b"<html><body>hi</body></html>"), "undecodable_image"),
+        Case("zip", _event("i-zip", _zip()), "undecodable_image"),
+        Case("text", _event("i-text", b"just some text"), "undecodable_image"),
+        Case("cmyk_jpeg", _event("i-cmyk", _jpeg(photo.convert("CMYK"))), VERDICT),
+        Case("sixteen_bit_png", _event("i-16", _png(sixteen)), VERDICT),
+        Case("palette_png", _event("i-pal", _png(palette)), VERDICT),
+        Case("rgba_png", _event("i-rgba", _png(rgba)), VERDICT),
+        Case("animated_gif", _event("i-gif", _gif_animated()), VERDICT),
+        Case("one_pixel", _event("i-1x1", _png(Image.new("RGB", (1, 1), (9, 9, 9)))), VERDICT),
+        Case("greyscale", _event("i-grey", _png(photo.convert("L"))), VERDICT),
+        Case("wide_header_only", _event("i-wide", png_header(100_000, 2)), "image_too_large"),
+    ]
