@@ -28,7 +28,9 @@ serve_app = typer.Typer(
     no_args_is_help=True,
 )
 
-_DEFAULTS_NOTE = "Defaults are the fastest measured on a 2-core CPU (the serving benchmark, bench/results/)."
+_DEFAULTS_NOTE = (
+    "Defaults are the fastest measured on a 2-core CPU (the serving benchmark, bench/results/)."
+)
 
 
 def register(app: typer.Typer) -> None:
