@@ -161,7 +161,7 @@ def test_each_kind_of_poison_reaches_the_dlq_and_good_events_around_it_are_score
     valid = json.loads(raw(good[0]))
     poison: dict[str, bytes] = {
         "not_json": b"\xff{ not json",
-        "unsupported_schema_version": json.dumps({**valid, "schema_version": 2}).encode(),
+        "unsupported_schema_version": json.dumps({**valid, "schema_version": 3}).encode(),
         "bad_base64": json.dumps({**valid, "image_b64": "!!not*base64!!"}).encode(),
         "undecodable_image": raw(ImageEvent.inline("p-text", b"just some text, not an image")),
         "truncated_image": raw(ImageEvent.inline("p-trunc", jpeg[: len(jpeg) // 2])),
