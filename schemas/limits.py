@@ -16,6 +16,8 @@ MAX_ID_CHARS: Final[int] = 256
 MAX_URI_CHARS: Final[int] = 4_096
 
 ALLOWED_URI_SCHEMES: Final[frozenset[str]] = frozenset({"file", "http", "https", "s3"})
+"""Schemes an image URI may be written in. Whether one is loaded is the fetch policy's decision
+(``settings.fetch``), taken when it is loaded: by default https only."""
 
 MAX_IMAGE_PIXELS: Final[int] = 40_000_000
 """Decoded pixel count above which an image is treated as a decompression bomb."""
