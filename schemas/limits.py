@@ -29,6 +29,8 @@ MAX_JSON_DEPTH: Final[int] = 16
 """Nesting of objects and arrays a message may have; ours need four."""
 
 ALLOWED_URI_SCHEMES: Final[frozenset[str]] = frozenset({"file", "http", "https", "s3"})
+"""Schemes an image URI may be written in. Whether one is loaded is the fetch policy's decision
+(``settings.fetch``), taken when it is loaded: by default https only."""
 
 MAX_IMAGE_PIXELS: Final[int] = 40_000_000
 """Decoded pixel count above which an image is treated as a decompression bomb."""

@@ -2,7 +2,9 @@
 
 Every field has a default that works on one machine. Environment variables use the prefix
 ``AIGIS_`` and ``__`` between a group and its field, for example ``AIGIS_KAFKA__BOOTSTRAP_SERVERS``
-or ``AIGIS_WORKER__BATCH_SIZE``. Load once with :func:`load_settings` and pass the object down.
+or ``AIGIS_WORKER__BATCH_SIZE``; lists and sets are JSON, for example
+``AIGIS_FETCH__FILE_ROOTS='["/data/images"]'``. Load once with :func:`load_settings` and pass the
+object down.
 """
 
 from __future__ import annotations
@@ -12,7 +14,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -128,15 +138,15 @@ class WorkerSettings(_Group):
     """A verdict becomes a pseudo-label when both its Task A and Task B confidence reach this."""
     generator_min_confidence: Annotated[float, Field(ge=0, le=1)] = 0.5
     """Below this top generator probability the verdict names the generator ``unknown``."""
-    fetch_timeout_s: Annotated[float, Field(gt=0)] = 10.0
     max_image_bytes: Annotated[int, Field(ge=1)] = 20 * 1024 * 1024
+    """Largest image accepted, inline or by URI; a download stops as soon as it passes this."""
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9108
     """Prometheus metrics port; 0 turns the endpoint off. Process slot ``k`` serves ``port + k``."""
     metrics_host: str = "127.0.0.1"
     """Address the metrics endpoint binds; ``0.0.0.0`` lets a scraper on another host in."""
     serving_backoff_max_s: Annotated[float, Field(gt=0)] = 30.0
     fetch_concurrency: Annotated[int, Field(ge=1)] = 16
-    """Image URIs of one batch loaded at the same time."""
+    """Image URIs of one batch loaded at the same time (what may be loaded: ``fetch``)."""
     instance_id: str | None = None
     """Names this host's workers in transactional ids (``<group>.<instance>.<slot>``); default
     the host name. Must differ between hosts and stay the same across restarts of one host."""
@@ -150,6 +160,64 @@ class WorkerSettings(_Group):
         if self.human_threshold >= self.ai_threshold:
             raise ValueError("worker.human_threshold must be below worker.ai_threshold")
         return self
+
+
+class FetchSettings(_Group):
+    """The fetch policy: which image URIs a process may load, and for how long it may try.
+
+    Read by every process that loads images by URI. The defaults admit https on public addresses
+    only; each field below that is not a time widens what a producer can make a process read.
+    """
+
+    schemes: frozenset[Literal["https", "http"]] = frozenset({"https"})
+    """Web schemes loaded; ``http`` is off because nothing protects what it brings. ``s3`` and
+    ``file`` are not listed here: ``s3_buckets`` and ``file_roots`` admit them."""
+    ports: frozenset[Annotated[int, Field(ge=1, le=65535)]] = frozenset({80, 443})
+    """Ports an http(s) URI (or a redirect) may name."""
+    s3_buckets: frozenset[str] = frozenset()
+    """Buckets whose objects ``s3://`` URIs may name, read with this process's own credentials;
+    empty: no ``s3``."""
+    file_roots: tuple[Path, ...] = ()
+    """Absolute directories under which ``file://`` URIs may name regular files (symlinks are
+    resolved first and must stay inside); empty: no ``file``. Anyone who can write below a
+    root can choose what the process reads there."""
+    private_networks: tuple[IPvAnyNetwork, ...] = ()
+    """Non-public networks (CIDR) that http(s) hosts may resolve to, such as an internal image
+    store, loopback included when listed. Link-local (169.254.0.0/16, fe80::/10), multicast and
+    unspecified addresses are refused even when listed."""
+    private_hosts: frozenset[str] = frozenset()
+    """Host names whose non-public addresses are admitted, with the same exceptions as
+    ``private_networks``."""
+    timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    """Wall-clock limit of one try, from the moment it starts: name lookup, connect, TLS, every
+    redirect and every read."""
+    retries: Annotated[int, Field(ge=0)] = 2
+    """Tries of an http(s) load after a timeout, an HTTP 5xx or an HTTP 429, before the event is
+    dead-lettered; other failures, and file and s3 loads, are not tried again."""
+    backoff_initial_s: Annotated[float, Field(gt=0)] = 0.5
+    """Wait before the second try; each later wait doubles (with jitter) up to ``backoff_max_s``."""
+    backoff_max_s: Annotated[float, Field(gt=0)] = 5.0
+    """Longest wait between tries; a server's Retry-After is honoured up to this."""
+    max_redirects: Annotated[int, Field(ge=0)] = 5
+    """Redirects followed per try; each hop is checked like the URI itself."""
+
+    @field_validator("file_roots")
+    @classmethod
+    def _absolute(cls, roots: tuple[Path, ...]) -> tuple[Path, ...]:
+        relative = [str(r) for r in roots if not r.is_absolute()]
+        if relative:
+            raise ValueError(f"fetch.file_roots must be absolute paths, not {relative}")
+        return roots
+
+    @field_validator("private_hosts")
+    @classmethod
+    def _lower_case(cls, hosts: frozenset[str]) -> frozenset[str]:
+        return frozenset(h.lower().rstrip(".") for h in hosts)
+
+    @property
+    def max_fetch_s(self) -> float:
+        """The longest one load can take: every try and every wait between them."""
+        return (self.retries + 1) * self.timeout_s + self.retries * self.backoff_max_s
 
 
 class StoreSettings(_Group):
@@ -246,6 +314,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     serving: ServingSettings = ServingSettings()
     worker: WorkerSettings = WorkerSettings()
+    fetch: FetchSettings = FetchSettings()
     store: StoreSettings = StoreSettings()
     retrain: RetrainSettings = RetrainSettings()
     dev: DevSettings = DevSettings()

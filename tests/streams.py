@@ -3,6 +3,7 @@ wrote. Real clients only; nothing here stands in for Kafka, Redis or TorchServe.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -112,14 +113,16 @@ class WorkerThread:
 
 
 def subprocess_env(settings: Settings) -> dict[str, str]:
-    """The environment under which an ``aigis`` subprocess reads ``settings``' topics and
-    group (everything else comes from the suite's own environment)."""
+    """The environment under which an ``aigis`` subprocess reads ``settings``' topics, group
+    and fetch policy (everything else comes from the suite's own environment)."""
     env = {**os.environ, "AIGIS_LOG_FORMAT": "json"}
     for field in type(settings.topics).model_fields:
         env[f"AIGIS_TOPICS__{field.upper()}"] = getattr(settings.topics, field)
     for field in ("group_id", "batch_size", "session_timeout_ms", "instance_id", "metrics_port"):
         env[f"AIGIS_WORKER__{field.upper()}"] = str(getattr(settings.worker, field))
     env["AIGIS_REDIS__KEY_PREFIX"] = settings.redis.key_prefix
+    for field, value in settings.fetch.model_dump(mode="json").items():
+        env[f"AIGIS_FETCH__{field.upper()}"] = json.dumps(value)
     return env
 
 

@@ -188,6 +188,6 @@ class Worker:
             )
         cache = VerdictCache(s.redis)
         stack.callback(cache.close)
-        fetcher = Fetcher(s.worker)
+        fetcher = Fetcher(s.fetch, s.worker)
         stack.callback(fetcher.close)
         self._handler.pipeline = Pipeline(s, fetcher, cache, Scorer(client, s.worker))

@@ -22,7 +22,7 @@ from schemas.settings import Settings
 from serving.errors import ImageError
 from serving.imageio import probe_image
 from worker.cache import VerdictCache, key_suffix, sha256_hex
-from worker.fetch import Fetcher, FetchError
+from worker.fetch import Fetcher, FetchError, redact_uri
 from worker.route import build_verdict, end_to_end_ms, route
 from worker.runtime.batch import Batch
 from worker.runtime.checkpoint import Output, dead_letter
@@ -182,7 +182,14 @@ class Pipeline:
                 probe_image(data, max_bytes=limit, max_pixels=MAX_IMAGE_PIXELS)
             except (FetchError, ImageError) as err:
                 per_record[item.index] = [
-                    self._reject(item.record, err.reason, err.detail, item.event.event_id, done)
+                    self._reject(
+                        item.record,
+                        err.reason,
+                        err.detail,
+                        item.event.event_id,
+                        done,
+                        **_load_context(item.event, err),
+                    )
                 ]
                 continue
             except Exception as exc:
@@ -232,13 +239,27 @@ class Pipeline:
         detail: str,
         event_id: str | None,
         done: Processed,
+        **context: object,
     ) -> Output:
         log.warning(
-            "dead_letter", **_where(record), event_id=event_id, reason=reason, detail=detail
+            "dead_letter",
+            **_where(record),
+            event_id=event_id,
+            reason=reason,
+            detail=detail,
+            **context,
         )
         done.outcomes[DLQ] += 1
         done.dlq_reasons[reason] += 1
         return dead_letter(record, reason, detail, self._settings, event_id)
+
+
+def _load_context(event: ImageEvent, err: FetchError | ImageError) -> dict[str, object]:
+    """What a failed load adds to the operator's log line: what the loader saw and the URI
+    without its query (a pre-signed URL's signature). The dead letter gets neither."""
+    if not isinstance(err, FetchError):
+        return {}
+    return {"cause": err.cause, "uri": redact_uri(event.image_uri) if event.image_uri else None}
 
 
 def _where(record: ConsumedRecord) -> dict[str, object]:

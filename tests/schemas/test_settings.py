@@ -61,6 +61,10 @@ def test_reads_top_level_and_nested_variables(
         ("AIGIS_WORKER__GUARANTEE", "maybe_once", "guarantee"),
         ("AIGIS_WORKER__HUMAN_THRESHOLD", "0.9", "human_threshold must be below"),
         ("AIGIS_REDIS__TTL_SECONDS", "-1", "ttl_seconds"),
+        ("AIGIS_FETCH__SCHEMES", '["https", "ftp"]', "schemes"),
+        ("AIGIS_FETCH__FILE_ROOTS", '["images"]', "must be absolute"),
+        ("AIGIS_FETCH__PRIVATE_NETWORKS", '["10.0.0.0/33"]', "private_networks"),
+        ("AIGIS_FETCH__PORTS", "[0]", "ports"),
     ],
 )
 def test_rejects_bad_values_with_the_field_name(
@@ -95,3 +99,24 @@ def test_secrets_are_never_printed(clean_env: pytest.MonkeyPatch) -> None:
     for text in (repr(settings), str(settings), settings.model_dump_json()):
         assert "s3cret" not in text
     assert "**********" in repr(settings.redis)
+
+
+def test_the_fetch_policy_admits_public_https_only_by_default(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    fetch = Settings().fetch
+    assert fetch.schemes == {"https"}
+    assert (fetch.s3_buckets, fetch.file_roots, fetch.private_networks) == (set(), (), ())
+    assert fetch.max_fetch_s == 3 * fetch.timeout_s + 2 * fetch.backoff_max_s
+
+
+def test_the_fetch_policy_reads_json_lists(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    clean_env.setenv("AIGIS_FETCH__FILE_ROOTS", f'["{tmp_path}"]')
+    clean_env.setenv("AIGIS_FETCH__PRIVATE_NETWORKS", '["10.0.0.0/8", "fd00::/8"]')
+    clean_env.setenv("AIGIS_FETCH__PRIVATE_HOSTS", '["Images.Internal."]')
+    clean_env.setenv("AIGIS_FETCH__S3_BUCKETS", '["team-images"]')
+    fetch = Settings().fetch
+    assert fetch.file_roots == (tmp_path,)
+    assert [str(n) for n in fetch.private_networks] == ["10.0.0.0/8", "fd00::/8"]
+    assert fetch.private_hosts == {"images.internal"}
+    assert fetch.s3_buckets == {"team-images"}

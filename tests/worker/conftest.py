@@ -51,11 +51,15 @@ def smoke_images() -> list[tuple[bytes, str | None]]:
 
 
 @pytest.fixture
-def worker_settings(isolated_settings: Settings, redis_prefix: str, torchserve: Served) -> Settings:
-    """Fresh topics, group and cache prefix; quick retries; small batches; no metrics port."""
+def worker_settings(
+    isolated_settings: Settings, redis_prefix: str, torchserve: Served, tmp_path: Path
+) -> Settings:
+    """Fresh topics, group and cache prefix; quick retries; small batches; no metrics port;
+    ``file://`` URIs admitted under the test's ``tmp_path`` only."""
     s = isolated_settings
     return s.model_copy(
         update={
+            "fetch": s.fetch.model_copy(update={"file_roots": (tmp_path,)}),
             "redis": s.redis.model_copy(update={"key_prefix": redis_prefix}),
             "serving": s.serving.model_copy(
                 update={"retries": 0, "backoff_initial_s": 0.05, "backoff_max_s": 0.5}

@@ -169,7 +169,10 @@ def test_each_kind_of_poison_reaches_the_dlq_and_good_events_around_it_are_score
         "truncated_image": raw(ImageEvent.inline("p-trunc", jpeg[: len(jpeg) // 2])),
         "decompression_bomb": raw(ImageEvent.inline("p-bomb", _bomb_png())),
         "image_too_large": raw(ImageEvent(event_id="p-big", image_uri=big.as_uri())),
-        "unreachable_uri": raw(ImageEvent(event_id="p-gone", image_uri="file:///no/such.png")),
+        "unreachable_uri": raw(
+            ImageEvent(event_id="p-gone", image_uri=(tmp_path / "no-such.png").as_uri())
+        ),
+        "uri_not_allowed": raw(ImageEvent(event_id="p-shadow", image_uri="file:///etc/shadow")),
     }
     values: list[bytes] = []
     for i, value in enumerate(poison.values()):
@@ -185,6 +188,11 @@ def test_each_kind_of_poison_reaches_the_dlq_and_good_events_around_it_are_score
         assert letter.original_value() == value, reason
         assert letter.topic == settings.topics.images
         assert base64.b64decode(letter.original_key_b64 or "").startswith(b"raw-")
+    # What a producer reads in a dead letter names neither the worker's files nor its errors.
+    for reason in ("unreachable_uri", "uri_not_allowed"):
+        assert str(tmp_path) not in by_reason[reason].detail
+        assert "shadow" not in by_reason[reason].detail
+        assert "No such file" not in by_reason[reason].detail
     verdicts = drain(settings, "verdicts", expect=len(poison))
     assert sorted(v.event_id for v in verdicts) == sorted(f"good-{i}" for i in range(len(poison)))
 
