@@ -109,7 +109,14 @@ def make_topic(
 
     def make(partitions: int = 1, role: str = "t") -> str:
         name = unique_name(request, f"test.{role}")
-        kafka.ensure_topics(kafka_ready, [name], partitions=partitions)
+        # A topic made for a role (dlq, review, ...) gets that role's configs (record size,
+        # retention), as `aigis dev topics` gives the real one.
+        field = role.replace("-", "_")
+        settings = kafka_ready
+        if field in type(kafka_ready.topics).model_fields:
+            topics = kafka_ready.topics.model_copy(update={field: name})
+            settings = kafka_ready.model_copy(update={"topics": topics})
+        kafka.ensure_topics(settings, [name], partitions=partitions)
         created.append(name)
         return name
 

@@ -169,6 +169,8 @@ class StreamRuntime:
         except DependencyDownError as exc:  # held long enough: the input is the suspect
             self._isolate(batch, exc, stop)
             return
+        except KafkaError:
+            raise  # the broker, not a record: the process stops and its restart re-reads
         except Exception as exc:
             self._failed(batch, exc, stop)
             return
@@ -241,6 +243,8 @@ class StreamRuntime:
         for half in batch.halves():
             try:
                 handled = self._attempt(half, stop)
+            except KafkaError:
+                raise
             except Exception as failure:
                 if not self._isolate(half, failure, stop):
                     return False
