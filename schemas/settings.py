@@ -270,6 +270,11 @@ class RetrainSettings(_Group):
     max_steps: Annotated[int, Field(ge=1)] | None = None
     keep_served: Annotated[int, Field(ge=1)] = 2
     """Versions kept registered in TorchServe after a promotion (the new one and its rollback)."""
+    min_usable_items: Annotated[int, Field(ge=1)] = 1
+    """Fewest selected pseudo-labels whose image is usable (readable within the worker's limits
+    and still hashing to the labelled image) for a cycle to train; below it the cycle stops
+    before training. Unusable items are skipped and counted. Raise it so that a cycle does not
+    train for hours on a handful of items."""
 
 
 class DevSettings(_Group):

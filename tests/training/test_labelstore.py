@@ -22,6 +22,7 @@ from schemas.settings import TopicSettings
 from training.data.registry import load_split
 from training.data.sample import DataError, Sample
 from training.labelstore import (
+    ImageError,
     ImageHashMismatchError,
     LabelRecord,
     LabelStore,
@@ -177,11 +178,12 @@ def test_images_are_content_addressed_and_checked(store: LabelStore) -> None:
     blob = store.put_image(data, sha(data))
     assert blob == f"blobs/{sha(data)[:2]}/{sha(data)}"
     assert store.put_image(data, sha(data)) == blob
-    assert store.image_bytes(blob, None) == data
+    assert store.image_bytes(blob, None, sha256=sha(data)) == data
     with pytest.raises(ImageHashMismatchError, match="must hash the bytes"):
         store.put_image(data, "0" * 64)
-    with pytest.raises(StoreError, match="no image"):
-        store.image_bytes(None, None)
+    with pytest.raises(ImageError, match="without bytes or URI") as nothing:
+        store.image_bytes(None, None, sha256=sha(data))
+    assert nothing.value.reason == "no_image"
 
 
 def test_without_keep_image_bytes_no_pixels_are_stored(tmp_path: Path) -> None:
@@ -210,7 +212,7 @@ def test_intake_turns_messages_into_records_and_rejects_bad_ones(tmp_path: Path)
     assert (record.origin, record.generator, record.label_b) == (Origin.PSEUDO, "sd3", 3)
     assert record.confidence == pytest.approx(0.91)
     assert record.image_blob is not None
-    assert store.image_bytes(record.image_blob, None) == data
+    assert store.image_bytes(record.image_blob, None, sha256=sha(data)) == data
 
     with pytest.raises(RejectedRecordError) as bad_json:
         to_record(store, TOPICS, TOPICS.review_decisions, b"{not json", stored_at=T0)

@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
+import re
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -32,8 +31,11 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from schemas.errors import AigisError
+from schemas.settings import FetchSettings, WorkerSettings
+from training.labelstore.commits import Commit, Snapshot, live_commits
 from training.labelstore.dedupe import latest_labels
+from training.labelstore.errors import ImageError, ImageHashMismatchError, StoreError
+from training.labelstore.fetch import FetchError, fetch_image
 from training.labelstore.fs import StoreFS
 from training.labelstore.records import FORMAT_VERSION, SCHEMA, LabelRecord, Origin, to_table
 
@@ -46,71 +48,17 @@ SHARDS: Final[str] = "shards"
 BLOBS: Final[str] = "blobs"
 
 _READ_ATTEMPTS: Final[int] = 3
-
-
-class StoreError(AigisError):
-    """The label store cannot be read or written as asked; ``url`` names the store."""
-
-    def __init__(self, detail: str, url: str) -> None:
-        self.url = url
-        super().__init__(f"label store {url}: {detail}")
-
-
-class ImageHashMismatchError(StoreError):
-    """Image bytes do not hash to the SHA-256 their message claims; the record is not stored."""
-
-
-@dataclass(frozen=True)
-class Commit:
-    """One manifest of the commit log."""
-
-    name: str
-    kind: str
-    """``append`` (new records) or ``compact`` (a rewrite of the commits in ``supersedes``)."""
-    shards: tuple[str, ...]
-    records: int
-    created_at: str
-    supersedes: tuple[str, ...] = ()
-    format_version: int = FORMAT_VERSION
-
-    def to_json(self) -> bytes:
-        return json.dumps(asdict(self), indent=1).encode()
-
-    @classmethod
-    def from_json(cls, data: bytes) -> Commit:
-        raw = json.loads(data)
-        return cls(
-            **{**raw, "shards": tuple(raw["shards"]), "supersedes": tuple(raw["supersedes"])}
-        )
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """The set of commits live at one moment; ``id`` names that set and nothing else."""
-
-    id: str
-    commits: tuple[str, ...]
-    shards: tuple[str, ...]
-    taken_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
-
-    def to_json(self) -> bytes:
-        return json.dumps(asdict(self), indent=1).encode()
-
-    @classmethod
-    def from_json(cls, data: bytes) -> Snapshot:
-        raw = json.loads(data)
-        return cls(
-            id=raw["id"],
-            commits=tuple(raw["commits"]),
-            shards=tuple(raw["shards"]),
-            taken_at=raw["taken_at"],
-        )
+_SHA256: Final[re.Pattern[str]] = re.compile(r"[0-9a-f]{64}")
+_WORKER: Final[WorkerSettings] = WorkerSettings()
+_FETCH: Final[FetchSettings] = FetchSettings()
 
 
 class LabelStore:
     """Read and write one label store. Cheap to create; holds no open files between calls.
 
-    ``keep_image_bytes`` off stores no blobs: records keep only the image hash and URI.
+    ``keep_image_bytes`` off stores no blobs: records keep only the image hash and
+    URI. Images read back through a URI are bounded by ``max_image_bytes`` and
+    ``fetch_timeout_s`` (``worker.max_image_bytes`` and ``fetch.timeout_s``, by default).
     """
 
     def __init__(
@@ -118,15 +66,24 @@ class LabelStore:
         url: str,
         *,
         keep_image_bytes: bool = True,
+        max_image_bytes: int = _WORKER.max_image_bytes,
+        fetch_timeout_s: float = _FETCH.timeout_s,
         storage_options: dict[str, Any] | None = None,
     ) -> None:
         self.url = url
         self.keep_image_bytes = keep_image_bytes
+        self.max_image_bytes = max_image_bytes
+        self.fetch_timeout_s = fetch_timeout_s
         self._fs = StoreFS(url, storage_options)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LabelStore:
-        return cls(settings.store_url, keep_image_bytes=settings.store.keep_image_bytes)
+        return cls(
+            settings.store_url,
+            keep_image_bytes=settings.store.keep_image_bytes,
+            max_image_bytes=settings.worker.max_image_bytes,
+            fetch_timeout_s=settings.fetch.timeout_s,
+        )
 
     def exists(self) -> bool:
         """Whether anything has been committed at this URL (a cheap listing)."""
@@ -142,13 +99,11 @@ class LabelStore:
         """
         if not self.keep_image_bytes:
             return None
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != sha256:
-            raise ImageHashMismatchError(
-                f"the image bytes hash to {actual}, not to the image_sha256 {sha256} of their "
-                "message; the producer of the message must hash the bytes it sends",
-                self.url,
-            )
+        self._check_hash(
+            data,
+            sha256,
+            "of their message; the producer of the message must hash the bytes it sends",
+        )
         relative = blob_path(sha256)
         if not self._fs.exists(relative):
             self._fs.write_atomic(relative, data)
@@ -209,7 +164,7 @@ class LabelStore:
 
     def snapshot(self, *, pin: bool = False) -> Snapshot:
         """The live commits now. ``pin`` records it so that vacuum keeps its shards."""
-        live = _live(self.commits())
+        live = live_commits(self.commits())
         names = tuple(sorted(c.name for c in live))
         digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
         snapshot = Snapshot(
@@ -276,24 +231,61 @@ class LabelStore:
         except pa.ArrowInvalid as exc:
             raise StoreError(f"a shard is not valid Parquet ({exc})", self.url) from None
 
-    def image_bytes(self, image_blob: str | None, image_uri: str | None) -> bytes:
-        """The bytes of a record's image: its blob when kept, else what its URI points to.
+    def image_bytes(self, image_blob: str | None, image_uri: str | None, *, sha256: str) -> bytes:
+        """The bytes of the record's image ``sha256``: its blob when kept, else its URI's.
 
-        Raises StoreError when the record has neither or the image cannot be read.
+        Checked before they are returned: at most ``max_image_bytes``, and hashing to
+        ``sha256``, so an image replaced behind its URI since it was labelled is refused.
+        Raises ImageError with a ``reason`` (see :data:`~training.labelstore.errors.IMAGE_REASONS`).
         """
-        try:
-            if image_blob:
-                return self._fs.read(image_blob)
-            if image_uri:
-                return _fetch_uri(image_uri)
-        except (OSError, ValueError) as exc:
-            where = image_blob or image_uri
-            raise StoreError(f"cannot read image {where} ({exc})", self.url) from None
-        raise StoreError(
-            "the record has no image (stored with keep_image_bytes off and no URI); "
-            "it can be used for hold-out exclusion but not for training",
-            self.url,
+        if not _SHA256.fullmatch(sha256):
+            raise ImageError(
+                "invalid_record",
+                f"image hash {sha256[:80]!r} is not a SHA-256 hex digest",
+                self.url,
+            )
+        if image_blob:
+            # Content-addressed: the path is the hash's, whatever the record's column says.
+            try:
+                data = self._fs.read(blob_path(sha256))
+            except (OSError, ValueError) as exc:
+                raise ImageError(
+                    "missing_blob", f"the kept bytes of image {sha256} are gone ({exc})", self.url
+                ) from None
+        elif image_uri:
+            try:
+                data = fetch_image(
+                    image_uri, max_bytes=self.max_image_bytes, timeout_s=self.fetch_timeout_s
+                )
+            except FetchError as err:
+                raise ImageError(
+                    err.reason, f"image {sha256} at {_shown(image_uri)}: {err.detail}", self.url
+                ) from None
+        else:
+            raise ImageError(
+                "no_image",
+                f"image {sha256} was stored without bytes or URI (keep_image_bytes off); it can "
+                "be used for hold-out exclusion but not for training",
+                self.url,
+            )
+        if len(data) > self.max_image_bytes:
+            raise ImageError(
+                "image_too_large", f"image {sha256} is over {self.max_image_bytes} bytes", self.url
+            )
+        self._check_hash(
+            data,
+            sha256,
+            "it was labelled under: the image changed since, so its label does not apply",
         )
+        return data
+
+    def _check_hash(self, data: bytes, sha256: str, consequence: str) -> None:
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != sha256:
+            raise ImageHashMismatchError(
+                f"the image bytes hash to {actual}, not to the image_sha256 {sha256} {consequence}",
+                self.url,
+            )
 
     # -- maintenance ---------------------------------------------------------------------------
 
@@ -316,7 +308,7 @@ class LabelStore:
         supersedes is, so a crash mid-vacuum never brings a superseded commit back to life.
         """
         commits = {c.name: c for c in self.commits()}
-        kept_shards = {s for c in _live(commits.values()) for s in c.shards}
+        kept_shards = {s for c in live_commits(commits.values()) for s in c.shards}
         for snapshot_id in self.pinned():
             kept_shards.update(self.open_snapshot(snapshot_id).shards)
         cutoff = datetime.now(UTC).timestamp() - grace_s
@@ -350,24 +342,6 @@ def blob_path(sha256: str) -> str:
     return f"{BLOBS}/{sha256[:2]}/{sha256}"
 
 
-def _live(commits: Iterable[Commit]) -> list[Commit]:
-    commits = list(commits)
-    superseded = {name for c in commits for name in c.supersedes}
-    return [c for c in commits if c.name not in superseded]
-
-
-def _fetch_uri(uri: str) -> bytes:
-    if uri.startswith(("http://", "https://")):
-        import httpx
-
-        try:
-            response = httpx.get(uri, timeout=30.0, follow_redirects=True)
-            response.raise_for_status()
-        except httpx.HTTPError as exc:
-            raise OSError(str(exc)) from None
-        return response.content
-    import fsspec
-
-    with fsspec.open(uri, "rb") as handle:
-        data: bytes = handle.read()
-        return data
+def _shown(uri: str) -> str:
+    """``uri`` without its query and fragment, where signed URLs keep their signatures."""
+    return uri.split("?", 1)[0].split("#", 1)[0]
