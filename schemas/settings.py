@@ -223,8 +223,9 @@ class FetchSettings(_Group):
 class StoreSettings(_Group):
     url: str | None = None
     """Label store location (a directory or any fsspec URL); default ``<state_dir>/labels``."""
-    keep_image_bytes: bool = True
-    """Keep image bytes of training items in the store; off keeps only URIs and hashes."""
+    keep_image_bytes: bool = False
+    """Opt in to keeping the bytes of images that arrive inline (pixels) in the store, where
+    retraining can read them; off, the default, keeps only labels, hashes and URIs."""
     flush_records: Annotated[int, Field(ge=1)] = 256
     flush_interval_s: Annotated[float, Field(gt=0)] = 10.0
     group_id: str = "aigis-sink"

@@ -100,7 +100,9 @@ def cycle_settings(
     return s.model_copy(
         update={
             "redis": s.redis.model_copy(update={"key_prefix": redis_prefix}),
-            "store": s.store.model_copy(update={"url": str(tmp_path / "labels")}),
+            "store": s.store.model_copy(
+                update={"url": str(tmp_path / "labels"), "keep_image_bytes": True}
+            ),
             "retrain": s.retrain.model_copy(update={"registry_dir": tmp_path / "registry"}),
             "worker": s.worker.model_copy(
                 update={

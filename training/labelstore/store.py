@@ -56,8 +56,8 @@ _FETCH: Final[FetchSettings] = FetchSettings()
 class LabelStore:
     """Read and write one label store. Cheap to create; holds no open files between calls.
 
-    ``keep_image_bytes`` off stores no blobs: records keep only the image hash and
-    URI. Images read back through a URI are bounded by ``max_image_bytes`` and
+    ``keep_image_bytes`` off (the default) stores no blobs: records keep only the image
+    hash and URI. Images read back through a URI are bounded by ``max_image_bytes`` and
     ``fetch_timeout_s`` (``worker.max_image_bytes`` and ``fetch.timeout_s``, by default).
     """
 
@@ -65,7 +65,7 @@ class LabelStore:
         self,
         url: str,
         *,
-        keep_image_bytes: bool = True,
+        keep_image_bytes: bool = False,
         max_image_bytes: int = _WORKER.max_image_bytes,
         fetch_timeout_s: float = _FETCH.timeout_s,
         storage_options: dict[str, Any] | None = None,
