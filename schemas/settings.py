@@ -235,7 +235,8 @@ class StoreSettings(_Group):
     compact_after: Annotated[int, Field(ge=2)] = 32
     """The sink compacts the store into one shard once this many commits are live."""
     vacuum_grace_s: Annotated[float, Field(ge=0)] = 3600.0
-    """Superseded shards are deleted this long after compaction (readers may still be on them)."""
+    """Superseded shards are deleted this long after compaction (readers may still be on them),
+    and kept image bytes that no remaining record names once they are this old."""
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0
     """Prometheus metrics port of ``aigis sink``; 0 turns the endpoint off."""
     metrics_host: str = "127.0.0.1"

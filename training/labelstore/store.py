@@ -12,7 +12,7 @@ so a crash at any point leaves either no trace a reader sees or a complete shard
 unique names, so several writers never conflict; duplicates they may create are removed on read
 (:func:`training.labelstore.dedupe.latest_labels`). Compaction rewrites the live shards into one
 and marks their commits superseded; vacuum deletes what compaction superseded once no reader can
-still be using it.
+still be using it, and the blobs no remaining record names.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -32,6 +33,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from schemas.settings import FetchSettings, WorkerSettings
+from training.labelstore.blobs import blob_path, unreferenced_blobs
 from training.labelstore.commits import Commit, Snapshot, live_commits
 from training.labelstore.dedupe import latest_labels
 from training.labelstore.errors import ImageError, ImageHashMismatchError, StoreError
@@ -45,12 +47,19 @@ if TYPE_CHECKING:
 COMMITS: Final[str] = "_commits"
 SNAPSHOTS: Final[str] = "_snapshots"
 SHARDS: Final[str] = "shards"
-BLOBS: Final[str] = "blobs"
 
 _READ_ATTEMPTS: Final[int] = 3
 _SHA256: Final[re.Pattern[str]] = re.compile(r"[0-9a-f]{64}")
 _WORKER: Final[WorkerSettings] = WorkerSettings()
 _FETCH: Final[FetchSettings] = FetchSettings()
+
+
+@dataclass(frozen=True)
+class Vacuumed:
+    """What one vacuum deleted."""
+
+    commits: int
+    blobs: int
 
 
 class LabelStore:
@@ -105,7 +114,9 @@ class LabelStore:
             "of their message; the producer of the message must hash the bytes it sends",
         )
         relative = blob_path(sha256)
-        if not self._fs.exists(relative):
+        # A blob kept already is marked as written now (or written again): vacuum spares blobs
+        # younger than its grace, and a record about to name this one may not be committed yet.
+        if not self._fs.touch(relative):
             self._fs.write_atomic(relative, data)
         return relative
 
@@ -220,14 +231,14 @@ class LabelStore:
             table = table.filter(pc.equal(table["origin"], origin.value))
         return table
 
-    def _read_shards(self, shards: Sequence[str]) -> pa.Table:
+    def _read_shards(self, shards: Sequence[str], columns: list[str] | None = None) -> pa.Table:
         if not shards:
-            return SCHEMA.empty_table()
+            return SCHEMA.empty_table().select(columns or SCHEMA.names)
         paths = [self._fs.path(shard) for shard in shards]
         filesystem: Any = None if self._fs.local else self._fs.fs
         try:
             dataset = ds.dataset(paths, schema=SCHEMA, format="parquet", filesystem=filesystem)
-            return dataset.to_table()
+            return dataset.to_table(columns=columns)
         except pa.ArrowInvalid as exc:
             raise StoreError(f"a shard is not valid Parquet ({exc})", self.url) from None
 
@@ -301,16 +312,17 @@ class LabelStore:
         table = self.read(snapshot)
         return self._commit_table(table, kind="compact", supersedes=snapshot.commits)
 
-    def vacuum(self, *, grace_s: float = 3600.0) -> int:
-        """Delete commits superseded more than ``grace_s`` ago and their shards; return how many.
+    def vacuum(self, *, grace_s: float = 3600.0) -> Vacuumed:
+        """Delete commits superseded more than ``grace_s`` ago and their shards, then the blobs
+        no remaining record names that were written more than ``grace_s`` ago.
 
-        Shards of pinned snapshots stay. A commit is deleted only after every commit it
-        supersedes is, so a crash mid-vacuum never brings a superseded commit back to life.
+        Shards of pinned snapshots, and the blobs their records name, stay. A commit is deleted
+        only after every commit it supersedes is, so a crash mid-vacuum never brings a
+        superseded commit back to life.
         """
         commits = {c.name: c for c in self.commits()}
-        kept_shards = {s for c in live_commits(commits.values()) for s in c.shards}
-        for snapshot_id in self.pinned():
-            kept_shards.update(self.open_snapshot(snapshot_id).shards)
+        pinned = {s for name in self.pinned() for s in self.open_snapshot(name).shards}
+        kept_shards = {s for c in live_commits(commits.values()) for s in c.shards} | pinned
         cutoff = datetime.now(UTC).timestamp() - grace_s
         superseded_at: dict[str, float] = {}
         for commit in commits.values():
@@ -334,12 +346,21 @@ class LabelStore:
                 del commits[name]
                 removed += 1
                 progress = True
-        return removed
+        shards = {s for c in commits.values() for s in c.shards} | pinned
+        return Vacuumed(removed, self._vacuum_blobs(shards, cutoff))
 
-
-def blob_path(sha256: str) -> str:
-    """Where the bytes of the image ``sha256`` live, relative to the store root."""
-    return f"{BLOBS}/{sha256[:2]}/{sha256}"
+    def _vacuum_blobs(self, shards: set[str], cutoff: float) -> int:
+        """Delete blobs no record of ``shards`` names, written before ``cutoff``."""
+        try:
+            table = self._read_shards(sorted(shards), columns=["image_sha256", "image_blob"])
+        except (FileNotFoundError, StoreError):
+            return 0  # a concurrent vacuum removed a shard: leave the blobs to the next one
+        named = pc.is_valid(table["image_blob"])
+        referenced = {blob_path(sha) for sha in table.filter(named)["image_sha256"].to_pylist()}
+        stale = unreferenced_blobs(self._fs, referenced, cutoff)
+        for relative in stale:
+            self._fs.remove(relative)
+        return len(stale)
 
 
 def _shown(uri: str) -> str:
