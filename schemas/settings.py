@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -30,6 +31,19 @@ class _Group(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+_DAY_MS = 24 * 3600 * 1000
+
+
+def _retention_ms(value: int) -> int:
+    if value != -1 and value < 60_000:
+        raise ValueError("must be -1 (keep forever) or at least 60000 (one minute)")
+    return value
+
+
+RetentionMs = Annotated[int, AfterValidator(_retention_ms)]
+"""A topic's ``retention.ms``: -1 keeps records forever, else at least one minute."""
+
+
 class KafkaSettings(_Group):
     bootstrap_servers: str = "127.0.0.1:9092"
     """Comma-separated host:port list of brokers."""
@@ -41,6 +55,15 @@ class KafkaSettings(_Group):
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+    review_retention_ms: RetentionMs = 7 * _DAY_MS
+    """``retention.ms`` of the review topic when aigis creates it: items (with their captions and
+    images) older than this are deleted, reviewed or not. -1 keeps them forever."""
+    pseudo_labels_retention_ms: RetentionMs = 7 * _DAY_MS
+    """``retention.ms`` of the pseudo-label topic when aigis creates it: how long the sink may be
+    down before confident verdicts (with captions and images) are lost to the label store."""
+    dlq_retention_ms: RetentionMs = 14 * _DAY_MS
+    """``retention.ms`` of the DLQ when aigis creates it: how long rejected messages (original
+    bytes, inline images and captions included) stay for a person to act on."""
 
 
 class TopicSettings(_Group):
