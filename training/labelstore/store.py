@@ -269,8 +269,10 @@ class LabelStore:
                     image_uri, max_bytes=self.max_image_bytes, timeout_s=self.fetch_timeout_s
                 )
             except FetchError as err:
+                shown = _shown(image_uri)
+                detail = err.detail.replace(image_uri, shown)
                 raise ImageError(
-                    err.reason, f"image {sha256} at {_shown(image_uri)}: {err.detail}", self.url
+                    err.reason, f"image {sha256} at {shown}: {detail}", self.url
                 ) from None
         else:
             raise ImageError(
