@@ -307,6 +307,9 @@ class Demo:
         env.setdefault("AIGIS_STORE__FLUSH_INTERVAL_S", "2")
         env["AIGIS_STORE__URL"] = str(self.root / "labels")
         env["AIGIS_RETRAIN__REGISTRY_DIR"] = str(self.root / "registry")
+        # The demo publishes images inline: its store must keep their bytes (an opt-in) for the
+        # retraining step to have pseudo-labels to train on.
+        env["AIGIS_STORE__KEEP_IMAGE_BYTES"] = "true"
         return env
 
     def close(self) -> None:

@@ -20,7 +20,7 @@ import structlog
 from schemas.errors import AigisError
 from schemas.settings import Settings
 from serving.client.management import ManagementClient, ModelNotFoundError
-from training.registry import Action, Registry, RegistryError, ServiceEvent
+from training.registry import Action, Registry, RegistryError, ServiceEvent, check_id
 
 log = structlog.get_logger(__name__)
 
@@ -70,6 +70,7 @@ class ServiceControl:
 
     def load(self, version: str) -> None:
         """Have TorchServe load ``version`` from its archive in the registry, if not loaded yet."""
+        check_id(version)
         record = self._registry.get(version)
         if version in self.served_versions():
             return
@@ -82,7 +83,11 @@ class ServiceControl:
         self._management.register(record.archive, synchronous=True)
 
     def activate(self, version: str, *, action: Action, note: str | None = None) -> ServiceEvent:
-        """Serve ``version`` from now on (see the module docstring for the order of steps)."""
+        """Serve ``version`` from now on (see the module docstring for the order of steps).
+
+        Raises RegistryError, before anything is contacted, for a version that is not a valid id.
+        """
+        check_id(version)
         previous = self.default_version()
         self.load(version)
         key = self._settings.redis.namespace_key

@@ -5,7 +5,10 @@ Order of :func:`run_cycle`, under the registry's lock:
 1. find the champion (the registry's version in service, which TorchServe must be serving);
 2. pin a snapshot of the label store (skip when nothing changed since the last cycle);
 3. build the gold hold-out (human labels only) and select pseudo-labels outside it;
-4. fine-tune the champion's checkpoint on base data + selected pseudo-labels;
+4. read and check the selected images once, into a private spool directory (skipping, and
+   counting by reason, those that cannot be read or no longer hash to the labelled image;
+   stopping when fewer than ``retrain.min_usable_items`` are left), then fine-tune the
+   champion's checkpoint on base data + those pseudo-labels;
 5. evaluate candidate and champion on the same hold-out and apply the gate;
 6. record the candidate with its lineage; on promotion export its archive and put it in service
    (cache namespace first, then TorchServe's default); a rejected candidate's checkpoint is
@@ -17,6 +20,7 @@ Order of :func:`run_cycle`, under the registry's lock:
 from __future__ import annotations
 
 import shutil
+import tempfile
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -125,7 +129,11 @@ def run_cycle(
 ) -> CycleResult:
     """Run one cycle (see the module docstring). Raises AigisError subclasses on failure."""
     registry = Registry(settings.registry_dir)
-    with registry.lock(), _control(settings, registry, control) as service:
+    with (
+        registry.lock(),
+        _control(settings, registry, control) as service,
+        tempfile.TemporaryDirectory(prefix="aigis-retrain-") as spool,  # owner-only, removed
+    ):
         champion = _champion(registry, service)
         store = LabelStore.from_settings(settings)
         snapshot = store.snapshot(pin=True)
@@ -139,7 +147,8 @@ def run_cycle(
         assert champion.checkpoint is not None
         generators = DetectorConfig.load(Path(champion.checkpoint)).generators
         holdout_spec = options.holdout or options.base
-        holdout = gold_holdout(holdout_spec, store, snapshot, generators)
+        concurrency = settings.worker.fetch_concurrency
+        holdout = gold_holdout(holdout_spec, store, snapshot, generators, concurrency=concurrency)
         selection = select_pseudo_labels(
             store.read(snapshot),
             threshold=settings.retrain.pseudo_label_threshold,
@@ -154,7 +163,15 @@ def run_cycle(
                 champion.version,
                 f"no pseudo-label of snapshot {snapshot.id} passes selection {selection.counts}",
             )
-        spec, sizes = mixed_spec(options.base, store, selection.table)
+        spec, sizes = mixed_spec(
+            options.base,
+            store,
+            selection.table,
+            spool=Path(spool),
+            min_usable=settings.retrain.min_usable_items,
+            concurrency=concurrency,
+        )
+        log.info("retrain_images", snapshot=snapshot.id, **sizes)
         version = registry.next_version(taken=tuple(service.served_versions()))
         output = registry.checkpoint_dir(version)
         candidate = train(_request(options, spec, output, champion, version))

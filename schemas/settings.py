@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -30,6 +31,19 @@ class _Group(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+_DAY_MS = 24 * 3600 * 1000
+
+
+def _retention_ms(value: int) -> int:
+    if value != -1 and value < 60_000:
+        raise ValueError("must be -1 (keep forever) or at least 60000 (one minute)")
+    return value
+
+
+RetentionMs = Annotated[int, AfterValidator(_retention_ms)]
+"""A topic's ``retention.ms``: -1 keeps records forever, else at least one minute."""
+
+
 class KafkaSettings(_Group):
     bootstrap_servers: str = "127.0.0.1:9092"
     """Comma-separated host:port list of brokers."""
@@ -41,6 +55,15 @@ class KafkaSettings(_Group):
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+    review_retention_ms: RetentionMs = 7 * _DAY_MS
+    """``retention.ms`` of the review topic when aigis creates it: items (with their captions and
+    images) older than this are deleted, reviewed or not. -1 keeps them forever."""
+    pseudo_labels_retention_ms: RetentionMs = 7 * _DAY_MS
+    """``retention.ms`` of the pseudo-label topic when aigis creates it: how long the sink may be
+    down before confident verdicts (with captions and images) are lost to the label store."""
+    dlq_retention_ms: RetentionMs = 14 * _DAY_MS
+    """``retention.ms`` of the DLQ when aigis creates it: how long rejected messages (original
+    bytes, inline images and captions included) stay for a person to act on."""
 
 
 class TopicSettings(_Group):
@@ -223,8 +246,9 @@ class FetchSettings(_Group):
 class StoreSettings(_Group):
     url: str | None = None
     """Label store location (a directory or any fsspec URL); default ``<state_dir>/labels``."""
-    keep_image_bytes: bool = True
-    """Keep image bytes of training items in the store; off keeps only URIs and hashes."""
+    keep_image_bytes: bool = False
+    """Opt in to keeping the bytes of images that arrive inline (pixels) in the store, where
+    retraining can read them; off, the default, keeps only labels, hashes and URIs."""
     flush_records: Annotated[int, Field(ge=1)] = 256
     flush_interval_s: Annotated[float, Field(gt=0)] = 10.0
     group_id: str = "aigis-sink"
@@ -234,7 +258,8 @@ class StoreSettings(_Group):
     compact_after: Annotated[int, Field(ge=2)] = 32
     """The sink compacts the store into one shard once this many commits are live."""
     vacuum_grace_s: Annotated[float, Field(ge=0)] = 3600.0
-    """Superseded shards are deleted this long after compaction (readers may still be on them)."""
+    """Superseded shards are deleted this long after compaction (readers may still be on them),
+    and kept image bytes that no remaining record names once they are this old."""
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0
     """Prometheus metrics port of ``aigis sink``; 0 turns the endpoint off."""
     metrics_host: str = "127.0.0.1"
@@ -270,6 +295,11 @@ class RetrainSettings(_Group):
     max_steps: Annotated[int, Field(ge=1)] | None = None
     keep_served: Annotated[int, Field(ge=1)] = 2
     """Versions kept registered in TorchServe after a promotion (the new one and its rollback)."""
+    min_usable_items: Annotated[int, Field(ge=1)] = 1
+    """Fewest selected pseudo-labels whose image is usable (readable within the worker's limits
+    and still hashing to the labelled image) for a cycle to train; below it the cycle stops
+    before training. Unusable items are skipped and counted. Raise it so that a cycle does not
+    train for hours on a handful of items."""
 
 
 class DevSettings(_Group):

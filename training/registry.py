@@ -12,13 +12,16 @@ A directory (``settings.registry_dir``)::
 Every file is written whole (temporary name, then rename). The version in service is found by
 replaying the events: ``register``, ``promote`` and ``set-default`` put a version in service on
 top of the previous one, ``rollback`` returns to the one below. Torch-free.
+
+Versions and model names become file names here, so every method that takes one checks it with
+:func:`check_id` before it builds a path: no version can make the registry read, write or
+delete outside its directory.
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
-import re
 import shutil
 import uuid
 import zipfile
@@ -31,6 +34,7 @@ from typing import Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from schemas.errors import AigisError
+from serving.client.manifest import NAME_PATTERN
 from training.gate import GateDecision
 from training.labelstore.fs import StoreFS
 
@@ -118,7 +122,7 @@ class Registry:
         return self.root / ARCHIVES
 
     def checkpoint_dir(self, version: str) -> Path:
-        return self.root / CHECKPOINTS / version
+        return self.root / CHECKPOINTS / check_id(version)
 
     @contextmanager
     def lock(self) -> Iterator[None]:
@@ -145,6 +149,7 @@ class Registry:
         return sorted(found, key=lambda v: v.created_at)
 
     def get(self, version: str) -> ModelVersion:
+        check_id(version)
         if not self._fs.exists(f"{VERSIONS}/{version}.json"):
             known = ", ".join(v.version for v in self.versions()) or "none"
             raise RegistryError(
@@ -155,7 +160,8 @@ class Registry:
 
     def record(self, version: ModelVersion, *, replace: bool = False) -> None:
         """Write ``version``; refuses to overwrite a recorded version unless ``replace``."""
-        _check_version_name(version.version)
+        check_id(version.version)
+        check_id(version.name, "model name")
         relative = f"{VERSIONS}/{version.version}.json"
         if not replace and self._fs.exists(relative):
             raise RegistryError(
@@ -178,6 +184,10 @@ class Registry:
             info = read_manifest(archive)
         except ArchiveError as exc:
             raise RegistryError(str(exc)) from None
+        check_id(info.version)
+        check_id(info.name, "model name")
+        if parent is not None:
+            check_id(parent)
         kept = self.archives_dir / archive_file_name(info.name, info.version)
         if self._fs.exists(f"{VERSIONS}/{info.version}.json"):
             existing = self.get(info.version)
@@ -233,6 +243,7 @@ class Registry:
         return events
 
     def log_event(self, event: ServiceEvent) -> None:
+        check_id(event.version)
         stamp = int(event.at.timestamp() * 1000)
         name = f"{EVENTS}/{stamp:013d}-{uuid.uuid4().hex[:8]}.json"
         self._fs.write_atomic(name, event.model_dump_json(indent=1).encode())
@@ -301,8 +312,16 @@ def _extract_checkpoint(archive: Path, target: Path) -> None:
     staging.replace(target)
 
 
-def _check_version_name(version: str) -> None:
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", version):
+def check_id(value: str, what: str = "version") -> str:
+    """``value`` when it is a valid model version or name, else RegistryError.
+
+    Valid is :data:`~serving.client.manifest.NAME_PATTERN`: 1 to 64 letters, digits, '.', '_'
+    and '-', starting with a letter or digit; so never empty, ``..``, absolute or with a slash.
+    """
+    if not NAME_PATTERN.match(value):
+        shown = repr(value[:64]) + ("..." if len(value) > 64 else "")
         raise RegistryError(
-            f"version {version!r} cannot be recorded; use letters, digits, '.', '_' and '-'"
+            f"{what} {shown} cannot be used: model names and versions are 1 to 64 letters, "
+            "digits, '.', '_' and '-', starting with a letter or digit"
         )
+    return value

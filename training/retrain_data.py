@@ -7,23 +7,36 @@ and as re-encoded for training, are what pseudo-label selection must exclude.
 The mixed training set is exposed as a data set spec (``retrain-mix://<id>``) through the reader
 registry, so the trainer reads it like any other: its train split is the base train split plus
 the selected pseudo-labels, its validation split the base one. Torch-free.
+
+Every store image a cycle uses is read once, before training, and checked: within the worker's
+size limit, and hashing to the ``image_sha256`` it was labelled under (an image replaced behind
+its URI would otherwise be trained under the old label, and could be a hold-out image). Items
+whose image cannot be used are skipped and counted by reason (``skipped.<reason>``,
+``holdout_skipped.<reason>``); the pseudo-labels' checked bytes wait in a spool directory for the
+trainer, so nothing is fetched again during training.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Final
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import structlog
 
 from training.data import DataError, LazySamples, Reader, Sample, open_source, register_reader
 from training.data.encoding import normalise_encoding
 from training.data.sample import sha256_hex
-from training.labelstore import LabelStore, Origin, Snapshot
-from training.labelstore.reader import samples_of
+from training.labelstore import ImageError, LabelStore, Origin, Snapshot
+from training.labelstore.reader import RECORD_COLUMNS, record_image, record_sample
+
+log = structlog.get_logger(__name__)
 
 MIX_PREFIX: Final[str] = "retrain-mix://"
 
@@ -38,13 +51,64 @@ class GoldHoldout:
     counts: dict[str, int]
 
 
+class TooFewImagesError(DataError):
+    """Fewer selected pseudo-labels than the cycle's minimum have a usable image."""
+
+
+@dataclass(frozen=True)
+class ImageReads:
+    """What reading the images of a table's rows found."""
+
+    rows: list[int]
+    """Indexes of the rows whose image was read and checked, ascending."""
+    skipped: dict[str, int]
+    """Rows whose image cannot be used, by ``ImageError.reason``."""
+
+
+def read_images(
+    store: LabelStore,
+    table: pa.Table,
+    keep: Callable[[int, bytes], None],
+    *,
+    concurrency: int = 1,
+) -> ImageReads:
+    """Read and check the image of every row of ``table``; hand each good one to ``keep``.
+
+    ``keep(row, data)`` runs on up to ``concurrency`` threads at once. A row whose image cannot
+    be used is skipped and logged by its hash and reason (never its URI).
+    """
+    records = table.select(list(RECORD_COLUMNS)).to_pylist()
+
+    def one(index: int) -> str | None:
+        try:
+            data = record_image(store, records[index])
+        except ImageError as err:
+            sha = str(records[index]["image_sha256"])[:64]
+            log.warning("retrain_image_skipped", image_sha256=sha, reason=err.reason)
+            return err.reason
+        keep(index, data)
+        return None
+
+    with ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="retrain-read") as pool:
+        outcomes = list(pool.map(one, range(len(records))))
+    good = [i for i, reason in enumerate(outcomes) if reason is None]
+    skipped = Counter(reason for reason in outcomes if reason is not None)
+    return ImageReads(good, dict(sorted(skipped.items())))
+
+
 def gold_holdout(
-    spec: str, store: LabelStore, snapshot: Snapshot, generators: tuple[str, ...]
+    spec: str,
+    store: LabelStore,
+    snapshot: Snapshot,
+    generators: tuple[str, ...],
+    *,
+    concurrency: int = 1,
 ) -> GoldHoldout:
     """The hold-out of a cycle whose model predicts ``generators``.
 
     Raises DataError when the data set's classes are not among ``generators``. Human decisions
-    naming a generator the model does not know are left out (and counted).
+    naming a generator the model does not know, or whose image cannot be used, are left out
+    (and counted); their hashes are excluded from training all the same.
     """
     base = open_source(spec)
     base_test = base.split("test", require_labels=True)
@@ -54,7 +118,10 @@ def gold_holdout(
     known = pc.is_in(humans["generator"], pa.array(list(generators), pa.string()))
     has_image = pc.or_(pc.is_valid(humans["image_blob"]), pc.is_valid(humans["image_uri"]))
     usable = humans.filter(pc.and_(known, has_image))
-    raw_humans = list(samples_of(store, usable, generators, spec=store.url))
+    images: dict[int, bytes] = {}
+    reads = read_images(store, usable, images.__setitem__, concurrency=concurrency)
+    records = usable.select(list(RECORD_COLUMNS)).to_pylist()
+    raw_humans = [record_sample(records[i], images.pop(i), generators) for i in reads.rows]
     normalised = [_normalised(s) for s in [*raw_base, *raw_humans]]
     if not normalised:
         raise DataError(
@@ -70,6 +137,7 @@ def gold_holdout(
             "holdout_base": len(raw_base),
             "holdout_human": len(raw_humans),
             "holdout_human_unusable": humans.num_rows - usable.num_rows,
+            **{f"holdout_skipped.{reason}": n for reason, n in reads.skipped.items()},
         },
     )
 
@@ -95,10 +163,45 @@ class MixedSource:
         )
 
 
-def mixed_spec(base: str, store: LabelStore, selected: pa.Table) -> tuple[str, dict[str, int]]:
-    """Register base + ``selected`` pseudo-labels as a data set; return its spec and sizes."""
+def mixed_spec(
+    base: str,
+    store: LabelStore,
+    selected: pa.Table,
+    *,
+    spool: Path,
+    min_usable: int = 1,
+    concurrency: int = 1,
+) -> tuple[str, dict[str, int]]:
+    """Register base + ``selected`` pseudo-labels as a data set; return its spec and sizes.
+
+    The pseudo-labels' images are read and checked now and kept in ``spool`` (a private
+    directory the caller removes after training); those that cannot be used are left out.
+    Raises TooFewImagesError, before anything is trained, when fewer than ``min_usable`` are left.
+    """
     source = open_source(base)
-    extra = samples_of(store, selected, source.generators, spec=store.url)
+    reads = read_images(
+        store,
+        selected,
+        lambda row, data: (spool / str(row)).write_bytes(data),
+        concurrency=concurrency,
+    )
+    if len(reads.rows) < min_usable:
+        skipped = ", ".join(f"{reason} {n}" for reason, n in reads.skipped.items()) or "none"
+        raise TooFewImagesError(
+            f"only {len(reads.rows)} of {selected.num_rows} selected pseudo-labels have a usable "
+            f"image (skipped: {skipped}); a cycle needs at least {min_usable} "
+            "(AIGIS_RETRAIN__MIN_USABLE_ITEMS), so nothing was trained. Check that the images' "
+            "URIs still serve the images that were labelled, or lower the minimum",
+            store.url,
+        )
+    records = selected.select(list(RECORD_COLUMNS)).to_pylist()
+    generators = source.generators
+    extra = LazySamples(
+        len(reads.rows),
+        lambda i: record_sample(
+            records[reads.rows[i]], (spool / str(reads.rows[i])).read_bytes(), generators
+        ),
+    )
     mix = MixedSource(base, extra)
     spec = f"{MIX_PREFIX}{uuid.uuid4().hex[:12]}"
     # One reader name for every cycle: registering again replaces the previous cycle's mix.
@@ -111,7 +214,10 @@ def mixed_spec(base: str, store: LabelStore, selected: pa.Table) -> tuple[str, d
         )
     )
     base_train = len(source.split("train", require_labels=True))
-    return spec, {"base_train": base_train, "train_total": base_train + len(extra)}
+    sizes = {"base_train": base_train, "train_total": base_train + len(extra)}
+    sizes["usable"] = len(reads.rows)
+    sizes.update({f"skipped.{reason}": n for reason, n in reads.skipped.items()})
+    return spec, sizes
 
 
 def _remap(data: tuple[str, ...], model: tuple[str, ...], spec: str) -> list[int]:

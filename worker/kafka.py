@@ -124,9 +124,22 @@ def admin(settings: Settings, **overrides: Any) -> KafkaAdminClient:
 
 
 def topic_configs(settings: Settings, name: str) -> dict[str, str]:
-    """Per-topic broker configs that aigis relies on (record size limits)."""
+    """Per-topic broker configs that aigis sets when it creates topic ``name``.
+
+    Record size limits on every topic; ``retention.ms`` from settings on the topics whose
+    records hold captions and images for people or the label store (review, pseudo-labels,
+    DLQ). Other topics keep the broker's default retention.
+    """
     limit = MAX_DLQ_MESSAGE_BYTES if name == settings.topics.dlq else MAX_MESSAGE_BYTES
-    return {"max.message.bytes": str(limit)}
+    configs = {"max.message.bytes": str(limit)}
+    retention = {
+        settings.topics.review: settings.kafka.review_retention_ms,
+        settings.topics.pseudo_labels: settings.kafka.pseudo_labels_retention_ms,
+        settings.topics.dlq: settings.kafka.dlq_retention_ms,
+    }.get(name)
+    if retention is not None:
+        configs["retention.ms"] = str(retention)
+    return configs
 
 
 def ensure_topics(
@@ -139,7 +152,8 @@ def ensure_topics(
     """Create whichever of ``names`` do not exist yet; return the names created.
 
     Idempotent and safe to race: a topic created concurrently by someone else counts as present.
-    Partitions default to ``settings.kafka.partitions``; existing topics are left as they are.
+    Partitions default to ``settings.kafka.partitions``; a created topic gets
+    :func:`topic_configs`; existing topics are left as they are (their retention too).
     Returns once every created topic has a leader for each partition. ``timeout_s`` bounds
     reaching the brokers and waiting for the leaders.
     """

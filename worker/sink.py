@@ -104,14 +104,15 @@ class SinkHandler(Handler):
         if live < config.compact_after:
             return
         compacted = self._store.compact(min_commits=config.compact_after)
-        removed = self._store.vacuum(grace_s=config.vacuum_grace_s)
+        vacuumed = self._store.vacuum(grace_s=config.vacuum_grace_s)
         self._metrics.compactions.inc()
         log.info(
             "sink_compacted",
             commits=live,
             commit=compacted.name if compacted else None,
             records=compacted.records if compacted else 0,
-            vacuumed=removed,
+            vacuumed_commits=vacuumed.commits,
+            vacuumed_blobs=vacuumed.blobs,
         )
 
 

@@ -99,6 +99,12 @@ def register(app: typer.Typer) -> None:
     def set_default(
         version: str = typer.Argument(..., help="A version in `aigis model list`."),
     ) -> None:
+        from training.registry import RegistryError, check_id
+
+        try:
+            check_id(version)
+        except RegistryError as err:
+            fail(f"aigis model set-default: {err}")
         with _service("set-default") as (_registry, control):
             event = control.activate(version, action="set-default")
         typer.echo(f"version {event.version} in service (was {event.previous})")

@@ -20,8 +20,10 @@ from schemas.errors import AigisError
 CHECKPOINT_DIR: Final[str] = "checkpoint"
 """Where the checkpoint lies inside an extracted archive."""
 CONFIG_FILE: Final[str] = "model-config.yaml"
-NAME_PATTERN: Final[re.Pattern[str]] = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-"""What model names and versions may look like: they become parts of URLs and file names."""
+NAME_PATTERN: Final[re.Pattern[str]] = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+"""What model names and versions may look like: they become parts of URLs and file names.
+
+Anchored with ``\\A`` and ``\\Z`` so that ``match`` refuses a trailing newline too."""
 
 
 class ArchiveError(AigisError):

@@ -21,7 +21,7 @@ import redis
 import torch
 
 from aigis.promote import ServiceControl
-from aigis.retrain import RetrainOptions, Train, run_cycle
+from aigis.retrain import CycleResult, RetrainOptions, Train, run_cycle
 from schemas.labels import GENERATORS
 from schemas.settings import Settings
 from serving.client.management import ManagementClient
@@ -100,7 +100,9 @@ def cycle_settings(
     return s.model_copy(
         update={
             "redis": s.redis.model_copy(update={"key_prefix": redis_prefix}),
-            "store": s.store.model_copy(update={"url": str(tmp_path / "labels")}),
+            "store": s.store.model_copy(
+                update={"url": str(tmp_path / "labels"), "keep_image_bytes": True}
+            ),
             "retrain": s.retrain.model_copy(update={"registry_dir": tmp_path / "registry"}),
             "worker": s.worker.model_copy(
                 update={
@@ -166,6 +168,18 @@ def injected(answer_ai: bool, generator: str, seen: dict[str, object]) -> Train:
     return train
 
 
+def better_cycle(
+    settings: Settings, service: ServiceControl, world: World, seen: dict[str, object]
+) -> CycleResult:
+    """A cycle whose candidate answers "AI, SDXL" for everything (better than the champion)."""
+    return run_cycle(
+        settings,
+        RetrainOptions(base=str(world.base)),
+        train=injected(True, "sdxl", seen),
+        control=service,
+    )
+
+
 def namespace(settings: Settings) -> str | None:
     client = redis.Redis.from_url(settings.redis.url)
     try:
@@ -188,12 +202,7 @@ def test_a_better_candidate_is_promoted_and_new_verdicts_carry_its_version(
     assert {(v.model_version, v.cached) for v in before} == {("1", False), ("1", True)}
 
     seen: dict[str, object] = {}
-    result = run_cycle(
-        cycle_settings,
-        RetrainOptions(base=str(world.base)),
-        train=injected(True, "sdxl", seen),
-        control=service,
-    )
+    result = better_cycle(cycle_settings, service, world, seen)
 
     assert result.outcome == "promoted", result.describe()
     record = result.record
@@ -309,3 +318,52 @@ def test_torchserve_and_registry_must_agree_before_a_cycle(
             run_cycle(cycle_settings, RetrainOptions(base=str(world.base)), control=service)
     finally:
         service.activate("1", action="set-default")
+
+
+def test_unusable_images_are_skipped_and_counted_and_too_few_stop_the_cycle(
+    cycle_settings: Settings, service: ServiceControl, world: World, tmp_path: Path
+) -> None:
+    """Pseudo-labels by URI: one intact, one replaced behind its URI, one gone."""
+    from training.retrain_data import TooFewImagesError
+
+    images = tmp_path / "images"
+    images.mkdir()
+    now = datetime.now(UTC)
+    records = []
+    for i, sample in enumerate(load_split("smoke", "train", normalise=False)[24:27]):
+        path = images / f"{i}.png"
+        path.write_bytes(sample.image)
+        records.append(
+            LabelRecord(
+                image_sha256=sample.sha256,
+                origin=Origin.PSEUDO,
+                label_a=sample.label_a,
+                label_b=sample.label_b,
+                generator=GENERATORS[sample.label_b],
+                labelled_at=now,
+                stored_at=now,
+                confidence=0.95,
+                image_uri=path.as_uri(),
+            )
+        )
+    LabelStore.from_settings(cycle_settings).append(records)
+    (images / "1.png").write_bytes(world.holdout[5].image)  # now serves a hold-out image
+    (images / "2.png").unlink()
+
+    strict = cycle_settings.model_copy(
+        update={"retrain": cycle_settings.retrain.model_copy(update={"min_usable_items": 100})}
+    )
+    with pytest.raises(TooFewImagesError, match="AIGIS_RETRAIN__MIN_USABLE_ITEMS"):
+        run_cycle(strict, RetrainOptions(base=str(world.base)), control=service)
+    assert Registry(cycle_settings.registry_dir).service_stack() == ["1"]
+
+    seen: dict[str, object] = {}
+    result = better_cycle(cycle_settings, service, world, seen)
+    assert result.record is not None
+    assert result.record.data is not None
+    counts = result.record.data.counts
+    assert counts["usable"] == 12 + 1
+    assert counts["skipped.image_hash_mismatch"] == 1
+    assert counts["skipped.unreachable_uri"] == 1
+    assert seen["train_items"] == 8 + 13
+    assert "skipped.unreachable_uri=1" in result.describe()

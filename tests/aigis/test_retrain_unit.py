@@ -47,7 +47,11 @@ def test_the_decision_shows_both_models_metrics_and_the_data() -> None:
         champion_metrics=champion,
         gate=gate,
         data=DataLineage(
-            base="smoke", holdout="smoke", store_url="/s", snapshot_id="abc", counts={"selected": 9}
+            base="smoke",
+            holdout="smoke",
+            store_url="/s",
+            snapshot_id="abc",
+            counts={"selected": 9, "usable": 7, "skipped.unreachable_uri": 2},
         ),
     )
     text = CycleResult("promoted", "2", gate.summary(), record).describe()
@@ -55,7 +59,7 @@ def test_the_decision_shows_both_models_metrics_and_the_data() -> None:
     assert "task_a.f1" in text
     assert "0.5000" in text
     assert "0.7000" in text
-    assert "snapshot abc; selected=9" in text
+    assert "snapshot abc; selected=9, skipped.unreachable_uri=2, usable=7" in text
     assert text.endswith("in service: 3")
     skipped = CycleResult("skipped", "2", "the label store has not changed").describe()
     assert skipped == "retrain: skipped (the label store has not changed); 2 stays in service"

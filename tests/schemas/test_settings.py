@@ -65,6 +65,7 @@ def test_reads_top_level_and_nested_variables(
         ("AIGIS_FETCH__FILE_ROOTS", '["images"]', "must be absolute"),
         ("AIGIS_FETCH__PRIVATE_NETWORKS", '["10.0.0.0/33"]', "private_networks"),
         ("AIGIS_FETCH__PORTS", "[0]", "ports"),
+        ("AIGIS_RETRAIN__MIN_USABLE_ITEMS", "0", "min_usable_items"),
     ],
 )
 def test_rejects_bad_values_with_the_field_name(

@@ -84,3 +84,11 @@ def test_bad_options_and_inputs_are_explained(checkpoint: Path, tmp_path: Path) 
     (tmp_path / "junk.mar").write_text("not a zip")
     with pytest.raises(ArchiveError, match="not a TorchServe model archive"):
         read_manifest(tmp_path / "junk.mar")
+
+
+@pytest.mark.parametrize("bad", ["1\n", "../1", "", "a/b", "x" * 65, "a\x00"])
+def test_export_refuses_names_and_versions_that_are_not_ids(bad: str) -> None:
+    with pytest.raises(ArchiveError, match="cannot be used"):
+        ExportOptions(version=bad)
+    with pytest.raises(ArchiveError, match="cannot be used"):
+        ExportOptions(name=bad, version="1")

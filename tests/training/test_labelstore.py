@@ -18,10 +18,11 @@ from PIL import Image
 
 from schemas.codec import encode
 from schemas.messages import PseudoLabel, ReviewDecision
-from schemas.settings import TopicSettings
+from schemas.settings import Settings, StoreSettings, TopicSettings
 from training.data.registry import load_split
 from training.data.sample import DataError, Sample
 from training.labelstore import (
+    ImageError,
     ImageHashMismatchError,
     LabelRecord,
     LabelStore,
@@ -82,8 +83,8 @@ A, B, C = "a" * 64, "b" * 64, "c" * 64
 @pytest.fixture(params=["local", "memory"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> LabelStore:
     if request.param == "local":
-        return LabelStore(str(tmp_path / "labels"))
-    return LabelStore(f"memory://{uuid.uuid4().hex}/labels")
+        return LabelStore(str(tmp_path / "labels"), keep_image_bytes=True)
+    return LabelStore(f"memory://{uuid.uuid4().hex}/labels", keep_image_bytes=True)
 
 
 def labels(store: LabelStore, **kwargs: object) -> dict[str, tuple[str, int, str]]:
@@ -123,7 +124,7 @@ def test_redelivery_and_compaction_change_nothing(store: LabelStore) -> None:
     assert compacted.records == 3
     assert store.read().equals(before)
     assert len(store.snapshot().commits) == 1
-    assert store.vacuum(grace_s=0) == 2
+    assert store.vacuum(grace_s=0).commits == 2
     assert store.read().equals(before)
 
 
@@ -177,22 +178,28 @@ def test_images_are_content_addressed_and_checked(store: LabelStore) -> None:
     blob = store.put_image(data, sha(data))
     assert blob == f"blobs/{sha(data)[:2]}/{sha(data)}"
     assert store.put_image(data, sha(data)) == blob
-    assert store.image_bytes(blob, None) == data
+    assert store.image_bytes(blob, None, sha256=sha(data)) == data
     with pytest.raises(ImageHashMismatchError, match="must hash the bytes"):
         store.put_image(data, "0" * 64)
-    with pytest.raises(StoreError, match="no image"):
-        store.image_bytes(None, None)
+    with pytest.raises(ImageError, match="without bytes or URI") as nothing:
+        store.image_bytes(None, None, sha256=sha(data))
+    assert nothing.value.reason == "no_image"
 
 
-def test_without_keep_image_bytes_no_pixels_are_stored(tmp_path: Path) -> None:
-    store = LabelStore(str(tmp_path / "labels"), keep_image_bytes=False)
-    data = png(2)
-    assert store.put_image(data, sha(data)) is None
+def test_no_pixels_are_stored_unless_retention_is_opted_in(tmp_path: Path) -> None:
+    assert StoreSettings().keep_image_bytes is False
+    for store in (
+        LabelStore(str(tmp_path / "labels")),
+        LabelStore.from_settings(Settings(store=StoreSettings(url=str(tmp_path / "labels")))),
+    ):
+        assert store.keep_image_bytes is False
+        data = png(2)
+        assert store.put_image(data, sha(data)) is None
     assert not (tmp_path / "labels" / "blobs").exists()
 
 
 def test_intake_turns_messages_into_records_and_rejects_bad_ones(tmp_path: Path) -> None:
-    store = LabelStore(str(tmp_path / "labels"))
+    store = LabelStore(str(tmp_path / "labels"), keep_image_bytes=True)
     data = png(3)
     message = PseudoLabel(
         image_b64=base64.b64encode(data).decode(),
@@ -210,7 +217,7 @@ def test_intake_turns_messages_into_records_and_rejects_bad_ones(tmp_path: Path)
     assert (record.origin, record.generator, record.label_b) == (Origin.PSEUDO, "sd3", 3)
     assert record.confidence == pytest.approx(0.91)
     assert record.image_blob is not None
-    assert store.image_bytes(record.image_blob, None) == data
+    assert store.image_bytes(record.image_blob, None, sha256=sha(data)) == data
 
     with pytest.raises(RejectedRecordError) as bad_json:
         to_record(store, TOPICS, TOPICS.review_decisions, b"{not json", stored_at=T0)
@@ -240,7 +247,7 @@ def test_a_review_decision_with_another_generator_list_keeps_the_name(tmp_path: 
 @pytest.fixture
 def filled(tmp_path: Path) -> LabelStore:
     """A store of 40 images with blobs: 30 pseudo-labelled, 10 of them also by a person."""
-    store = LabelStore(str(tmp_path / "labels"))
+    store = LabelStore(str(tmp_path / "labels"), keep_image_bytes=True)
     records = []
     for i in range(40):
         data = png(i)

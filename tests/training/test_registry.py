@@ -10,12 +10,21 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from schemas.labels import GENERATORS
 from training.gate import decide, flatten_metrics
 from training.labelstore import LabelRecord, Origin
 from training.labelstore.records import to_table
-from training.registry import ModelVersion, Registry, RegistryError, ServiceEvent, read_lineage
+from training.registry import (
+    ModelVersion,
+    Registry,
+    RegistryError,
+    ServiceEvent,
+    check_id,
+    read_lineage,
+)
 from training.selection import select_pseudo_labels
 
 pytestmark = pytest.mark.unit
@@ -23,10 +32,12 @@ pytestmark = pytest.mark.unit
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def fake_archive(path: Path, version: str, weights: bytes = b"w") -> Path:
+def fake_archive(
+    path: Path, version: str, weights: bytes = b"w", *, name: str = "detector"
+) -> Path:
     """A .mar with a manifest and a flat checkpoint directory (no model inside)."""
     with zipfile.ZipFile(path, "w") as archive:
-        manifest = {"model": {"modelName": "detector", "modelVersion": version}}
+        manifest = {"model": {"modelName": name, "modelVersion": version}}
         archive.writestr("MAR-INF/MANIFEST.json", json.dumps(manifest))
         archive.writestr("checkpoint/config.json", json.dumps({"version": version}))
         archive.writestr("checkpoint/model.safetensors", weights)
@@ -55,7 +66,7 @@ def test_versions_are_recorded_once_and_numbered_upwards(tmp_path: Path) -> None
         registry.record(ModelVersion(version="1", name="detector", status="registered"))
     with pytest.raises(RegistryError, match="not in the registry"):
         registry.get("3")
-    with pytest.raises(RegistryError, match="cannot be recorded"):
+    with pytest.raises(RegistryError, match="cannot be used"):
         registry.record(ModelVersion(version="../x", name="detector", status="registered"))
 
 
@@ -183,3 +194,104 @@ def test_selection_applies_threshold_caps_and_hold_out_exclusion() -> None:
         "class.real": 1,
         "class.sdxl": 2,
     }
+
+
+HOSTILE_IDS = [
+    "../x",
+    "../../victim",
+    "/abs",
+    "/tmp",
+    "a/b",
+    "a\\b",
+    "..",
+    ".",
+    "",
+    "x" * 200,
+    "a\x00b",
+    "1\n",
+    "-1",
+    ".hidden",
+    "~",
+    "1 2",
+]
+
+
+def tree(root: Path, *, skip: Path) -> dict[str, bytes]:
+    """Every file under ``root`` but those under ``skip``, with its content."""
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and skip not in p.parents
+    }
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    """A victim directory beside the registry, and a valid record where ``../..`` would lead."""
+    victim = tmp_path / "outer" / "victim"
+    victim.mkdir(parents=True)
+    (victim / "keep.txt").write_text("mine")
+    planted = ModelVersion(version="1", name="detector", status="registered")
+    (tmp_path / "outer" / "inner").mkdir()
+    (tmp_path / "outer" / "inner" / "planted.json").write_text(planted.model_dump_json())
+    return tmp_path
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_IDS)
+def test_no_version_or_name_reaches_outside_the_registry(outside: Path, hostile: str) -> None:
+    root = outside / "outer" / "inner" / "registry"
+    registry = Registry(root)
+    registry.add_archive(fake_archive(outside / "good.mar", "1"))
+    bad_version = fake_archive(outside / "bad-version.mar", hostile)
+    bad_name = fake_archive(outside / "bad-name.mar", "2", name=hostile)
+    good = fake_archive(outside / "ok.mar", "4")
+    before = tree(outside, skip=root)
+    registry_before = tree(root, skip=root / "nothing")
+
+    attempts = {
+        "get": lambda: registry.get(hostile),
+        "get planted": lambda: registry.get("../../planted"),
+        "checkpoint_dir": lambda: registry.checkpoint_dir(hostile),
+        "record version": lambda: registry.record(
+            ModelVersion(version=hostile, name="detector", status="registered"), replace=True
+        ),
+        "record name": lambda: registry.record(
+            ModelVersion(version="3", name=hostile, status="registered")
+        ),
+        "add_archive version": lambda: registry.add_archive(bad_version),
+        "add_archive name": lambda: registry.add_archive(bad_name),
+        "add_archive parent": lambda: registry.add_archive(good, parent=hostile),
+        "log_event": lambda: registry.log_event(event("set-default", hostile, 0)),
+    }
+    for entry, attempt in attempts.items():
+        with pytest.raises(RegistryError, match="cannot be used"):
+            attempt()
+        assert (outside / "outer" / "victim" / "keep.txt").read_text() == "mine", entry
+
+    assert tree(outside, skip=root) == before
+    assert tree(root, skip=root / "nothing") == registry_before
+    assert [v.version for v in registry.versions()] == ["1"]
+
+
+def test_a_version_that_is_not_a_valid_id_is_named_in_a_readable_error(tmp_path: Path) -> None:
+    with pytest.raises(RegistryError) as caught:
+        Registry(tmp_path).get("x" * 200)
+    message = str(caught.value)
+    assert "x" * 64 + "'..." in message
+    assert "x" * 65 not in message
+    assert "letters, digits" in message
+
+
+@given(st.text(max_size=80))
+def test_every_accepted_id_is_one_file_name_inside_the_registry(value: str) -> None:
+    root = Path("/registry")
+    try:
+        check_id(value)
+    except RegistryError:
+        return
+    path = Registry(root).checkpoint_dir(value)
+    assert path.parent == root / "checkpoints"
+    assert path.name == value
+    assert value not in (".", "..")
+    assert "/" not in value
+    assert "\x00" not in value

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
-from schemas.limits import MAX_INLINE_IMAGE_BYTES
+from schemas.limits import MAX_DLQ_MESSAGE_BYTES, MAX_INLINE_IMAGE_BYTES, MAX_MESSAGE_BYTES
 from schemas.settings import KafkaSettings, Settings
 from worker import kafka
 
@@ -44,3 +45,51 @@ def test_topic_limits_fit_the_largest_messages() -> None:
     # The largest inline image as base64, and a dead letter that holds a whole images record.
     assert images > MAX_INLINE_IMAGE_BYTES * 4 // 3
     assert dlq > images * 4 // 3
+
+
+def test_topics_holding_captions_and_images_get_a_retention() -> None:
+    settings = Settings()
+    day_ms = 24 * 3600 * 1000
+    retention = {
+        name: kafka.topic_configs(settings, name).get("retention.ms")
+        for name in settings.topics.all()
+    }
+    assert retention == {
+        settings.topics.images: None,
+        settings.topics.verdicts: None,
+        settings.topics.review: str(7 * day_ms),
+        settings.topics.review_decisions: None,
+        settings.topics.pseudo_labels: str(7 * day_ms),
+        settings.topics.dlq: str(14 * day_ms),
+    }
+
+
+def test_retention_follows_the_settings_and_the_topic_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AIGIS_KAFKA__REVIEW_RETENTION_MS", "3600000")
+    monkeypatch.setenv("AIGIS_KAFKA__PSEUDO_LABELS_RETENTION_MS", "-1")
+    monkeypatch.setenv("AIGIS_KAFKA__DLQ_RETENTION_MS", "60000")
+    monkeypatch.setenv("AIGIS_TOPICS__REVIEW", "team.review")
+    settings = Settings()
+    assert kafka.topic_configs(settings, "team.review") == {
+        "max.message.bytes": str(MAX_MESSAGE_BYTES),
+        "retention.ms": "3600000",
+    }
+    assert kafka.topic_configs(settings, "aigis.review") == {
+        "max.message.bytes": str(MAX_MESSAGE_BYTES)
+    }
+    assert kafka.topic_configs(settings, settings.topics.pseudo_labels)["retention.ms"] == "-1"
+    assert kafka.topic_configs(settings, settings.topics.dlq) == {
+        "max.message.bytes": str(MAX_DLQ_MESSAGE_BYTES),
+        "retention.ms": "60000",
+    }
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "59999", "7d", "1e400", ""])
+def test_a_retention_that_would_drop_everything_or_is_not_a_number_is_refused(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("AIGIS_KAFKA__REVIEW_RETENTION_MS", value)
+    with pytest.raises(ValidationError, match="review_retention_ms"):
+        Settings()

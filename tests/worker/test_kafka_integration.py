@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
+from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.structs import OffsetAndMetadata
 
@@ -124,6 +125,34 @@ def test_ensure_topics_is_idempotent(
     finally:
         kafka.delete_topics(kafka_ready, [name])
     kafka.delete_topics(kafka_ready, [name])  # deleting a missing topic is not an error
+
+
+def test_created_topics_carry_the_retention_of_the_settings(
+    kafka_ready: Settings, make_group_id: Callable[[], str]
+) -> None:
+    base = make_group_id().replace("test-group", "test.retention")
+    topics = kafka_ready.topics.model_copy(
+        update={"review": f"{base}.review", "dlq": f"{base}.dlq", "images": f"{base}.images"}
+    )
+    limits = kafka_ready.kafka.model_copy(update={"review_retention_ms": 3_600_000})
+    settings = kafka_ready.model_copy(update={"topics": topics, "kafka": limits})
+    names = [topics.review, topics.dlq, topics.images]
+    try:
+        assert sorted(kafka.ensure_topics(settings, names, partitions=1)) == sorted(names)
+        client = kafka.admin(settings)
+        try:
+            described = client.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
+            )["topic"]
+        finally:
+            client.close()
+        assert described[topics.review]["retention.ms"]["value"] == "3600000"
+        assert described[topics.dlq]["retention.ms"]["value"] == str(14 * 24 * 3600 * 1000)
+        # The images topic is not given one: it keeps whatever the broker's default is.
+        own = described[topics.images].get("retention.ms", {}).get("config_source")
+        assert own != "DYNAMIC_TOPIC_CONFIG"
+    finally:
+        kafka.delete_topics(settings, names)
 
 
 def test_dev_up_created_the_design_topics(kafka_ready: Settings) -> None:

@@ -115,6 +115,7 @@ def sink_settings(
         update={
             "url": str(tmp_path / "labels"),
             "group_id": make_group_id(),
+            "keep_image_bytes": True,  # opted in: the tests read the kept bytes back
             "flush_records": 8,
             "flush_interval_s": 0.3,
             "compact_after": 3,
@@ -131,6 +132,7 @@ def sink_env(settings: Settings, **store: str) -> dict[str, str]:
         **os.environ,
         "AIGIS_STORE__URL": str(settings.store.url),
         "AIGIS_STORE__GROUP_ID": settings.store.group_id,
+        "AIGIS_STORE__KEEP_IMAGE_BYTES": str(settings.store.keep_image_bytes).lower(),
         "AIGIS_TOPICS__PSEUDO_LABELS": settings.topics.pseudo_labels,
         "AIGIS_TOPICS__REVIEW_DECISIONS": settings.topics.review_decisions,
         "AIGIS_TOPICS__DLQ": settings.topics.dlq,
@@ -176,7 +178,8 @@ def test_the_sink_stores_one_label_per_image_and_a_review_overrides(
         pytest.approx(0.99),
     )
     assert all(
-        store.image_bytes(r["image_blob"], None) == images[0] for r in [rows[sha(images[0])]]
+        store.image_bytes(r["image_blob"], None, sha256=sha(images[0])) == images[0]
+        for r in [rows[sha(images[0])]]
     )
     letters = [decode(DeadLetter, v) for v in read_all(sink_settings, topics.dlq, expected=2)]
     assert sorted(letter.reason for letter in letters) == ["image_hash_mismatch", "not_json"]

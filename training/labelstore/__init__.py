@@ -14,24 +14,23 @@ Importing this package registers the ``labels://`` reader with ``training.data``
 """
 
 from training.labelstore import reader as _reader  # noqa: F401 (registers the reader)
+from training.labelstore.blobs import blob_path
+from training.labelstore.commits import Commit, Snapshot
+from training.labelstore.errors import IMAGE_REASONS, ImageError, ImageHashMismatchError, StoreError
 from training.labelstore.records import SCHEMA, LabelRecord, Origin
-from training.labelstore.store import (
-    Commit,
-    ImageHashMismatchError,
-    LabelStore,
-    Snapshot,
-    StoreError,
-    blob_path,
-)
+from training.labelstore.store import LabelStore, Vacuumed
 
 __all__ = [
+    "IMAGE_REASONS",
     "SCHEMA",
     "Commit",
+    "ImageError",
     "ImageHashMismatchError",
     "LabelRecord",
     "LabelStore",
     "Origin",
     "Snapshot",
     "StoreError",
+    "Vacuumed",
     "blob_path",
 ]

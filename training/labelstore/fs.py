@@ -69,6 +69,30 @@ class StoreFS:
         names = (posixpath.basename(str(entry).rstrip("/")) for entry in entries)
         return sorted(name for name in names if not name.startswith("."))
 
+    def find(self, relative: str) -> dict[str, dict[str, Any]]:
+        """Every file below a directory, by path relative to the root, with fsspec's info."""
+        try:
+            found = self.fs.find(self.path(relative), detail=True)
+        except FileNotFoundError:
+            return {}
+        prefix = self.root.strip("/")
+        prefix = f"{prefix}/" if prefix else ""
+        return {
+            str(path).lstrip("/").removeprefix(prefix): info
+            for path, info in found.items()
+            if str(path).lstrip("/").startswith(prefix)
+        }
+
+    def touch(self, relative: str) -> bool:
+        """Mark an existing local file as written now; False when it is missing or not local."""
+        if not self.local:
+            return False
+        try:
+            os.utime(self.path(relative))
+        except FileNotFoundError:
+            return False
+        return True
+
     def remove(self, relative: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(self.path(relative))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 from urllib.parse import parse_qs
 
 import pyarrow as pa
@@ -22,8 +22,9 @@ from schemas.labels import GENERATORS
 from training.data.registry import Reader, register_reader
 from training.data.sample import DataError, LazySamples, Sample
 from training.data.splits import hashed_split
+from training.labelstore.errors import ImageError, StoreError
 from training.labelstore.records import Origin
-from training.labelstore.store import LabelStore, StoreError
+from training.labelstore.store import LabelStore
 
 PREFIX: Final[str] = "labels://"
 _ORIGINS: Final[dict[str, Origin | None]] = {
@@ -109,35 +110,55 @@ class StoreSource:
         return samples_of(self._store, part, self._generators, spec=self._spec)
 
 
+RECORD_COLUMNS: Final[tuple[str, ...]] = (
+    "image_sha256",
+    "label_a",
+    "generator",
+    "caption",
+    "image_blob",
+    "image_uri",
+)
+"""The columns :func:`record_image` and :func:`record_sample` read from a row."""
+
+
 def samples_of(
     store: LabelStore, table: pa.Table, generators: Sequence[str], *, spec: str
 ) -> Sequence[Sample]:
     """The records of ``table`` as Samples (images read from ``store`` on access).
 
-    ``label_b`` indexes ``generators``, which must name every record's generator. A missing
-    or unreadable image raises DataError naming ``spec`` and the image hash.
+    ``label_b`` indexes ``generators``, which must name every record's generator. An image that
+    is missing, unreadable, too large or not the one labelled (its bytes do not hash to the
+    record's ``image_sha256``) raises DataError naming ``spec``, the image hash and the reason.
     """
-    rows = table.select(
-        ["image_sha256", "label_a", "generator", "caption", "image_blob", "image_uri"]
-    )
-    records = rows.to_pylist()
-    names = list(generators)
+    records = table.select(list(RECORD_COLUMNS)).to_pylist()
 
     def sample(index: int) -> Sample:
         row = records[index]
         try:
-            image = store.image_bytes(_text(row["image_blob"]), _text(row["image_uri"]))
-        except StoreError as err:
-            raise DataError(f"image {row['image_sha256']}: {err}", spec) from None
-        return Sample(
-            image=image,
-            caption=_text(row["caption"]),
-            label_a=int(row["label_a"]),
-            label_b=names.index(str(row["generator"])),
-            sha256=str(row["image_sha256"]),
-        )
+            image = record_image(store, row)
+        except ImageError as err:
+            raise DataError(f"{err.reason}: {err}", spec) from None
+        return record_sample(row, image, generators)
 
     return LazySamples(len(records), sample)
+
+
+def record_image(store: LabelStore, row: dict[str, Any]) -> bytes:
+    """The checked bytes of a row's image (:meth:`LabelStore.image_bytes`); raises ImageError."""
+    return store.image_bytes(
+        _text(row["image_blob"]), _text(row["image_uri"]), sha256=str(row["image_sha256"])
+    )
+
+
+def record_sample(row: dict[str, Any], image: bytes, generators: Sequence[str]) -> Sample:
+    """A row of :data:`RECORD_COLUMNS` and its image as a Sample labelled on ``generators``."""
+    return Sample(
+        image=image,
+        caption=_text(row["caption"]),
+        label_a=int(row["label_a"]),
+        label_b=list(generators).index(str(row["generator"])),
+        sha256=str(row["image_sha256"]),
+    )
 
 
 def _text(value: object) -> str | None:

@@ -12,18 +12,18 @@ so a crash at any point leaves either no trace a reader sees or a complete shard
 unique names, so several writers never conflict; duplicates they may create are removed on read
 (:func:`training.labelstore.dedupe.latest_labels`). Compaction rewrites the live shards into one
 and marks their commits superseded; vacuum deletes what compaction superseded once no reader can
-still be using it.
+still be using it, and the blobs no remaining record names.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import json
+import re
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -32,8 +32,12 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from schemas.errors import AigisError
+from schemas.settings import FetchSettings, WorkerSettings
+from training.labelstore.blobs import blob_path, unreferenced_blobs
+from training.labelstore.commits import Commit, Snapshot, live_commits
 from training.labelstore.dedupe import latest_labels
+from training.labelstore.errors import ImageError, ImageHashMismatchError, StoreError
+from training.labelstore.fetch import FetchError, fetch_image
 from training.labelstore.fs import StoreFS
 from training.labelstore.records import FORMAT_VERSION, SCHEMA, LabelRecord, Origin, to_table
 
@@ -43,90 +47,52 @@ if TYPE_CHECKING:
 COMMITS: Final[str] = "_commits"
 SNAPSHOTS: Final[str] = "_snapshots"
 SHARDS: Final[str] = "shards"
-BLOBS: Final[str] = "blobs"
 
 _READ_ATTEMPTS: Final[int] = 3
-
-
-class StoreError(AigisError):
-    """The label store cannot be read or written as asked; ``url`` names the store."""
-
-    def __init__(self, detail: str, url: str) -> None:
-        self.url = url
-        super().__init__(f"label store {url}: {detail}")
-
-
-class ImageHashMismatchError(StoreError):
-    """Image bytes do not hash to the SHA-256 their message claims; the record is not stored."""
+_SHA256: Final[re.Pattern[str]] = re.compile(r"[0-9a-f]{64}")
+_WORKER: Final[WorkerSettings] = WorkerSettings()
+_FETCH: Final[FetchSettings] = FetchSettings()
 
 
 @dataclass(frozen=True)
-class Commit:
-    """One manifest of the commit log."""
+class Vacuumed:
+    """What one vacuum deleted."""
 
-    name: str
-    kind: str
-    """``append`` (new records) or ``compact`` (a rewrite of the commits in ``supersedes``)."""
-    shards: tuple[str, ...]
-    records: int
-    created_at: str
-    supersedes: tuple[str, ...] = ()
-    format_version: int = FORMAT_VERSION
-
-    def to_json(self) -> bytes:
-        return json.dumps(asdict(self), indent=1).encode()
-
-    @classmethod
-    def from_json(cls, data: bytes) -> Commit:
-        raw = json.loads(data)
-        return cls(
-            **{**raw, "shards": tuple(raw["shards"]), "supersedes": tuple(raw["supersedes"])}
-        )
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """The set of commits live at one moment; ``id`` names that set and nothing else."""
-
-    id: str
-    commits: tuple[str, ...]
-    shards: tuple[str, ...]
-    taken_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
-
-    def to_json(self) -> bytes:
-        return json.dumps(asdict(self), indent=1).encode()
-
-    @classmethod
-    def from_json(cls, data: bytes) -> Snapshot:
-        raw = json.loads(data)
-        return cls(
-            id=raw["id"],
-            commits=tuple(raw["commits"]),
-            shards=tuple(raw["shards"]),
-            taken_at=raw["taken_at"],
-        )
+    commits: int
+    blobs: int
 
 
 class LabelStore:
     """Read and write one label store. Cheap to create; holds no open files between calls.
 
-    ``keep_image_bytes`` off stores no blobs: records keep only the image hash and URI.
+    ``keep_image_bytes`` off (the default) stores no blobs: records keep only the image
+    hash and URI. Images read back through a URI are bounded by ``max_image_bytes`` and
+    ``fetch_timeout_s`` (``worker.max_image_bytes`` and ``fetch.timeout_s``, by default).
     """
 
     def __init__(
         self,
         url: str,
         *,
-        keep_image_bytes: bool = True,
+        keep_image_bytes: bool = False,
+        max_image_bytes: int = _WORKER.max_image_bytes,
+        fetch_timeout_s: float = _FETCH.timeout_s,
         storage_options: dict[str, Any] | None = None,
     ) -> None:
         self.url = url
         self.keep_image_bytes = keep_image_bytes
+        self.max_image_bytes = max_image_bytes
+        self.fetch_timeout_s = fetch_timeout_s
         self._fs = StoreFS(url, storage_options)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LabelStore:
-        return cls(settings.store_url, keep_image_bytes=settings.store.keep_image_bytes)
+        return cls(
+            settings.store_url,
+            keep_image_bytes=settings.store.keep_image_bytes,
+            max_image_bytes=settings.worker.max_image_bytes,
+            fetch_timeout_s=settings.fetch.timeout_s,
+        )
 
     def exists(self) -> bool:
         """Whether anything has been committed at this URL (a cheap listing)."""
@@ -142,15 +108,15 @@ class LabelStore:
         """
         if not self.keep_image_bytes:
             return None
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != sha256:
-            raise ImageHashMismatchError(
-                f"the image bytes hash to {actual}, not to the image_sha256 {sha256} of their "
-                "message; the producer of the message must hash the bytes it sends",
-                self.url,
-            )
+        self._check_hash(
+            data,
+            sha256,
+            "of their message; the producer of the message must hash the bytes it sends",
+        )
         relative = blob_path(sha256)
-        if not self._fs.exists(relative):
+        # A blob kept already is marked as written now (or written again): vacuum spares blobs
+        # younger than its grace, and a record about to name this one may not be committed yet.
+        if not self._fs.touch(relative):
             self._fs.write_atomic(relative, data)
         return relative
 
@@ -209,7 +175,7 @@ class LabelStore:
 
     def snapshot(self, *, pin: bool = False) -> Snapshot:
         """The live commits now. ``pin`` records it so that vacuum keeps its shards."""
-        live = _live(self.commits())
+        live = live_commits(self.commits())
         names = tuple(sorted(c.name for c in live))
         digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
         snapshot = Snapshot(
@@ -265,35 +231,74 @@ class LabelStore:
             table = table.filter(pc.equal(table["origin"], origin.value))
         return table
 
-    def _read_shards(self, shards: Sequence[str]) -> pa.Table:
+    def _read_shards(self, shards: Sequence[str], columns: list[str] | None = None) -> pa.Table:
         if not shards:
-            return SCHEMA.empty_table()
+            return SCHEMA.empty_table().select(columns or SCHEMA.names)
         paths = [self._fs.path(shard) for shard in shards]
         filesystem: Any = None if self._fs.local else self._fs.fs
         try:
             dataset = ds.dataset(paths, schema=SCHEMA, format="parquet", filesystem=filesystem)
-            return dataset.to_table()
+            return dataset.to_table(columns=columns)
         except pa.ArrowInvalid as exc:
             raise StoreError(f"a shard is not valid Parquet ({exc})", self.url) from None
 
-    def image_bytes(self, image_blob: str | None, image_uri: str | None) -> bytes:
-        """The bytes of a record's image: its blob when kept, else what its URI points to.
+    def image_bytes(self, image_blob: str | None, image_uri: str | None, *, sha256: str) -> bytes:
+        """The bytes of the record's image ``sha256``: its blob when kept, else its URI's.
 
-        Raises StoreError when the record has neither or the image cannot be read.
+        Checked before they are returned: at most ``max_image_bytes``, and hashing to
+        ``sha256``, so an image replaced behind its URI since it was labelled is refused.
+        Raises ImageError with a ``reason`` (see :data:`~training.labelstore.errors.IMAGE_REASONS`).
         """
-        try:
-            if image_blob:
-                return self._fs.read(image_blob)
-            if image_uri:
-                return _fetch_uri(image_uri)
-        except (OSError, ValueError) as exc:
-            where = image_blob or image_uri
-            raise StoreError(f"cannot read image {where} ({exc})", self.url) from None
-        raise StoreError(
-            "the record has no image (stored with keep_image_bytes off and no URI); "
-            "it can be used for hold-out exclusion but not for training",
-            self.url,
+        if not _SHA256.fullmatch(sha256):
+            raise ImageError(
+                "invalid_record",
+                f"image hash {sha256[:80]!r} is not a SHA-256 hex digest",
+                self.url,
+            )
+        if image_blob:
+            # Content-addressed: the path is the hash's, whatever the record's column says.
+            try:
+                data = self._fs.read(blob_path(sha256))
+            except (OSError, ValueError) as exc:
+                raise ImageError(
+                    "missing_blob", f"the kept bytes of image {sha256} are gone ({exc})", self.url
+                ) from None
+        elif image_uri:
+            try:
+                data = fetch_image(
+                    image_uri, max_bytes=self.max_image_bytes, timeout_s=self.fetch_timeout_s
+                )
+            except FetchError as err:
+                shown = _shown(image_uri)
+                detail = err.detail.replace(image_uri, shown)
+                raise ImageError(
+                    err.reason, f"image {sha256} at {shown}: {detail}", self.url
+                ) from None
+        else:
+            raise ImageError(
+                "no_image",
+                f"image {sha256} was stored without bytes or URI (keep_image_bytes off); it can "
+                "be used for hold-out exclusion but not for training",
+                self.url,
+            )
+        if len(data) > self.max_image_bytes:
+            raise ImageError(
+                "image_too_large", f"image {sha256} is over {self.max_image_bytes} bytes", self.url
+            )
+        self._check_hash(
+            data,
+            sha256,
+            "it was labelled under: the image changed since, so its label does not apply",
         )
+        return data
+
+    def _check_hash(self, data: bytes, sha256: str, consequence: str) -> None:
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != sha256:
+            raise ImageHashMismatchError(
+                f"the image bytes hash to {actual}, not to the image_sha256 {sha256} {consequence}",
+                self.url,
+            )
 
     # -- maintenance ---------------------------------------------------------------------------
 
@@ -309,16 +314,17 @@ class LabelStore:
         table = self.read(snapshot)
         return self._commit_table(table, kind="compact", supersedes=snapshot.commits)
 
-    def vacuum(self, *, grace_s: float = 3600.0) -> int:
-        """Delete commits superseded more than ``grace_s`` ago and their shards; return how many.
+    def vacuum(self, *, grace_s: float = 3600.0) -> Vacuumed:
+        """Delete commits superseded more than ``grace_s`` ago and their shards, then the blobs
+        no remaining record names that were written more than ``grace_s`` ago.
 
-        Shards of pinned snapshots stay. A commit is deleted only after every commit it
-        supersedes is, so a crash mid-vacuum never brings a superseded commit back to life.
+        Shards of pinned snapshots, and the blobs their records name, stay. A commit is deleted
+        only after every commit it supersedes is, so a crash mid-vacuum never brings a
+        superseded commit back to life.
         """
         commits = {c.name: c for c in self.commits()}
-        kept_shards = {s for c in _live(commits.values()) for s in c.shards}
-        for snapshot_id in self.pinned():
-            kept_shards.update(self.open_snapshot(snapshot_id).shards)
+        pinned = {s for name in self.pinned() for s in self.open_snapshot(name).shards}
+        kept_shards = {s for c in live_commits(commits.values()) for s in c.shards} | pinned
         cutoff = datetime.now(UTC).timestamp() - grace_s
         superseded_at: dict[str, float] = {}
         for commit in commits.values():
@@ -342,32 +348,23 @@ class LabelStore:
                 del commits[name]
                 removed += 1
                 progress = True
-        return removed
+        shards = {s for c in commits.values() for s in c.shards} | pinned
+        return Vacuumed(removed, self._vacuum_blobs(shards, cutoff))
 
-
-def blob_path(sha256: str) -> str:
-    """Where the bytes of the image ``sha256`` live, relative to the store root."""
-    return f"{BLOBS}/{sha256[:2]}/{sha256}"
-
-
-def _live(commits: Iterable[Commit]) -> list[Commit]:
-    commits = list(commits)
-    superseded = {name for c in commits for name in c.supersedes}
-    return [c for c in commits if c.name not in superseded]
-
-
-def _fetch_uri(uri: str) -> bytes:
-    if uri.startswith(("http://", "https://")):
-        import httpx
-
+    def _vacuum_blobs(self, shards: set[str], cutoff: float) -> int:
+        """Delete blobs no record of ``shards`` names, written before ``cutoff``."""
         try:
-            response = httpx.get(uri, timeout=30.0, follow_redirects=True)
-            response.raise_for_status()
-        except httpx.HTTPError as exc:
-            raise OSError(str(exc)) from None
-        return response.content
-    import fsspec
+            table = self._read_shards(sorted(shards), columns=["image_sha256", "image_blob"])
+        except (FileNotFoundError, StoreError):
+            return 0  # a concurrent vacuum removed a shard: leave the blobs to the next one
+        named = pc.is_valid(table["image_blob"])
+        referenced = {blob_path(sha) for sha in table.filter(named)["image_sha256"].to_pylist()}
+        stale = unreferenced_blobs(self._fs, referenced, cutoff)
+        for relative in stale:
+            self._fs.remove(relative)
+        return len(stale)
 
-    with fsspec.open(uri, "rb") as handle:
-        data: bytes = handle.read()
-        return data
+
+def _shown(uri: str) -> str:
+    """``uri`` without its query and fragment, where signed URLs keep their signatures."""
+    return uri.split("?", 1)[0].split("#", 1)[0]
