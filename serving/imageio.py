@@ -18,7 +18,7 @@ from typing import Final
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from schemas.limits import MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE
+from schemas.limits import MAX_IMAGE_ASPECT_RATIO, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE
 from serving.errors import ImageError
 
 __all__ = ["MAX_IMAGE_BYTES", "ImageError", "decode_image", "probe_image"]
@@ -60,7 +60,11 @@ def _formats() -> tuple[str, ...]:
 
 
 def probe_image(
-    data: bytes, *, max_bytes: int = MAX_IMAGE_BYTES, max_pixels: int = MAX_IMAGE_PIXELS
+    data: bytes,
+    *,
+    max_bytes: int = MAX_IMAGE_BYTES,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+    max_aspect_ratio: float = MAX_IMAGE_ASPECT_RATIO,
 ) -> tuple[str, int, int]:
     """Read only the header of ``data``: its format and its displayed width and height.
 
@@ -68,7 +72,9 @@ def probe_image(
     means the image is of a known format and size (not that every byte of it decodes).
     Raises ImageError.
     """
-    image = _open(data, max_bytes=max_bytes, max_pixels=max_pixels)
+    image = _open(
+        data, max_bytes=max_bytes, max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio
+    )
     with image:
         width, height = image.size
         if _orientation(image) in _SIDES_SWAPPED:
@@ -77,14 +83,20 @@ def probe_image(
 
 
 def decode_image(
-    data: bytes, *, max_bytes: int = MAX_IMAGE_BYTES, max_pixels: int = MAX_IMAGE_PIXELS
+    data: bytes,
+    *,
+    max_bytes: int = MAX_IMAGE_BYTES,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+    max_aspect_ratio: float = MAX_IMAGE_ASPECT_RATIO,
 ) -> Image.Image:
     """Decode ``data`` into an upright RGB image.
 
     Transparent pixels are composited on white; 16-bit images are scaled to 8 bits; only the
     first frame of an animation is read; EXIF orientation is applied. Raises ImageError.
     """
-    image = _open(data, max_bytes=max_bytes, max_pixels=max_pixels)
+    image = _open(
+        data, max_bytes=max_bytes, max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio
+    )
     with image:
         try:
             image.seek(0)
@@ -99,7 +111,7 @@ def decode_image(
     return rgb if method is None else rgb.transpose(method)
 
 
-def _open(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
+def _open(data: bytes, *, max_bytes: int, max_pixels: int, max_aspect_ratio: float) -> Image.Image:
     if not data:
         raise ImageError("empty_image", "the image is empty (0 bytes); send the image file's bytes")
     if len(data) > max_bytes:
@@ -126,11 +138,11 @@ def _open(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
         ) from None
     except Exception as exc:  # a malformed header can raise anything from a plugin
         raise _decode_error(exc) from None
-    _check_size(image, max_pixels)
+    _check_size(image, max_pixels, max_aspect_ratio)
     return image
 
 
-def _check_size(image: Image.Image, max_pixels: int) -> None:
+def _check_size(image: Image.Image, max_pixels: int, max_aspect_ratio: float) -> None:
     width, height = image.size
     if width <= 0 or height <= 0:
         image.close()
@@ -148,6 +160,15 @@ def _check_size(image: Image.Image, max_pixels: int) -> None:
             "decompression_bomb",
             f"the image declares {width}x{height} = {width * height} pixels, over the limit of "
             f"{max_pixels}; it was not decoded (send a downscaled copy if it is a real image)",
+        )
+    long_side, short_side = max(width, height), min(width, height)
+    if long_side > max_aspect_ratio * short_side:
+        image.close()
+        raise ImageError(
+            "extreme_aspect_ratio",
+            f"the image is {width}x{height}: its long side is {long_side / short_side:.0f} times "
+            f"its short side, over the limit of {max_aspect_ratio:g}; it was not decoded "
+            "(crop it to the part that matters)",
         )
 
 

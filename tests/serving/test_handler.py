@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import zipfile
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+from PIL import Image
 from ts.context import Context, RequestProcessor
 
 from serving.torchserve.handler import DetectorHandler
@@ -63,6 +65,12 @@ def _item(image: bytes, caption: str | None = None) -> dict[str, str]:
     if caption is not None:
         item["caption"] = caption
     return item
+
+
+def _png_of(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def test_one_object_gets_one_object_and_a_list_gets_a_list_in_order(
@@ -136,6 +144,7 @@ def test_each_bad_item_gets_its_own_error(
             {"image_b64": "!!not base64!!"},
             _item(b"GIF89a but not really"),
             _item(bomb_png),
+            _item(_png_of(Image.new("RGB", (16_384, 1)))),
             _item(b""),
             {"image": "typo"},
             {"image_b64": 42},
@@ -151,6 +160,7 @@ def test_each_bad_item_gets_its_own_error(
         "bad_base64",
         "undecodable_image",
         "decompression_bomb",
+        "extreme_aspect_ratio",
         "empty_image",
         "invalid_item",
         "invalid_item",
