@@ -7,6 +7,11 @@ Pillow's own decompression-bomb guard (``Image.MAX_IMAGE_PIXELS``, a process-wid
 untouched: its warning is turned into an error inside a ``warnings.catch_warnings`` block for the
 duration of one ``open``, and our own per-call ``max_pixels`` is checked on the header's size before
 ``load()``. Pillow still refuses anything above twice its global limit (about 179 M pixels).
+
+A caller that only needs a small image (the model server: the model resizes the short side to
+224) passes ``target_side``: a JPEG is then decoded at a reduced scale by the decoder itself, and
+other formats are box-averaged down in strips right after decoding, so what an item holds is about
+``target_side`` on its short side and the only full-size buffer is the decoder's own output.
 """
 
 from __future__ import annotations
@@ -52,6 +57,14 @@ _TRANSPOSE: Final[dict[int, Image.Transpose]] = {
 _SIDES_SWAPPED: Final[frozenset[int]] = frozenset({5, 6, 7, 8})
 _ALPHA_MODES: Final[frozenset[str]] = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 _SIXTEEN_BIT_MODES: Final[frozenset[str]] = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
+_REDUCIBLE_MODES: Final[frozenset[str]] = frozenset(
+    {"L", "LA", "La", "RGB", "RGBA", "RGBa", "CMYK", "I", "F"}
+)
+# Image.reduce averages what it is given: palette indices and 1-bit pixels are widened first, and
+# images with a transparent colour key become RGBA so that averaged pixels keep their alpha.
+
+_STRIP_PIXELS: Final[int] = 1 << 20
+"""Pixels of the full-size image widened and reduced at a time, bounding the temporaries."""
 
 
 def _formats() -> tuple[str, ...]:
@@ -88,12 +101,18 @@ def decode_image(
     max_bytes: int = MAX_IMAGE_BYTES,
     max_pixels: int = MAX_IMAGE_PIXELS,
     max_aspect_ratio: float = MAX_IMAGE_ASPECT_RATIO,
+    target_side: int | None = None,
 ) -> Image.Image:
     """Decode ``data`` into an upright RGB image.
 
     Transparent pixels are composited on white; 16-bit images are scaled to 8 bits; only the
-    first frame of an animation is read; EXIF orientation is applied. Raises ImageError.
+    first frame of an animation is read; EXIF orientation is applied. With ``target_side``, the
+    image is reduced by the largest whole factor that keeps its short side at least
+    ``target_side`` (an image already smaller is left as it is). Raises ImageError (ValueError
+    for a ``target_side`` below 1).
     """
+    if target_side is not None and target_side < 1:
+        raise ValueError(f"target_side must be at least 1, not {target_side}")
     image = _open(
         data, max_bytes=max_bytes, max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio
     )
@@ -101,8 +120,12 @@ def decode_image(
         try:
             image.seek(0)
             orientation = _orientation(image)
+            if target_side is not None:
+                # JPEG only (a no-op elsewhere): the decoder scales by 1/2, 1/4 or 1/8 itself.
+                image.draft("RGB", (target_side, target_side))
             image.load()
-            rgb = _to_rgb(image)
+            reduced = image if target_side is None else _reduce(image, target_side)
+            rgb = _to_rgb(reduced)
         except ImageError:
             raise
         except Exception as exc:  # decoders of untrusted bytes raise all sorts; none may escape
@@ -177,6 +200,34 @@ def _orientation(image: Image.Image) -> int:
         return int(image.getexif().get(_EXIF_ORIENTATION, 1))
     except Exception:  # a corrupt EXIF block must not lose an otherwise good image
         return 1
+
+
+def _reduce(image: Image.Image, target_side: int) -> Image.Image:
+    """``image`` box-averaged by the largest whole factor that keeps its short side at least
+    ``target_side``, in a mode :func:`_to_rgb` reads like the original's."""
+    factor = min(image.size) // target_side
+    if factor < 2:
+        return image
+    mode = _reducible_mode(image)
+    width, height = image.size
+    # Strips of whole multiples of the factor reduce exactly as the whole image would.
+    rows = factor * max(1, _STRIP_PIXELS // (width * factor))
+    reduced = Image.new(mode, (-(-width // factor), -(-height // factor)))
+    for top in range(0, height, rows):
+        strip = image.crop((0, top, width, min(top + rows, height)))
+        if strip.mode != mode:
+            strip = strip.convert(mode)
+        reduced.paste(strip.reduce(factor), (0, top // factor))
+    return reduced
+
+
+def _reducible_mode(image: Image.Image) -> str:
+    mode = image.mode
+    if mode in _SIXTEEN_BIT_MODES:
+        return "I"
+    if "transparency" in image.info or mode == "PA":
+        return "RGBA"
+    return mode if mode in _REDUCIBLE_MODES else "RGB"
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
