@@ -1,7 +1,8 @@
 """Decode untrusted image bytes into RGB, with limits checked before any pixel is decoded.
 
 Shared by the worker (which must not import torch), the TorchServe handler and training. Every
-failure is an :class:`~serving.errors.ImageError` whose ``reason`` is a stable code.
+failure is an :class:`~serving.errors.ImageError` whose ``reason`` is a stable code, except
+MemoryError, which is about the process, not the image, and is left to the caller.
 
 Pillow's own decompression-bomb guard (``Image.MAX_IMAGE_PIXELS``, a process-wide global) is left
 untouched: its warning is turned into an error inside a ``warnings.catch_warnings`` block for the
@@ -126,8 +127,8 @@ def decode_image(
             image.load()
             reduced = image if target_side is None else _reduce(image, target_side)
             rgb = _to_rgb(reduced)
-        except ImageError:
-            raise
+        except (ImageError, MemoryError):
+            raise  # MemoryError: this process is short of memory, which says nothing of the image
         except Exception as exc:  # decoders of untrusted bytes raise all sorts; none may escape
             raise _decode_error(exc) from None
     method = _TRANSPOSE.get(orientation)
@@ -153,6 +154,8 @@ def _open(data: bytes, *, max_bytes: int, max_pixels: int, max_aspect_ratio: flo
             "the image header declares far more pixels than any real photo "
             "(a decompression bomb); it was not decoded",
         ) from None
+    except MemoryError:
+        raise
     except UnidentifiedImageError:
         raise ImageError(
             "undecodable_image",
