@@ -36,3 +36,8 @@ MAX_IMAGE_PIXELS: Final[int] = 40_000_000
 """Decoded pixel count above which an image is treated as a decompression bomb."""
 
 MAX_IMAGE_SIDE: Final[int] = 16_384
+
+MAX_IMAGE_ASPECT_RATIO: Final[float] = 20.0
+"""Long side over short side. The model resizes the short side to its input size, so a thin strip
+(16384x1) would be scaled to a few million pixels long; banners, panoramas and long screenshots stay
+below this."""

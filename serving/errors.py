@@ -9,7 +9,8 @@ class ImageError(AigisError):
     """An image cannot be used.
 
     ``reason`` is a stable code fit for a metric label and the DLQ: ``image_too_large``,
-    ``decompression_bomb``, ``undecodable_image``, ``truncated_image`` or ``empty_image``.
+    ``decompression_bomb``, ``extreme_aspect_ratio``, ``undecodable_image``, ``truncated_image``
+    or ``empty_image``.
     ``str(err)`` says what happened and what to do.
     """
 

@@ -1,12 +1,18 @@
 """Decode untrusted image bytes into RGB, with limits checked before any pixel is decoded.
 
 Shared by the worker (which must not import torch), the TorchServe handler and training. Every
-failure is an :class:`~serving.errors.ImageError` whose ``reason`` is a stable code.
+failure is an :class:`~serving.errors.ImageError` whose ``reason`` is a stable code, except
+MemoryError, which is about the process, not the image, and is left to the caller.
 
 Pillow's own decompression-bomb guard (``Image.MAX_IMAGE_PIXELS``, a process-wide global) is left
 untouched: its warning is turned into an error inside a ``warnings.catch_warnings`` block for the
 duration of one ``open``, and our own per-call ``max_pixels`` is checked on the header's size before
 ``load()``. Pillow still refuses anything above twice its global limit (about 179 M pixels).
+
+A caller that only needs a small image (the model server: the model resizes the short side to
+224) passes ``target_side``: a JPEG is then decoded at a reduced scale by the decoder itself, and
+other formats are box-averaged down in strips right after decoding, so what an item holds is about
+``target_side`` on its short side and the only full-size buffer is the decoder's own output.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from typing import Final
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from schemas.limits import MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE
+from schemas.limits import MAX_IMAGE_ASPECT_RATIO, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE
 from serving.errors import ImageError
 
 __all__ = ["MAX_IMAGE_BYTES", "ImageError", "decode_image", "probe_image"]
@@ -52,6 +58,14 @@ _TRANSPOSE: Final[dict[int, Image.Transpose]] = {
 _SIDES_SWAPPED: Final[frozenset[int]] = frozenset({5, 6, 7, 8})
 _ALPHA_MODES: Final[frozenset[str]] = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 _SIXTEEN_BIT_MODES: Final[frozenset[str]] = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
+_REDUCIBLE_MODES: Final[frozenset[str]] = frozenset(
+    {"L", "LA", "La", "RGB", "RGBA", "RGBa", "CMYK", "I", "F"}
+)
+# Image.reduce averages what it is given: palette indices and 1-bit pixels are widened first, and
+# images with a transparent colour key become RGBA so that averaged pixels keep their alpha.
+
+_STRIP_PIXELS: Final[int] = 1 << 20
+"""Pixels of the full-size image widened and reduced at a time, bounding the temporaries."""
 
 
 def _formats() -> tuple[str, ...]:
@@ -60,7 +74,11 @@ def _formats() -> tuple[str, ...]:
 
 
 def probe_image(
-    data: bytes, *, max_bytes: int = MAX_IMAGE_BYTES, max_pixels: int = MAX_IMAGE_PIXELS
+    data: bytes,
+    *,
+    max_bytes: int = MAX_IMAGE_BYTES,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+    max_aspect_ratio: float = MAX_IMAGE_ASPECT_RATIO,
 ) -> tuple[str, int, int]:
     """Read only the header of ``data``: its format and its displayed width and height.
 
@@ -68,7 +86,9 @@ def probe_image(
     means the image is of a known format and size (not that every byte of it decodes).
     Raises ImageError.
     """
-    image = _open(data, max_bytes=max_bytes, max_pixels=max_pixels)
+    image = _open(
+        data, max_bytes=max_bytes, max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio
+    )
     with image:
         width, height = image.size
         if _orientation(image) in _SIDES_SWAPPED:
@@ -77,29 +97,45 @@ def probe_image(
 
 
 def decode_image(
-    data: bytes, *, max_bytes: int = MAX_IMAGE_BYTES, max_pixels: int = MAX_IMAGE_PIXELS
+    data: bytes,
+    *,
+    max_bytes: int = MAX_IMAGE_BYTES,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+    max_aspect_ratio: float = MAX_IMAGE_ASPECT_RATIO,
+    target_side: int | None = None,
 ) -> Image.Image:
     """Decode ``data`` into an upright RGB image.
 
     Transparent pixels are composited on white; 16-bit images are scaled to 8 bits; only the
-    first frame of an animation is read; EXIF orientation is applied. Raises ImageError.
+    first frame of an animation is read; EXIF orientation is applied. With ``target_side``, the
+    image is reduced by the largest whole factor that keeps its short side at least
+    ``target_side`` (an image already smaller is left as it is). Raises ImageError (ValueError
+    for a ``target_side`` below 1).
     """
-    image = _open(data, max_bytes=max_bytes, max_pixels=max_pixels)
+    if target_side is not None and target_side < 1:
+        raise ValueError(f"target_side must be at least 1, not {target_side}")
+    image = _open(
+        data, max_bytes=max_bytes, max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio
+    )
     with image:
         try:
             image.seek(0)
             orientation = _orientation(image)
+            if target_side is not None:
+                # JPEG only (a no-op elsewhere): the decoder scales by 1/2, 1/4 or 1/8 itself.
+                image.draft("RGB", (target_side, target_side))
             image.load()
-            rgb = _to_rgb(image)
-        except ImageError:
-            raise
+            reduced = image if target_side is None else _reduce(image, target_side)
+            rgb = _to_rgb(reduced)
+        except (ImageError, MemoryError):
+            raise  # MemoryError: this process is short of memory, which says nothing of the image
         except Exception as exc:  # decoders of untrusted bytes raise all sorts; none may escape
             raise _decode_error(exc) from None
     method = _TRANSPOSE.get(orientation)
     return rgb if method is None else rgb.transpose(method)
 
 
-def _open(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
+def _open(data: bytes, *, max_bytes: int, max_pixels: int, max_aspect_ratio: float) -> Image.Image:
     if not data:
         raise ImageError("empty_image", "the image is empty (0 bytes); send the image file's bytes")
     if len(data) > max_bytes:
@@ -118,6 +154,8 @@ def _open(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
             "the image header declares far more pixels than any real photo "
             "(a decompression bomb); it was not decoded",
         ) from None
+    except MemoryError:
+        raise
     except UnidentifiedImageError:
         raise ImageError(
             "undecodable_image",
@@ -126,11 +164,11 @@ def _open(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
         ) from None
     except Exception as exc:  # a malformed header can raise anything from a plugin
         raise _decode_error(exc) from None
-    _check_size(image, max_pixels)
+    _check_size(image, max_pixels, max_aspect_ratio)
     return image
 
 
-def _check_size(image: Image.Image, max_pixels: int) -> None:
+def _check_size(image: Image.Image, max_pixels: int, max_aspect_ratio: float) -> None:
     width, height = image.size
     if width <= 0 or height <= 0:
         image.close()
@@ -149,6 +187,15 @@ def _check_size(image: Image.Image, max_pixels: int) -> None:
             f"the image declares {width}x{height} = {width * height} pixels, over the limit of "
             f"{max_pixels}; it was not decoded (send a downscaled copy if it is a real image)",
         )
+    long_side, short_side = max(width, height), min(width, height)
+    if long_side > max_aspect_ratio * short_side:
+        image.close()
+        raise ImageError(
+            "extreme_aspect_ratio",
+            f"the image is {width}x{height}: its long side is {long_side / short_side:.0f} times "
+            f"its short side, over the limit of {max_aspect_ratio:g}; it was not decoded "
+            "(crop it to the part that matters)",
+        )
 
 
 def _orientation(image: Image.Image) -> int:
@@ -156,6 +203,34 @@ def _orientation(image: Image.Image) -> int:
         return int(image.getexif().get(_EXIF_ORIENTATION, 1))
     except Exception:  # a corrupt EXIF block must not lose an otherwise good image
         return 1
+
+
+def _reduce(image: Image.Image, target_side: int) -> Image.Image:
+    """``image`` box-averaged by the largest whole factor that keeps its short side at least
+    ``target_side``, in a mode :func:`_to_rgb` reads like the original's."""
+    factor = min(image.size) // target_side
+    if factor < 2:
+        return image
+    mode = _reducible_mode(image)
+    width, height = image.size
+    # Strips of whole multiples of the factor reduce exactly as the whole image would.
+    rows = factor * max(1, _STRIP_PIXELS // (width * factor))
+    reduced = Image.new(mode, (-(-width // factor), -(-height // factor)))
+    for top in range(0, height, rows):
+        strip = image.crop((0, top, width, min(top + rows, height)))
+        if strip.mode != mode:
+            strip = strip.convert(mode)
+        reduced.paste(strip.reduce(factor), (0, top // factor))
+    return reduced
+
+
+def _reducible_mode(image: Image.Image) -> str:
+    mode = image.mode
+    if mode in _SIXTEEN_BIT_MODES:
+        return "I"
+    if "transparency" in image.info or mode == "PA":
+        return "RGBA"
+    return mode if mode in _REDUCIBLE_MODES else "RGB"
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

@@ -58,6 +58,13 @@ class PreprocessConfig(_Frozen):
     max_caption_tokens: Annotated[int, Field(ge=2)] = 128
     """Captions are truncated to this many tokens (the paper's 128); batches pad to the longest."""
 
+    @property
+    def decode_side(self) -> int:
+        """Short side the model server decodes images down to (``serving.imageio``'s
+        ``target_side``): twice ``image_size``, so that reducing before the resize changes what
+        the model sees by about 0.01 (tests/serving/test_reduced_decode.py)."""
+        return 2 * self.image_size
+
 
 class DetectorConfig(_Frozen):
     """Everything needed to rebuild a detector around its weights, and to read its output."""

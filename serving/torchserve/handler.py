@@ -8,16 +8,23 @@ carrying one item (a JSON object) or a list of items (a micro-batch from the wor
 
 A batch goes through four separate steps:
 
-1. decode: each request body into items, each item into an RGB image and a caption, or an error;
+1. decode: each request body into items (:mod:`serving.torchserve.items`), each item into its
+   image bytes and caption, or an error;
 2. batch: the valid items of every request, flattened and cut into forward passes of at most
-   ``max_forward_batch``;
-3. predict: the model on each pass; a pass that fails is re-run item by item, so one poisonous
-   item cannot fail its neighbours;
+   ``max_forward_batch`` items whose decoded images stay within ``max_batch_decoded_mb``. An
+   image is decoded, reduced to about twice the model's input side, only when its pass is formed
+   and released once the pass has run: a server batch holds one pass of images at a time;
+3. predict: the model on each pass; a pass that fails (out of memory included) is re-run item by
+   item, so one poisonous item cannot fail its neighbours;
 4. encode: one JSON answer per request, one entry per item in request order: a result, or
    ``{"error": {"reason", "detail"}}``. A single-object request gets a single object back.
 
 A request that is not JSON or not item-shaped is answered 400 (413 when it has too many items)
-and the rest of the batch is served.
+and the rest of the batch is served. An item whose own decode or forward pass fails for a reason
+other than its bytes (an exception, MemoryError included) is answered ``unscorable_image``, once
+the model has run on a small reference item; when even that fails, the server and not the item is
+at fault and the whole batch fails (TorchServe answers 507 when out of memory, 503 otherwise) for
+the client to retry.
 """
 
 from __future__ import annotations
@@ -29,20 +36,20 @@ import os
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from schemas.limits import MAX_IMAGE_PIXELS
+from schemas.limits import MAX_IMAGE_ASPECT_RATIO, MAX_IMAGE_PIXELS
 from serving.client import wire
 from serving.errors import ImageError
 from serving.imageio import MAX_IMAGE_BYTES, decode_image
+from serving.torchserve.items import Item, Request, read_request
 
 if TYPE_CHECKING:
     from PIL import Image
     from ts.context import Context
 
-    from serving.client.prediction import Prediction
     from serving.model.predictor import Predictor
 
 __all__ = ["DetectorHandler", "HandlerSettings", "handle"]
@@ -65,6 +72,11 @@ class HandlerSettings:
     """Torch threads; 0: this machine's cores divided by the model's maxWorkers."""
     max_image_bytes: int = MAX_IMAGE_BYTES
     max_image_pixels: int = MAX_IMAGE_PIXELS
+    max_image_aspect_ratio: float = MAX_IMAGE_ASPECT_RATIO
+    max_batch_decoded_mb: int = 256
+    """Decoded images held at once: a forward pass closes early rather than pass it. Decoding
+    one image briefly needs up to 4 bytes per pixel of its full size on top (160 MB at the pixel
+    limit); 256 leaves the base model room on a 2 GiB server."""
     architecture: str = ""
     aigis_version: str = "unknown"
 
@@ -72,32 +84,6 @@ class HandlerSettings:
     def from_yaml(cls, section: dict[str, Any] | None) -> HandlerSettings:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in (section or {}).items() if k in known})
-
-
-class _Refused(Exception):  # noqa: N818 (flow control inside this module, never escapes)
-    """A whole request is refused with ``status``."""
-
-    def __init__(self, status: int, reason: str, detail: str) -> None:
-        self.status = status
-        self.reason = reason
-        self.detail = detail
-        super().__init__(detail)
-
-
-@dataclass
-class _Item:
-    caption: str | None = None
-    image: Image.Image | None = None
-    error: dict[str, str] | None = None
-    result: Prediction | None = None
-
-
-@dataclass
-class _Request:
-    items: list[_Item] = field(default_factory=list)
-    single: bool = False
-    """The body was one object, not a list: answer with one object."""
-    refused: _Refused | None = None
 
 
 class DetectorHandler:
@@ -140,7 +126,7 @@ class DetectorHandler:
             precision=self.settings.precision,
             max_batch=self.settings.max_forward_batch,
         )
-        self._warm_up()
+        self._run_reference()
         log.info(
             "model %s version %s (%s) ready on %s, %s, %d torch threads, in %.1f s",
             self.served_name,
@@ -197,64 +183,59 @@ class DetectorHandler:
 
     # -- the four steps ----------------------------------------------------------------------
 
-    def decode(self, row: dict[str, Any]) -> _Request:
+    def decode(self, row: dict[str, Any]) -> Request:
         """Parse one request of the batch into items; refuse it whole if it is not item-shaped."""
-        try:
-            body = _body(row)
-            single = isinstance(body, dict)
-            raw_items = [body] if single else body
-            if not isinstance(raw_items, list):
-                raise _Refused(
-                    400,
-                    "not_items",
-                    f"the body is JSON {type(body).__name__}; send an item object "
-                    '{"image_b64": ..., "caption": ...} or a list of them',
-                )
-            if not raw_items:
-                raise _Refused(400, "no_items", "the list of items is empty; send at least one")
-            if len(raw_items) > self.settings.max_items_per_request:
-                raise _Refused(
-                    413,
-                    "too_many_items",
-                    f"{len(raw_items)} items in one request, over the limit of "
-                    f"{self.settings.max_items_per_request}; split the list",
-                )
-            for position, raw in enumerate(raw_items):
-                if not isinstance(raw, dict):
-                    raise _Refused(
-                        400,
-                        "not_items",
-                        f"item {position} is JSON {type(raw).__name__}, not an object",
-                    )
-        except _Refused as refused:
-            return _Request(refused=refused)
-        return _Request(items=[self._decode_item(raw) for raw in raw_items], single=single)
+        return read_request(
+            row,
+            max_items=self.settings.max_items_per_request,
+            max_image_bytes=self.settings.max_image_bytes,
+        )
 
-    def batch(self, items: Sequence[_Item]) -> Iterator[list[_Item]]:
-        """The items still to predict, in forward passes of at most ``max_forward_batch``."""
-        pending = [item for item in items if item.error is None]
-        size = self.settings.max_forward_batch
-        for start in range(0, len(pending), size):
-            yield pending[start : start + size]
+    def batch(self, items: Sequence[Item]) -> Iterator[list[Item]]:
+        """The items still to predict, decoded one forward pass at a time.
 
-    def predict(self, chunk: list[_Item]) -> None:
-        """Fill each item's result; an item whose forward pass fails gets an error instead."""
-        predictor = self._loaded()
+        A pass holds at most ``max_forward_batch`` items and at most ``max_batch_decoded_mb`` of
+        decoded images (or one image, however large); its images are released once the caller
+        has run it, before the next pass is decoded past its first item.
+        """
+        budget = self.settings.max_batch_decoded_mb * 2**20
+        chunk: list[Item] = []
+        held = 0
+        for item in items:
+            if item.error is not None:
+                continue
+            image = self._decode_image(item)
+            if image is None:
+                continue
+            cost = image.width * image.height * len(image.getbands())
+            if chunk and (len(chunk) == self.settings.max_forward_batch or held + cost > budget):
+                yield from _run_then_release(chunk)
+                chunk, held = [], 0
+            item.image = image
+            chunk.append(item)
+            held += cost
+        if chunk:
+            yield from _run_then_release(chunk)
+
+    def predict(self, chunk: list[Item]) -> None:
+        """Fill each item's result; a pass that fails is re-run item by item."""
         try:
-            predictions = predictor.predict(
+            predictions = self._loaded().predict(
                 [item.image for item in chunk if item.image is not None],
                 [item.caption for item in chunk],
             )
-        except MemoryError:
-            raise  # TorchServe answers 507 and the client retries later
-        except Exception:
+        except Exception:  # MemoryError included: each item alone may still fit
             log.exception("forward pass of %d items failed; retrying them one by one", len(chunk))
-            self._predict_one_by_one(chunk)
+            predictions = None
+        if predictions is None:
+            # Outside the except block, whose traceback would keep the failed pass's tensors.
+            for item in chunk:
+                self._predict_alone(item)
             return
         for item, prediction in zip(chunk, predictions, strict=True):
             item.result = prediction
 
-    def encode(self, request: _Request, server_batch_size: int) -> tuple[int, str]:
+    def encode(self, request: Request, server_batch_size: int) -> tuple[int, str]:
         """HTTP status and JSON body of one request's answer."""
         if request.refused is not None:
             refused = request.refused
@@ -279,37 +260,53 @@ class DetectorHandler:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _decode_item(self, raw: dict[str, Any]) -> _Item:
+    def _decode_image(self, item: Item) -> Image.Image | None:
+        """The item's image, reduced for the model; None when the item failed instead."""
+        data, item.data = item.data or b"", None
+        settings = self.settings
         try:
-            data, caption = wire.read_item(raw, max_image_bytes=self.settings.max_image_bytes)
-            image = decode_image(
+            return decode_image(
                 data,
-                max_bytes=self.settings.max_image_bytes,
-                max_pixels=self.settings.max_image_pixels,
+                max_bytes=settings.max_image_bytes,
+                max_pixels=settings.max_image_pixels,
+                max_aspect_ratio=settings.max_image_aspect_ratio,
+                target_side=self._loaded().config.preprocess.decode_side,
             )
-        except (wire.WireError, ImageError) as exc:
-            return _failed(exc.reason, exc.detail)
-        return _Item(caption=caption, image=image)
+        except ImageError as exc:
+            item.fail(exc.reason, exc.detail)
+            return None
+        except Exception as exc:  # MemoryError included: this image's, unless nothing can run
+            log.exception("decoding one image failed")
+            failure = type(exc).__name__
+        self._unscorable(item, "decode", failure)
+        return None
 
-    def _predict_one_by_one(self, chunk: list[_Item]) -> None:
-        predictor = self._loaded()
-        for item in chunk:
-            try:
-                [prediction] = predictor.predict([item.image], [item.caption])  # type: ignore[list-item]
-            except MemoryError:
-                raise
-            except Exception as exc:
-                log.exception("forward pass of one item failed")
-                item.error = {
-                    "reason": "prediction_failed",
-                    "detail": f"the model failed on this item ({type(exc).__name__}); "
-                    "it was reported to the server log",
-                }
-            else:
-                item.result = prediction
+    def _predict_alone(self, item: Item) -> None:
+        failure = ""
+        try:
+            [item.result] = self._loaded().predict([item.image], [item.caption])  # type: ignore[list-item]
+        except Exception as exc:  # MemoryError included
+            log.exception("forward pass of one item failed")
+            failure = type(exc).__name__
+        if failure:
+            self._unscorable(item, "score", failure)
 
-    def _warm_up(self) -> None:
-        # The first forward pass pays for lazy set-up (kernels, allocator); no request should.
+    def _unscorable(self, item: Item, step: str, failure: str) -> None:
+        """Fail ``item`` alone, once the model has run on the reference item.
+
+        When the reference fails too, the server rather than the item is at fault: its exception
+        fails the whole batch, which the client retries later.
+        """
+        self._run_reference()
+        item.fail(
+            "unscorable_image",
+            f"the model server could not {step} this image ({failure}) while it scores others; "
+            "the failure is in the server log (re-encoding the image as a plain JPEG may help)",
+        )
+
+    def _run_reference(self) -> None:
+        # One small pass: at start it pays for lazy set-up (kernels, allocator) so that no
+        # request does; after an item failed it tells a bad item from a broken server.
         from PIL import Image
 
         grey = Image.new("RGB", (64, 64), (128, 128, 128))
@@ -319,31 +316,6 @@ class DetectorHandler:
         if self.predictor is None:
             raise RuntimeError("the detector handler is used before initialize() loaded the model")
         return self.predictor
-
-
-def _body(row: dict[str, Any]) -> Any:
-    body = row.get("body")
-    if body is None:
-        body = row.get("data")
-    # TorchServe parses application/json bodies itself; anything else arrives as bytes or text.
-    if isinstance(body, bytes | bytearray | str):
-        try:
-            return json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise _Refused(
-                400,
-                "not_json",
-                f"the request body is not UTF-8 JSON ({exc}); send a JSON "
-                "object or list with Content-Type: application/json",
-            ) from None
-    if body is None:
-        raise _Refused(
-            400,
-            "not_json",
-            "the request has no JSON body; send a JSON object or list with "
-            "Content-Type: application/json",
-        )
-    return body
 
 
 def _set_threads(threads: int, workers: int) -> None:
@@ -373,8 +345,11 @@ def _record_metrics(context: Context, *, scored: int, errors: Counter[str]) -> N
         log.warning("could not record item metrics", exc_info=True)
 
 
-def _failed(reason: str, detail: str) -> _Item:
-    return _Item(error={"reason": reason, "detail": detail})
+def _run_then_release(chunk: list[Item]) -> Iterator[list[Item]]:
+    """Hand ``chunk`` out for its forward pass, then drop its images."""
+    yield chunk
+    for item in chunk:
+        item.image = None
 
 
 class _Service:

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import zipfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from PIL import Image
 from ts.context import Context, RequestProcessor
 
+from serving.torchserve import handler as handler_module
 from serving.torchserve.handler import DetectorHandler
 
 pytestmark = pytest.mark.unit
@@ -63,6 +67,12 @@ def _item(image: bytes, caption: str | None = None) -> dict[str, str]:
     if caption is not None:
         item["caption"] = caption
     return item
+
+
+def _png_of(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def test_one_object_gets_one_object_and_a_list_gets_a_list_in_order(
@@ -136,6 +146,7 @@ def test_each_bad_item_gets_its_own_error(
             {"image_b64": "!!not base64!!"},
             _item(b"GIF89a but not really"),
             _item(bomb_png),
+            _item(_png_of(Image.new("RGB", (16_384, 1)))),
             _item(b""),
             {"image": "typo"},
             {"image_b64": 42},
@@ -151,6 +162,7 @@ def test_each_bad_item_gets_its_own_error(
         "bad_base64",
         "undecodable_image",
         "decompression_bomb",
+        "extreme_aspect_ratio",
         "empty_image",
         "invalid_item",
         "invalid_item",
@@ -170,6 +182,7 @@ def test_a_single_bad_item_is_answered_422(
 
 
 Predict = Callable[[list[Any], list[str | None]], Any]
+Serve = Callable[..., tuple[list[Any], list[int]]]
 
 
 @pytest.fixture
@@ -187,30 +200,47 @@ def around_predict(
     return install
 
 
-def test_items_of_all_requests_run_in_forward_passes_of_bounded_size(
-    serve: Callable[..., tuple[list[Any], list[int]]],
-    handler: DetectorHandler,
-    around_predict: Callable[..., None],
-    make_png: Callable[..., bytes],
-) -> None:
-    sizes: list[int] = []
+@pytest.fixture
+def around_decode(
+    monkeypatch: pytest.MonkeyPatch,
+) -> Callable[[Callable[..., Any]], None]:
+    """Send the handler's ``decode_image`` through ``wrapper(real_decode, data, **limits)``."""
 
-    def counting(real: Predict, images: list[Any], captions: list[str | None]) -> Any:
-        sizes.append(len(images))
+    def install(wrapper: Callable[..., Any]) -> None:
+        real = handler_module.decode_image
+        monkeypatch.setattr(
+            handler_module, "decode_image", lambda data, **limits: wrapper(real, data, **limits)
+        )
+
+    return install
+
+
+@pytest.fixture
+def passes(around_predict: Callable[..., None]) -> list[list[Any]]:
+    """The images of each forward pass, recorded as the handler runs them."""
+    seen: list[list[Any]] = []
+
+    def recording(real: Predict, images: list[Any], captions: list[str | None]) -> Any:
+        seen.append(list(images))
         return real(images, captions)
 
-    around_predict(counting)
+    around_predict(recording)
+    return seen
+
+
+def test_items_of_all_requests_run_in_forward_passes_of_bounded_size(
+    serve: Serve, handler: DetectorHandler, passes: list[list[Any]], make_png: Callable[..., bytes]
+) -> None:
     item = _item(make_png((5, 5, 5)))
     answers, _ = serve([item] * 3, [item] * 5, item, [item, {"image_b64": "??"}])
     assert [len(a) if isinstance(a, list) else 1 for a in answers] == [3, 5, 1, 2]
     assert handler.settings.max_forward_batch == 4
-    assert sizes == [4, 4, 2]  # 10 valid items of four requests, in passes of at most 4
+    # 10 valid items of four requests, in passes of at most 4
+    assert [len(images) for images in passes] == [4, 4, 2]
 
 
 def test_an_item_that_breaks_the_model_fails_alone(
-    serve: Callable[..., tuple[list[Any], list[int]]],
-    around_predict: Callable[..., None],
-    make_png: Callable[..., bytes],
+    serve: Serve, around_predict: Callable[..., None], make_png: Callable[..., bytes]
 ) -> None:
     def fragile(real: Predict, images: list[Any], captions: list[str | None]) -> Any:
         if "poison" in captions:
@@ -221,8 +251,102 @@ def test_an_item_that_breaks_the_model_fails_alone(
     image = make_png((200, 100, 0))
     [answers], _ = serve([_item(image, "fine"), _item(image, "poison"), _item(image, "also fine")])
     assert "p_ai" in answers[0]
-    assert answers[1]["error"]["reason"] == "prediction_failed"
+    assert answers[1]["error"]["reason"] == "unscorable_image"
+    assert "server log" in answers[1]["error"]["detail"]
     assert "p_ai" in answers[2]
+
+
+def test_an_item_out_of_memory_alone_is_unscorable_and_the_others_are_answered(
+    serve: Serve,
+    around_predict: Callable[..., None],
+    around_decode: Callable[..., None],
+    make_png: Callable[..., bytes],
+) -> None:
+    huge = make_png((1, 1, 1), size=(60, 50))
+
+    def decode(real: Callable[..., Any], data: bytes, **limits: Any) -> Any:
+        if data == huge:
+            raise MemoryError  # this image's decode cannot fit
+        return real(data, **limits)
+
+    def greedy(real: Predict, images: list[Any], captions: list[str | None]) -> Any:
+        if "greedy" in captions:
+            raise MemoryError  # neither can this caption's forward pass, in a chunk or alone
+        return real(images, captions)
+
+    around_decode(decode)
+    around_predict(greedy)
+    image = make_png((30, 60, 90))
+    [answers], [status] = serve(
+        [_item(image, "a"), _item(huge), _item(image, "greedy"), _item(image, "b")]
+    )
+    assert status == 200
+    reasons = [a["error"]["reason"] if "error" in a else "ok" for a in answers]
+    assert reasons == ["ok", "unscorable_image", "unscorable_image", "ok"]
+    assert "decode" in answers[1]["error"]["detail"]
+    assert "MemoryError" in answers[2]["error"]["detail"]
+
+
+def test_a_server_out_of_memory_for_any_item_fails_the_batch(
+    handler: DetectorHandler,
+    model_dir: Path,
+    around_predict: Callable[..., None],
+    make_png: Callable[..., bytes],
+) -> None:
+    def exhausted(real: Predict, images: list[Any], captions: list[str | None]) -> Any:
+        raise MemoryError  # not even the reference item runs: TorchServe answers 507
+
+    around_predict(exhausted)
+    with pytest.raises(MemoryError):
+        handler.handle([{"body": [_item(make_png((9, 9, 9)))] * 2}], _context(model_dir))
+
+
+def test_images_are_decoded_reduced_one_forward_pass_at_a_time(
+    serve: Serve,
+    handler: DetectorHandler,
+    passes: list[list[Any]],
+    around_decode: Callable[..., None],
+    make_png: Callable[..., bytes],
+) -> None:
+    steps: list[str] = []
+
+    def decode(real: Callable[..., Any], data: bytes, **limits: Any) -> Any:
+        steps.append(f"after {len(passes)} passes")
+        return real(data, **limits)
+
+    around_decode(decode)
+    large = _png_of(Image.new("RGB", (6300, 6300), (80, 160, 240)))  # 151 MiB if decoded whole
+    small = make_png((5, 5, 5), size=(40, 30))
+    answers, _ = serve([_item(large)] + [_item(small)] * 5, [_item(small)] * 4)
+    assert all("p_ai" in answer for request in answers for answer in request)
+    assert [[image.size for image in images] for images in passes] == [
+        [(450, 450)] + [(40, 30)] * 3,
+        [(40, 30)] * 4,
+        [(40, 30)] * 2,
+    ]
+    # One image past a full pass is decoded before that pass runs, never more.
+    assert steps == ["after 0 passes"] * 5 + ["after 1 passes"] * 4 + ["after 2 passes"]
+    chunks = handler.batch(handler.decode({"body": [_item(small)] * 6}).items)
+    first = next(chunks)
+    assert all(item.image is not None for item in first)
+    next(chunks)
+    assert all(item.image is None and item.data is None for item in first)
+
+
+def test_a_pass_closes_early_rather_than_hold_more_than_the_budget(
+    serve: Serve,
+    handler: DetectorHandler,
+    passes: list[list[Any]],
+    make_png: Callable[..., bytes],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(handler, "settings", replace(handler.settings, max_batch_decoded_mb=1))
+    decoded = handler.predictor.config.preprocess.decode_side  # type: ignore[union-attr]
+    big = make_png((70, 70, 70), size=(decoded, decoded))  # 0.57 MiB decoded: two pass 1 MiB
+    small = make_png((7, 7, 7))
+    [answers], _ = serve([_item(big), _item(small), _item(big), _item(big), _item(small)])
+    assert all("p_ai" in answer for answer in answers)
+    assert [len(images) for images in passes] == [2, 1, 2]
 
 
 def test_describe_names_the_served_model(handler: DetectorHandler, model_dir: Path) -> None:

@@ -77,16 +77,21 @@ def test_cmyk_jpeg_becomes_rgb() -> None:
     assert blue > 220
 
 
-def test_exif_orientation_is_applied() -> None:
-    image = Image.new("RGB", (40, 20), (0, 0, 255))
-    image.paste((255, 0, 0), (0, 0, 20, 20))  # left half red
+@pytest.mark.parametrize(
+    ("half", "target_side", "decoded_half"),
+    [(20, None, 20), (1000, 448, 500)],  # 1000: scaled by 1/2 in the decoder, then turned
+    ids=["full", "reduced"],
+)
+def test_exif_orientation_is_applied(half: int, target_side: int | None, decoded_half: int) -> None:
+    image = Image.new("RGB", (2 * half, half), (0, 0, 255))
+    image.paste((255, 0, 0), (0, 0, half, half))  # left half red
     exif = image.getexif()
     exif[0x0112] = 6  # stored rotated: display needs 90 degrees clockwise
     data = encode(image, "JPEG", exif=exif, quality=95)
-    upright = decode_image(data)
-    assert upright.size == (20, 40)
-    assert upright.getpixel((10, 5))[0] > 200  # the red half is now on top
-    assert probe_image(data) == ("JPEG", 20, 40)
+    upright = decode_image(data, target_side=target_side)
+    assert upright.size == (decoded_half, 2 * decoded_half)
+    assert upright.getpixel((decoded_half // 2, decoded_half // 4))[0] > 200  # red now on top
+    assert probe_image(data) == ("JPEG", half, 2 * half)
 
 
 def test_animation_yields_its_first_frame() -> None:

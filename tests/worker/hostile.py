@@ -156,4 +156,12 @@ def image_cases() -> list[Case]:
         Case("one_pixel", _event("i-1x1", _png(Image.new("RGB", (1, 1), (9, 9, 9)))), VERDICT),
         Case("greyscale", _event("i-grey", _png(photo.convert("L"))), VERDICT),
         Case("wide_header_only", _event("i-wide", png_header(100_000, 2)), "image_too_large"),
+        Case("thin_strip", _event("i-thin", png_header(16_384, 1)), "extreme_aspect_ratio"),
+        Case("tall_strip", _event("i-tall", png_header(1, 16_384)), "extreme_aspect_ratio"),
+        # 114 MiB if decoded whole: the model server decodes it reduced, one pass at a time.
+        Case(
+            "large_png",
+            _event("i-large", _png(Image.new("RGB", (6300, 6300), (4, 8, 12)))),
+            VERDICT,
+        ),
     ]
