@@ -25,7 +25,7 @@ log = structlog.get_logger(__name__)
 def run_one(slot: int | None = None, *, supervised: bool = False) -> int:
     """Run one worker here until SIGTERM or Ctrl+C (or, ``supervised``, until the supervisor is
     gone); return the exit status: 0 after a clean stop, 1 when the worker stopped on an error
-    (logged as ``worker_failed``: a slot it cannot have, Kafka unreachable).
+    (logged as ``worker_failed``: a fenced producer, a dead Kafka client, a slot it cannot have).
 
     The worker holds its slot on this host for as long as it runs: ``worker.slot`` when set,
     else ``slot`` when it is free, else the first free one (:mod:`worker.runtime.slots`).
