@@ -164,7 +164,8 @@ class WorkerSettings(_Group):
     max_image_bytes: Annotated[int, Field(ge=1)] = 20 * 1024 * 1024
     """Largest image accepted, inline or by URI; a download stops as soon as it passes this."""
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9108
-    """Prometheus metrics port; 0 turns the endpoint off. Process slot ``k`` serves ``port + k``."""
+    """Prometheus metrics port; 0 turns the endpoint off. Process slot ``k`` serves ``port + k``,
+    so several workers on one host need no port settings of their own."""
     metrics_host: str = "127.0.0.1"
     """Address the metrics endpoint binds; ``0.0.0.0`` lets a scraper on another host in."""
     serving_backoff_max_s: Annotated[float, Field(gt=0)] = 30.0
@@ -173,6 +174,11 @@ class WorkerSettings(_Group):
     instance_id: str | None = None
     """Names this host's workers in transactional ids (``<group>.<instance>.<slot>``); default
     the host name. Must differ between hosts and stay the same across restarts of one host."""
+    slot: Annotated[int, Field(ge=0, lt=1024)] | None = None
+    """This process's slot on its host (its transactional id and metrics port), fixed, e.g. a
+    StatefulSet ordinal; unset, a worker claims the first free slot with a lock file under
+    ``<state_dir>/worker-slots``. A fixed slot is locked too: a second process asking for it on
+    the same host stops with an error. One process only: not with ``aigis worker -p N``."""
     model_refresh_s: Annotated[float, Field(gt=0)] = 5.0
     """How often to re-read the served model's version when Redis names none."""
     session_timeout_ms: Annotated[int, Field(ge=6_000)] = 10_000

@@ -30,6 +30,7 @@ from worker.runtime.batch import Batch
 from worker.runtime.checkpoint import Output
 from worker.runtime.group import transactional_id
 from worker.runtime.handler import DependencyDownError, Handler, StreamConfig
+from worker.runtime.slots import metrics_port
 from worker.scorer import Scorer, ServerFailedItems
 
 log = structlog.get_logger(__name__)
@@ -121,7 +122,7 @@ class ImageHandler(Handler):
 
 
 def stream_config(settings: Settings, slot: int) -> StreamConfig:
-    """The image stream of worker process ``slot``."""
+    """The image stream of worker process ``slot``: its transactional id and metrics port."""
     w = settings.worker
     return StreamConfig(
         name="worker",
@@ -135,7 +136,7 @@ def stream_config(settings: Settings, slot: int) -> StreamConfig:
         guarantee=w.guarantee,
         transactional_id=transactional_id(settings, slot),
         metrics_host=w.metrics_host,
-        metrics_port=w.metrics_port + slot if w.metrics_port else 0,
+        metrics_port=metrics_port(w.metrics_port, slot),
         backoff_initial_s=settings.serving.backoff_initial_s,
         backoff_max_s=w.serving_backoff_max_s,
     )

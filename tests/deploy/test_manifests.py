@@ -61,7 +61,7 @@ def test_there_are_manifests_for_every_part() -> None:
         for doc in documents(p)
     }
     for expected in [
-        ("Deployment", "aigis-worker"),
+        ("StatefulSet", "aigis-worker"),
         ("Deployment", "torchserve"),
         ("Deployment", "aigis-sink"),
         ("CronJob", "aigis-retrain"),

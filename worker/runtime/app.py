@@ -28,6 +28,7 @@ from prometheus_client import CollectorRegistry
 from schemas.backoff import backoff_delay
 from schemas.settings import Settings
 from worker import kafka as kafka_clients
+from worker.runtime import clients
 from worker.runtime.batch import Batch, collect
 from worker.runtime.checkpoint import BatchCommitError, Output, dead_letter, open_checkpoint
 from worker.runtime.group import RebalanceTracker
@@ -93,6 +94,7 @@ class StreamRuntime:
             )
             idle_since = time.monotonic()
             while not stop.is_set():
+                self._checkpoint.check()  # fenced, or a client thread gone: StreamHalted
                 # Only a rebalance during this batch's collection or processing concerns it.
                 self._rebalance.revoked.clear()
                 batch = collect(
@@ -140,7 +142,7 @@ class StreamRuntime:
             session_timeout_ms=c.session_timeout_ms,
             **c.consumer_options,
         )
-        stack.callback(self._consumer.close, autocommit=False)
+        stack.callback(clients.close_consumer, self._consumer)
         self._consumer.subscribe(list(c.topics), listener=self._rebalance)
         self._checkpoint = open_checkpoint(
             self.settings, self._consumer, c.guarantee, c.transactional_id

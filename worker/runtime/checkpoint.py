@@ -10,14 +10,13 @@ re-read and its earlier attempt is invisible. ``at_least_once``: outputs are flu
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
 from kafka import KafkaConsumer, KafkaProducer
-from kafka.errors import KafkaError, KafkaTimeoutError
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from schemas import AigisError
@@ -25,13 +24,12 @@ from schemas.codec import encode
 from schemas.messages import ConsumedRecord, DeadLetter
 from schemas.settings import Guarantee, Settings
 from worker import kafka as kafka_clients
+from worker.runtime import clients
+from worker.runtime.clients import ProducerFenced, StreamHalted
 
 log = structlog.get_logger(__name__)
 
 Offsets = dict[TopicPartition, OffsetAndMetadata]
-
-_TRANSACTION_STEP_S = 60.0
-"""Longest wait for one step of a transaction (send offsets, commit, abort)."""
 
 _PRODUCER_OPTIONS: dict[str, Any] = {"linger_ms": 5, "batch_size": 1024 * 1024}
 """Producer batches of 1 MiB, not 16 KiB: a micro-batch (review items carry their images) goes
@@ -69,6 +67,10 @@ class BatchCommitError(AigisError):
 
 class Checkpoint(Protocol):
     def commit(self, outputs: Sequence[Output], offsets: Offsets) -> None: ...
+    def check(self) -> None:
+        """Raise StreamHalted when the clients it commits through cannot serve any more (a
+        background thread gone, a fenced producer). Cheap: the runtime calls it per poll."""
+
     def close(self) -> None: ...
 
 
@@ -94,9 +96,12 @@ class TransactionalCheckpoint:
         Order: (1) begin a transaction; (2) send every output; (3) add the input offsets to the
         transaction with the consumer's group metadata (so a consumer fenced by a rebalance cannot
         commit); (4) commit the transaction, which flushes the sends first. On any failure the
-        transaction is aborted (or, when the producer is fenced or broken, the producer is replaced,
-        which aborts it broker-side) and BatchCommitError is raised: nothing of the batch is visible
-        to read_committed readers and the caller re-reads it from the committed offsets.
+        transaction is aborted (or, when the producer is broken or no answer came within its
+        ``max_block_ms``, the producer is replaced, which aborts it broker-side) and
+        BatchCommitError is raised: nothing of the batch is visible to read_committed readers and
+        the caller re-reads it from the committed offsets. A fenced producer (another process took
+        the transactional id) or a dead producer thread raises StreamHalted instead: a new producer
+        would fence the other process in turn, so this one stops.
         """
         try:
             producer = self._producer or self._new_producer()
@@ -104,58 +109,47 @@ class TransactionalCheckpoint:
             producer.begin_transaction()
             for out in outputs:
                 producer.send(out.topic, value=out.value, key=out.key)
-            metadata = self._consumer.group_metadata()
-            _bounded(lambda: producer.send_offsets_to_transaction(offsets, metadata), "offsets")
-            _bounded(producer.commit_transaction, "commit")
+            clients.send_offsets(producer, offsets, self._consumer.group_metadata(), self._id)
+            clients.commit(producer, self._id)
+        except StreamHalted:
+            raise
         except (KafkaError, AigisError) as exc:
-            self._abort()
+            if clients.fenced(self._producer, exc):
+                raise ProducerFenced(self._id) from exc
+            # An unanswered request means a stuck producer: asking it to abort would wait again.
+            self._abort(exc, replace=isinstance(exc, clients.TransactionTimeout))
             raise BatchCommitError(f"transaction aborted ({type(exc).__name__}: {exc})") from exc
 
-    def _abort(self) -> None:
-        producer, self._producer = self._producer, None
+    def _abort(self, cause: Exception, *, replace: bool) -> None:
+        """Abort the open transaction, or replace the producer when it cannot (a fresh producer's
+        ``init_transactions`` aborts it broker-side). A fenced or dead one is kept for ``close``."""
+        producer = self._producer
         if producer is None:
             return
-        try:
-            _bounded(producer.abort_transaction, "abort")
-            self._producer = producer
-            return
-        except (KafkaError, AigisError) as exc:
-            log.warning("producer_replaced", transactional_id=self._id, error=repr(exc))
+        if not replace:
+            try:
+                clients.abort(producer, self._id)
+                return
+            except StreamHalted:
+                raise
+            except (KafkaError, AigisError) as exc:
+                if clients.fenced(producer, exc):
+                    raise ProducerFenced(self._id) from exc
+                cause = exc
+        log.warning("producer_replaced", transactional_id=self._id, error=repr(cause))
+        self._producer = None
         producer.close(timeout=2)
         # A fresh producer is made on the next commit, when the broker may be back.
+
+    def check(self) -> None:
+        clients.ensure_consumer_alive(self._consumer)
+        if self._producer is not None:
+            clients.ensure_producer_alive(self._producer, self._id)
 
     def close(self) -> None:
         if self._producer is not None:
             self._producer.close(timeout=5)
             self._producer = None
-
-
-def _bounded(call: Callable[[], object], what: str) -> None:
-    """Run a transaction step, giving up after ``_TRANSACTION_STEP_S``.
-
-    kafka-python waits for these steps without a time limit, and after a broker restart a step
-    can wait for a coordinator that never answers. Giving up is safe: the producer is then
-    replaced, and the new one's ``init_transactions`` aborts the open transaction, or waits for
-    a commit already under way to finish, before the batch is read again from the committed
-    offsets. (A step that never returns leaves its thread parked; the producer it waits on is
-    closed.)
-    """
-    done = threading.Event()
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            call()
-        except BaseException as exc:  # handed to the caller below
-            failure.append(exc)
-        finally:
-            done.set()
-
-    threading.Thread(target=run, name=f"transaction-{what}", daemon=True).start()
-    if not done.wait(_TRANSACTION_STEP_S):
-        raise KafkaTimeoutError(f"the transaction's {what} step took over {_TRANSACTION_STEP_S} s")
-    if failure:
-        raise failure[0]
 
 
 class AtLeastOnceCheckpoint:
@@ -182,6 +176,10 @@ class AtLeastOnceCheckpoint:
             self._consumer.commit(offsets)
         except KafkaError as exc:
             raise BatchCommitError(f"outputs not committed ({type(exc).__name__}: {exc})") from exc
+
+    def check(self) -> None:
+        clients.ensure_consumer_alive(self._consumer)
+        clients.ensure_producer_alive(self._producer)
 
     def close(self) -> None:
         self._producer.close(timeout=5)

@@ -12,10 +12,16 @@ import structlog
 from prometheus_client import CollectorRegistry, Gauge, Histogram, start_http_server
 from prometheus_client import Counter as PromCounter
 
+from schemas.errors import AigisError
+
 log = structlog.get_logger(__name__)
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+class MetricsPortUnavailable(AigisError):  # noqa: N818 - names a state, like KafkaUnavailable
+    """The metrics endpoint could not bind its port."""
 
 
 class RuntimeMetrics:
@@ -59,6 +65,13 @@ def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> WSGIServ
     down."""
     if port == 0:
         return None
-    server, _thread = start_http_server(port, addr=host, registry=registry)
+    try:
+        server, _thread = start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        raise MetricsPortUnavailable(
+            f"cannot serve metrics on {host}:{port} ({exc}); another process holds the port: "
+            "set another one, or 0 for no endpoint (AIGIS_WORKER__METRICS_PORT, to which a "
+            "worker adds its slot; AIGIS_STORE__METRICS_PORT for the sink)"
+        ) from exc
     log.info("metrics_serving", host=host, port=port)
     return server
