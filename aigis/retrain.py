@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import structlog
 import yaml
 
+from aigis.fetching import install_fetch_policy
 from aigis.promote import ServiceControl
 from schemas.settings import Settings
 from serving.client.management import ManagementClient
@@ -129,6 +130,7 @@ def run_cycle(
 ) -> CycleResult:
     """Run one cycle (see the module docstring). Raises AigisError subclasses on failure."""
     registry = Registry(settings.registry_dir)
+    install_fetch_policy(settings.fetch)
     with (
         registry.lock(),
         _control(settings, registry, control) as service,

@@ -7,6 +7,7 @@ from typing import NoReturn
 import typer
 from pydantic import ValidationError
 
+from aigis.fetching import install_fetch_policy
 from aigis.logs import configure_logging
 from schemas.settings import Settings, load_settings
 
@@ -22,6 +23,7 @@ def settings() -> Settings:
         ]
         fail("invalid settings in the environment:\n" + "\n".join(problems), code=2)
     configure_logging(loaded.log_level, loaded.log_format)
+    install_fetch_policy(loaded.fetch)
     return loaded
 
 

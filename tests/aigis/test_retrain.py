@@ -104,6 +104,8 @@ def cycle_settings(
                 update={"url": str(tmp_path / "labels"), "keep_image_bytes": True}
             ),
             "retrain": s.retrain.model_copy(update={"registry_dir": tmp_path / "registry"}),
+            # Retraining re-reads images by URI through the fetch policy: files under tmp_path.
+            "fetch": s.fetch.model_copy(update={"file_roots": (tmp_path,)}),
             "worker": s.worker.model_copy(
                 update={
                     "batch_size": 4,

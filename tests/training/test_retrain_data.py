@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,10 +18,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from aigis.fetching import install_fetch_policy
 from schemas.labels import GENERATORS
+from schemas.settings import FetchSettings
 from training.data import load_split, make_sample
 from training.data.parquet import write_ct2
 from training.labelstore import ImageError, LabelRecord, LabelStore, Origin
+from training.labelstore.fetch import install_uri_reader
 from training.retrain_data import TooFewImagesError, gold_holdout, mixed_spec, read_images
 
 pytestmark = pytest.mark.unit
@@ -64,6 +68,14 @@ def on_disk(directory: Path, name: str, data: bytes) -> str:
     path = directory / name
     path.write_bytes(data)
     return path.as_uri()
+
+
+@pytest.fixture(autouse=True)
+def fetch_policy(tmp_path: Path) -> Iterator[None]:
+    """The policy ``aigis retrain`` installs, with this test's directory as the one file root."""
+    install_fetch_policy(FetchSettings(file_roots=(tmp_path,)))
+    yield
+    install_uri_reader(None)
 
 
 @pytest.fixture
@@ -207,11 +219,12 @@ def test_kept_blobs_are_checked_too(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("uri", "reason"),
     [
-        ("file:///nonexistent/x.png", "unreachable_uri"),
-        ("file:///", "unreachable_uri"),  # a directory
-        ("http://127.0.0.1:9/x.png?X-Amz-Signature=secret", "unreachable_uri"),
-        ("gopher://example.invalid/x", "unreachable_uri"),
-        ("file:///dev/zero", "image_too_large"),
+        ("file:///nonexistent/x.png", "uri_not_allowed"),  # outside the file roots
+        ("file:///", "uri_not_allowed"),
+        ("http://127.0.0.1:9/x.png?X-Amz-Signature=secret", "uri_not_allowed"),  # loopback
+        ("https://169.254.169.254/latest/meta-data/", "uri_not_allowed"),
+        ("gopher://example.invalid/x", "uri_not_allowed"),
+        ("file:///dev/zero", "uri_not_allowed"),
     ],
 )
 def test_hostile_uris_become_reasons_not_crashes(store: LabelStore, uri: str, reason: str) -> None:
@@ -230,9 +243,23 @@ def test_bytes_are_returned_only_under_their_own_hash(
     path.write_bytes(data)
     store = LabelStore(str(tmp_path / "labels"))
     expected = sha(data) if claimed is None else claimed
-    if expected == sha(data):
+    if expected == sha(data) and data:
         assert store.image_bytes(None, path.as_uri(), sha256=expected) == data
         return
     with pytest.raises(ImageError) as caught:
         store.image_bytes(None, path.as_uri(), sha256=expected)
-    assert caught.value.reason in {"invalid_record", "image_hash_mismatch"}
+    assert caught.value.reason in {"invalid_record", "image_hash_mismatch", "empty_image"}
+
+
+def test_a_process_without_a_fetch_policy_reads_no_uri(store: LabelStore, images: Path) -> None:
+    install_uri_reader(None)
+    data = png(7)
+    with pytest.raises(ImageError) as caught:
+        store.image_bytes(None, on_disk(images, "a.png", data), sha256=sha(data))
+    assert caught.value.reason == "uri_not_allowed"
+
+
+def test_a_missing_file_under_a_root_is_unreachable(store: LabelStore, images: Path) -> None:
+    with pytest.raises(ImageError) as caught:
+        store.image_bytes(None, (images / "gone.png").as_uri(), sha256=sha(b"x"))
+    assert caught.value.reason == "unreachable_uri"

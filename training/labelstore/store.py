@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from schemas.settings import FetchSettings, WorkerSettings
+from schemas.settings import WorkerSettings
 from training.labelstore.blobs import blob_path, unreferenced_blobs
 from training.labelstore.commits import Commit, Snapshot, live_commits
 from training.labelstore.dedupe import latest_labels
@@ -51,7 +51,6 @@ SHARDS: Final[str] = "shards"
 _READ_ATTEMPTS: Final[int] = 3
 _SHA256: Final[re.Pattern[str]] = re.compile(r"[0-9a-f]{64}")
 _WORKER: Final[WorkerSettings] = WorkerSettings()
-_FETCH: Final[FetchSettings] = FetchSettings()
 
 
 @dataclass(frozen=True)
@@ -66,8 +65,8 @@ class LabelStore:
     """Read and write one label store. Cheap to create; holds no open files between calls.
 
     ``keep_image_bytes`` off (the default) stores no blobs: records keep only the image
-    hash and URI. Images read back through a URI are bounded by ``max_image_bytes`` and
-    ``fetch_timeout_s`` (``worker.max_image_bytes`` and ``fetch.timeout_s``, by default).
+    hash and URI. Images read back through a URI go through the process's fetch policy
+    (:mod:`training.labelstore.fetch`) and are bounded by ``max_image_bytes``.
     """
 
     def __init__(
@@ -76,13 +75,11 @@ class LabelStore:
         *,
         keep_image_bytes: bool = False,
         max_image_bytes: int = _WORKER.max_image_bytes,
-        fetch_timeout_s: float = _FETCH.timeout_s,
         storage_options: dict[str, Any] | None = None,
     ) -> None:
         self.url = url
         self.keep_image_bytes = keep_image_bytes
         self.max_image_bytes = max_image_bytes
-        self.fetch_timeout_s = fetch_timeout_s
         self._fs = StoreFS(url, storage_options)
 
     @classmethod
@@ -91,7 +88,6 @@ class LabelStore:
             settings.store_url,
             keep_image_bytes=settings.store.keep_image_bytes,
             max_image_bytes=settings.worker.max_image_bytes,
-            fetch_timeout_s=settings.fetch.timeout_s,
         )
 
     def exists(self) -> bool:
@@ -265,9 +261,7 @@ class LabelStore:
                 ) from None
         elif image_uri:
             try:
-                data = fetch_image(
-                    image_uri, max_bytes=self.max_image_bytes, timeout_s=self.fetch_timeout_s
-                )
+                data = fetch_image(image_uri, max_bytes=self.max_image_bytes)
             except FetchError as err:
                 shown = _shown(image_uri)
                 detail = err.detail.replace(image_uri, shown)
