@@ -8,9 +8,7 @@ import base64
 import io
 import os
 import threading
-import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -19,7 +17,7 @@ from PIL import Image
 from schemas import ImageEvent, encode
 from schemas.settings import FetchSettings, Settings
 from tests.streams import drain, events_for, publish_events, publish_raw, run_worker
-from tests.worker.fetch.origin import Origin, ok, redirect
+from tests.worker.fetch.origin import Origin, ok, redirect, trickle
 from tests.worker.hostile import VERDICT, Case, image_cases, message_cases
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -33,16 +31,6 @@ def _png() -> bytes:
     return good.getvalue()
 
 
-def _trickle(h: BaseHTTPRequestHandler) -> None:
-    h.send_response(200)
-    h.send_header("Content-Length", "1000")
-    h.end_headers()
-    for _ in range(1000):
-        h.wfile.write(b"x")
-        h.wfile.flush()
-        time.sleep(0.3)
-
-
 @pytest.fixture
 def origin() -> Iterator[Origin]:
     """An image server on 127.0.0.2 (loopback, admitted by the test's private-network opt-in)
@@ -52,7 +40,7 @@ def origin() -> Iterator[Origin]:
     server.routes["/to-metadata"] = redirect("http://169.254.169.254/latest/meta-data/")
     server.routes["/to-other-loopback"] = redirect("http://127.0.0.1:9/x.png")
     server.routes["/to-file"] = redirect("file:///etc/passwd")
-    server.routes["/slow.png"] = _trickle
+    server.routes["/slow.png"] = trickle
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield server

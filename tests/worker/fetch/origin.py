@@ -84,6 +84,17 @@ def status(code: int, **headers: str) -> Route:
     return route
 
 
+def trickle(h: BaseHTTPRequestHandler) -> None:
+    """A slow sender: one byte every 0.3 s of a 100-byte body."""
+    h.send_response(200)
+    h.send_header("Content-Length", "100")
+    h.end_headers()
+    for _ in range(100):
+        h.wfile.write(b"x")
+        h.wfile.flush()
+        time.sleep(0.3)
+
+
 def redirect(location: str, code: int = 302) -> Route:
     return status(code, Location=location)
 

@@ -15,7 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.worker.fetch.origin import BODY, MakeReader, Origin, in_turn, ok, redirect, serve, status
+from tests.worker.fetch.origin import (
+    BODY,
+    MakeReader,
+    Origin,
+    in_turn,
+    ok,
+    redirect,
+    serve,
+    status,
+    trickle,
+)
 from worker.fetch import FetchError, UriReader
 from worker.fetch.web import retry_after
 
@@ -116,20 +126,10 @@ def test_relative_redirects_are_followed_and_loops_are_bounded(
     assert [p for p, _ in origin.requests].count("/loop") == 4
 
 
-def _trickle(h: BaseHTTPRequestHandler) -> None:
-    h.send_response(200)
-    h.send_header("Content-Length", "100")
-    h.end_headers()
-    for _ in range(100):
-        h.wfile.write(b"x")
-        h.wfile.flush()
-        time.sleep(0.3)
-
-
 def test_a_byte_every_0_3_s_is_cut_off_at_the_deadline(
     make_reader: MakeReader, origin: Origin
 ) -> None:
-    origin.routes["/slow"] = _trickle
+    origin.routes["/slow"] = trickle
     started = time.monotonic()
     err = refused(make_reader(timeout_s=1.0), origin.url("/slow"))
     assert err.reason == "fetch_timeout"
@@ -137,7 +137,7 @@ def test_a_byte_every_0_3_s_is_cut_off_at_the_deadline(
 
 
 @pytest.fixture
-def header_trickler() -> Iterator[int]:
+def headertrickler() -> Iterator[int]:
     """A port whose server sends its status line and headers one byte every 0.3 s."""
     listener = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
@@ -159,12 +159,12 @@ def header_trickler() -> Iterator[int]:
     listener.close()
 
 
-def test_trickled_headers_are_cut_off_at_the_deadline(
-    make_reader: MakeReader, header_trickler: int
+def testtrickled_headers_are_cut_off_at_the_deadline(
+    make_reader: MakeReader, headertrickler: int
 ) -> None:
-    reader = make_reader(ports={header_trickler}, timeout_s=1.0)
+    reader = make_reader(ports={headertrickler}, timeout_s=1.0)
     started = time.monotonic()
-    err = refused(reader, f"http://127.0.0.1:{header_trickler}/")
+    err = refused(reader, f"http://127.0.0.1:{headertrickler}/")
     assert err.reason == "fetch_timeout"
     assert time.monotonic() - started < 1.4
 
