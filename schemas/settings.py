@@ -160,7 +160,8 @@ class WorkerSettings(_Group):
     pseudo_label_confidence: Annotated[float, Field(ge=0, le=1)] = 0.8
     """A verdict becomes a pseudo-label when both its Task A and Task B confidence reach this."""
     generator_min_confidence: Annotated[float, Field(ge=0, le=1)] = 0.5
-    """Below this top generator probability the verdict names the generator ``unknown``."""
+    """Below this P(generator | AI) of the likeliest generator the verdict names the generator
+    ``unknown`` (the rule of :mod:`schemas.decision`)."""
     max_image_bytes: Annotated[int, Field(ge=1)] = 20 * 1024 * 1024
     """Largest image accepted, inline or by URI; a download stops as soon as it passes this."""
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9108
@@ -334,7 +335,7 @@ class Settings(BaseSettings):
     state_dir: Path = Path.home() / ".local" / "state" / "aigis"
     """Where services keep logs, data, pid files, the label store and the registry."""
     cache_dir: Path = Path.home() / ".cache" / "aigis"
-    """Downloads that outlive a state directory: Kafka's jars."""
+    """What outlives a state directory: Kafka's jars, the smoke set, Arrow copies of data sets."""
     pretrained_dir: Path | None = None
     """Local copies of pre-trained encoders for the ``base`` preset (``bert-base-uncased/``,
     ``clip-vit-base-patch32/``); unset: an offline Hugging Face cache. Never downloaded."""

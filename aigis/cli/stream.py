@@ -6,7 +6,7 @@ Imports only light modules at load time: ``aigis worker`` never loads torch or t
 
 from __future__ import annotations
 
-import signal
+import threading
 from typing import Any
 
 import typer
@@ -87,14 +87,15 @@ def register(app: typer.Typer) -> None:
             None, "--idle-exit", help="Stop after this many seconds without a message."
         ),
     ) -> None:
+        from worker.runtime.signals import install_stop_handlers
         from worker.tail import KINDS, tail
 
         if kind not in KINDS:
             fail(f"aigis tail: unknown kind {kind!r}; use one of {', '.join(KINDS)}", code=2)
         loaded = settings()
         console = Console(highlight=False, soft_wrap=True)
-        stopping = {"flag": False}
-        signal.signal(signal.SIGTERM, lambda *_: stopping.update(flag=True))
+        stopping = threading.Event()
+        install_stop_handlers(stopping)
         try:
             for item in tail(
                 loaded,
@@ -102,7 +103,7 @@ def register(app: typer.Typer) -> None:
                 from_beginning=from_beginning,
                 count=count,
                 idle_exit_s=idle_exit,
-                stop=lambda: stopping["flag"],
+                stop=stopping.is_set,
             ):
                 if as_json:
                     typer.echo(item.raw.decode("utf-8", errors="replace"))

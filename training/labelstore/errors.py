@@ -10,9 +10,11 @@ IMAGE_REASONS: Final[tuple[str, ...]] = (
     "no_image",
     "invalid_record",
     "missing_blob",
+    "uri_not_allowed",
     "unreachable_uri",
     "fetch_timeout",
     "image_too_large",
+    "empty_image",
     "image_hash_mismatch",
 )
 """Every ``ImageError.reason``, in the order a read can meet them."""

@@ -1,10 +1,10 @@
 """How the label store reads an image URI: only through the reader the process installed.
 
 The fetch policy (schemes, file roots, s3 buckets, public addresses only, deadlines) lives with
-the stream side, in :mod:`worker.fetch`, which this layer cannot import. The entry points that
-read images back (``aigis train``, ``aigis retrain``, the demo) install a reader bound by that
-policy with :func:`install_uri_reader`; a process that installed none reads no URI at all, so no
-code path reads a producer's URI unchecked.
+the stream side, in :mod:`worker.fetch`, which this layer cannot import. Every ``aigis`` command
+(and a retraining cycle run from Python) installs a reader bound by that policy with
+:func:`install_uri_reader`; a process that installed none reads no URI at all, so no code path
+reads a producer's URI unchecked.
 """
 
 from __future__ import annotations

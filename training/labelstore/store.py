@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -360,5 +361,8 @@ class LabelStore:
 
 
 def _shown(uri: str) -> str:
-    """``uri`` without its query and fragment, where signed URLs keep their signatures."""
-    return uri.split("?", 1)[0].split("#", 1)[0]
+    """``uri`` without credentials, query and fragment, where signed URLs keep their
+    signatures."""
+    parts = urlsplit(uri)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
