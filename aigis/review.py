@@ -84,6 +84,8 @@ class ReviewStats:
     labelled: int = 0
     skipped: int = 0
     rejected: int = 0
+    duplicates: int = 0
+    """Items of an image already labelled in this session: committed without being shown."""
 
 
 class Reviewer(Handler):
@@ -110,6 +112,9 @@ class Reviewer(Handler):
         self._told_waiting = False
         self._stop = threading.Event()
         self._limit: int | None = None
+        self._labelled: dict[str, str] = {}
+        """Image hash -> the answer given this session, so the same image is asked once."""
+        self._runtime: StreamRuntime | None = None
         try:
             TypeAdapter(Identifier).validate_python(reviewer)
         except ValidationError:
@@ -131,10 +136,12 @@ class Reviewer(Handler):
             # A person may look at one image for a long time before answering.
             consumer_options={"max_poll_interval_ms": 3_600_000},
         )
-        StreamRuntime(self._settings, config, self).run(self._stop, idle_exit_s=idle_exit_s)
+        self._runtime = StreamRuntime(self._settings, config, self)
+        self._runtime.run(self._stop, idle_exit_s=idle_exit_s)
+        duplicates = f", {self.stats.duplicates} repeats" if self.stats.duplicates else ""
         self._say(
             f"done: {self.stats.labelled} labelled, {self.stats.skipped} skipped, "
-            f"{self.stats.rejected} unreadable"
+            f"{self.stats.rejected} unreadable{duplicates}"
         )
         return self.stats
 
@@ -153,6 +160,14 @@ class Reviewer(Handler):
             item = decode(ReviewItem, record.value or b"")
         except SchemaError as err:
             return [self._reject(record, err.reason, str(err))]
+        earlier = self._labelled.get(item.verdict.image_sha256)
+        if earlier is not None:
+            self._say(
+                f"\n-- event {item.verdict.event_id}: the same image as one labelled "
+                f"{earlier} a moment ago; not asked again"
+            )
+            self._outcome = "duplicates"
+            return []
         generators = generators_of(item)
         self._show(item, generators)
         answer = self._ask(generators)
@@ -161,12 +176,20 @@ class Reviewer(Handler):
             return None
         if answer.action == "skip":
             self._outcome = "skipped"
+            self._say("   skipped: it goes back to the end of the queue")
             return [Output(topics.review, record.key, record.value or b"")]
         try:
             decision = self._decision(item, answer, generators)
         except (AigisError, ValidationError) as err:
             return [self._reject(record, "unusable_review_item", str(err))]
         self._outcome = "labelled"
+        label = (
+            "human"
+            if answer.label_a == 0
+            else GENERATOR_DISPLAY.get(generators[answer.label_b], generators[answer.label_b])
+        )
+        self._labelled[decision.image_sha256] = label
+        self._say(f"   saved: {label}")
         log.info(
             "review_decision",
             event_id=item.verdict.event_id,
@@ -214,7 +237,8 @@ class Reviewer(Handler):
             f"   caption:  {item.caption if item.caption is not None else '(none)'}\n"
             f"   verdict:  {verdict.decision.value}  p_ai={verdict.p_ai:.3f}  "
             f"generator={verdict.generator}  ({top})\n"
-            f"   model:    {verdict.model_name} v{verdict.model_version}"
+            f"   model:    {verdict.model_name} v{verdict.model_version}\n"
+            f"   queue:    {self._waiting()} more waiting"
         )
         choices = "  ".join(
             f"[{i}] {GENERATOR_DISPLAY.get(name, name)}"
@@ -222,6 +246,9 @@ class Reviewer(Handler):
             if i > 0
         )
         self._say(f"   [h] human   {choices}   [s] skip   [q] quit")
+
+    def _waiting(self) -> int:
+        return self._runtime.backlog() if self._runtime is not None else 0
 
     def _image_location(self, item: ReviewItem) -> str:
         if item.image_uri is not None:

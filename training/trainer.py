@@ -26,6 +26,7 @@ import numpy as np
 import structlog
 import torch
 from transformers import EvalPrediction, Trainer, TrainingArguments, set_seed
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from schemas.errors import AigisError
@@ -151,6 +152,7 @@ def _train(request: TrainRequest) -> TrainResult:
         compute_metrics=task_metrics,
         optimizer_cls_and_kwargs=_optimizer(hyper),
     )
+    _one_line_per_evaluation(trainer)
     trainer.train(resume_from_checkpoint=_resume_point(request, state_dir))
     temperature, scores = _calibrate(trainer, validation_items)
     final = config.model_copy(
@@ -340,3 +342,23 @@ def _write_summary(
     }
     path = request.output / SUMMARY_FILE
     path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+
+
+class _EvaluationLines(ProgressCallback):
+    """The progress bars, with one line per evaluation instead of a dict per logging step."""
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+        scores = {
+            k.removeprefix("eval_"): v for k, v in (logs or {}).items() if k.startswith("eval_")
+        }
+        if state.is_world_process_zero and scores and self.training_bar is not None:
+            shown = "  ".join(f"{k} {v:.4g}" for k, v in scores.items() if isinstance(v, float))
+            self.training_bar.write(f"epoch {state.epoch or 0:.0f}: {shown}")
+
+
+def _one_line_per_evaluation(trainer: Trainer) -> None:
+    # The stock callbacks print every logging step's dict (sixty of them in a short run);
+    # without bars (not a terminal) the training summary line is enough.
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(_EvaluationLines)
+    trainer.remove_callback(PrinterCallback)

@@ -224,3 +224,26 @@ def test_the_command_reads_answers_from_a_pipe(
     )
     assert done.returncode == 0, done.stderr
     assert "done: 1 labelled, 0 skipped, 0 unreadable" in done.stdout
+
+
+@pytest.mark.integration
+def test_an_image_is_asked_once_each_answer_is_confirmed_and_the_queue_counted(
+    review_settings: Settings, make_group_id: Callable[[], str]
+) -> None:
+    same, other = png(300), png(301)
+    publish(
+        review_settings,
+        review_settings.topics.review,
+        [
+            (b"d-1", encode(review_item(same, "d-1"))),
+            (b"d-2", encode(review_item(other, "d-2"))),
+            (b"d-3", encode(review_item(same, "d-3"))),  # the same image, another caption/event
+        ],
+    )
+    shown, stats = review(review_settings, make_group_id(), "h\ns\nq\n")
+    assert "saved: human" in shown
+    assert "queue:    2 more waiting" in shown
+    assert "skipped: it goes back to the end of the queue" in shown
+    assert "event d-3: the same image as one labelled human" in shown
+    assert stats == (1, 1, 0)
+    assert shown.count("-- event d-1") == 1

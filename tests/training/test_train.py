@@ -190,3 +190,18 @@ def test_trained_tiny_fused_beats_chance_on_the_smoke_test_split(trained_tiny: P
     # Chance is F1 0.5 on balanced Task A and about 0.1 weighted F1 on Task B's six classes.
     assert task_a["f1"] >= 0.8, task_a
     assert task_b["f1_weighted"] >= 0.5, task_b
+
+
+@pytest.mark.unit
+def test_training_prints_one_line_per_evaluation_not_a_dict_per_step() -> None:
+    from types import SimpleNamespace
+
+    from training.trainer import _EvaluationLines
+
+    written: list[str] = []
+    callback = _EvaluationLines()
+    callback.training_bar = SimpleNamespace(write=written.append)  # type: ignore[assignment]
+    state = SimpleNamespace(is_world_process_zero=True, epoch=3.0)
+    callback.on_log(None, state, None, logs={"loss": 0.52, "learning_rate": 1e-3})
+    callback.on_log(None, state, None, logs={"eval_loss": 0.41, "eval_f1_a": 0.975, "epoch": 3.0})
+    assert written == ["epoch 3: loss 0.41  f1_a 0.975"]

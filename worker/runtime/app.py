@@ -31,7 +31,7 @@ from worker import kafka as kafka_clients
 from worker.runtime import clients
 from worker.runtime.batch import Batch, collect
 from worker.runtime.checkpoint import BatchCommitError, Output, dead_letter, open_checkpoint
-from worker.runtime.group import RebalanceTracker
+from worker.runtime.group import RebalanceTracker, backlog
 from worker.runtime.handler import (
     DependencyDownError,
     Handler,
@@ -129,6 +129,11 @@ class StreamRuntime:
         """The partitions this stream holds now (none before it has started)."""
         consumer = getattr(self, "_consumer", None)
         return set(consumer.assignment()) if consumer is not None else set()
+
+    def backlog(self) -> int:
+        """Records after the current position on the partitions held now (0 before start)."""
+        consumer = getattr(self, "_consumer", None)
+        return backlog(consumer) if consumer is not None else 0
 
     def _open(self, stack: ExitStack) -> None:
         c = self.config

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 import structlog
-from kafka import ConsumerRebalanceListener
+from kafka import ConsumerRebalanceListener, KafkaConsumer
 from kafka.structs import TopicPartition
 
 from schemas.settings import Settings
@@ -41,3 +41,12 @@ class RebalanceTracker(ConsumerRebalanceListener):  # type: ignore[misc]
         log.info(
             "partitions_assigned", partitions=sorted(f"{p.topic}:{p.partition}" for p in assigned)
         )
+
+
+def backlog(consumer: KafkaConsumer) -> int:
+    """Records after ``consumer``'s position on the partitions it holds."""
+    partitions = list(consumer.assignment())
+    if not partitions:
+        return 0
+    ends = consumer.end_offsets(partitions)
+    return sum(max(0, ends[tp] - consumer.position(tp)) for tp in partitions)
