@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from typing import NoReturn
 
 import typer
 from pydantic import ValidationError
+from rich.console import Console
 
 from aigis.fetching import install_fetch_policy
 from aigis.logs import configure_logging
@@ -30,3 +32,11 @@ def settings() -> Settings:
 def fail(message: str, code: int = 1) -> NoReturn:
     typer.secho(message, err=True, fg=typer.colors.RED)
     raise typer.Exit(code)
+
+
+def table_console() -> Console:
+    """A console for tables: the terminal's width in a terminal; elsewhere (a pipe, a log, CI)
+    plain text wide enough that no cell is cut."""
+    if sys.stdout.isatty():
+        return Console()
+    return Console(width=10_000, color_system=None, highlight=False)

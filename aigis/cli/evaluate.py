@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from aigis.cli.common import fail, settings
+from aigis.cli.common import fail, settings, table_console
 
 if TYPE_CHECKING:
     from serving.model.predictor import Predictor
@@ -137,11 +137,10 @@ def _predictor(model: Path, device: str | None, batch_size: int, threads: int | 
 
 
 def _print_report(report: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    console = Console()
+    console = table_console()
     data, model = report["data"], report["model"]
     title = f"{model['name']} {model['version']} on {data['spec']}, {data['split']} split"
     if data["holdout_classes"]:

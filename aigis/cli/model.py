@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from aigis.cli.common import fail, settings
+from aigis.cli.common import fail, settings, table_console
 from schemas.errors import AigisError
 
 if TYPE_CHECKING:
@@ -165,7 +165,6 @@ def _rows(registry: Registry, control: ServiceControl) -> list[dict[str, object]
 
 
 def _print(rows: list[dict[str, object]], registry: Registry) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"model versions (registry {registry.root})")
@@ -184,7 +183,7 @@ def _print(rows: list[dict[str, object]], registry: Registry) -> None:
             str(row.get("snapshot") or "-"),
             gate,
         )
-    Console().print(table)
+    table_console().print(table)
     if not rows:
         typer.echo("no versions yet: add the served model with `aigis model register ARCHIVE.mar`")
     target = registry.rollback_target()
