@@ -126,12 +126,15 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         from worker.runtime.signals import install_stop_handlers
-        from worker.tail import KINDS, tail
+        from worker.tail import KINDS, describe, idle_note, tail
 
         if kind not in KINDS:
             fail(f"aigis tail: unknown kind {kind!r}; use one of {', '.join(KINDS)}", code=2)
         loaded = settings()
         console = Console(highlight=False, soft_wrap=True)
+        # Notes go to stderr: with --json, stdout stays one message per line.
+        notes = Console(stderr=True, highlight=False, soft_wrap=True, style="dim")
+        notes.print(escape(describe(loaded, kind, from_beginning=from_beginning)))
         stopping = threading.Event()
         install_stop_handlers(stopping)
         try:
@@ -142,6 +145,7 @@ def register(app: typer.Typer) -> None:
                 count=count,
                 idle_exit_s=idle_exit,
                 stop=stopping.is_set,
+                on_idle=lambda seen: notes.print(escape(idle_note(seen))),
             ):
                 if as_json:
                     typer.echo(item.raw.decode("utf-8", errors="replace"))
@@ -153,8 +157,15 @@ def register(app: typer.Typer) -> None:
             fail(f"aigis tail: {exc}")
 
 
+DETAIL_CHARS = 120
+
+
 def _pretty(message: Any, partition: int, offset: int) -> str:
-    """One line per message, columns aligned; markup-escaped (ids are producer-controlled)."""
+    """One line per message, columns aligned; markup-escaped (ids are producer-controlled).
+
+    A dead letter's detail is shortened at a word boundary; ``--json`` prints all of it."""
+    from worker.tail import shorten
+
     where = f"[dim]{partition}:{offset:<6}[/dim]"
     if isinstance(message, Verdict):
         return f"{where} {_verdict(message)}"
@@ -164,7 +175,8 @@ def _pretty(message: Any, partition: int, offset: int) -> str:
     if isinstance(message, DeadLetter):
         return (
             f"{where} [red]{message.reason:<22}[/red] {message.topic}:{message.partition}:"
-            f"{message.offset}  {escape(message.event_id or '-')}  {escape(message.detail[:120])}"
+            f"{message.offset}  {escape(message.event_id or '-')}  "
+            f"{escape(shorten(message.detail, DETAIL_CHARS))}"
         )
     if isinstance(message, PseudoLabel):
         generator = message.generators[message.label_b]
@@ -179,9 +191,15 @@ def _pretty(message: Any, partition: int, offset: int) -> str:
 def _verdict(v: Verdict) -> str:
     style = _DECISION_STYLE.get(v.decision.value, "white")
     cached = "cached" if v.cached else "      "
+    origin = "".join(
+        f"  {name}={escape(value)}"
+        for name, value in (("source", v.source), ("external_id", v.external_id))
+        if value is not None
+    )
     return (
         f"{escape(v.event_id):<34} [{style}]{v.decision.value:<12}[/{style}] p_ai={v.p_ai:.3f} "
         f"{escape(v.generator):<12} {cached} {escape(v.model_name)}:{escape(v.model_version)}"
+        f"{origin}"
     )
 
 
