@@ -1,7 +1,8 @@
 """Reading the output topics: what ``aigis tail`` prints.
 
 Reads with ``read_committed`` (only what a committed batch published) and no consumer group, so
-tailing never moves anyone's offsets.
+tailing never moves anyone's offsets. The text helpers here (:func:`describe`, :func:`shorten`)
+are what the command prints around the records.
 """
 
 from __future__ import annotations
@@ -55,10 +56,13 @@ def tail(
     count: int | None = None,
     idle_exit_s: float | None = None,
     stop: Callable[[], bool] = lambda: False,
+    on_idle: Callable[[int], None] | None = None,
 ) -> Iterator[Tailed]:
     """Yield records of ``kind`` as they arrive (all of them first with ``from_beginning``).
 
     Ends after ``count`` records, after ``idle_exit_s`` without one, or when ``stop()`` is true.
+    ``on_idle(read_so_far)`` is called once each time the topic runs dry: at the first empty poll
+    after the start or after a record, not at every poll.
     """
     topic, model = topic_of(settings, kind), _MODELS[kind]
     consumer = kafka_clients.consumer(settings, group_id=None)
@@ -74,14 +78,17 @@ def tail(
             consumer.seek_to_beginning(*parts)
         else:
             consumer.seek_to_end(*parts)
-        seen, last = 0, time.monotonic()
+        seen, last, idle = 0, time.monotonic(), False
         while not stop() and (count is None or seen < count):
             polled = consumer.poll(timeout_ms=200)
             if not polled:
+                if not idle and on_idle is not None:
+                    on_idle(seen)
+                idle = True
                 if idle_exit_s is not None and time.monotonic() - last >= idle_exit_s:
                     return
                 continue
-            last = time.monotonic()
+            last, idle = time.monotonic(), False
             for record in (r for records in polled.values() for r in records):
                 yield Tailed(
                     record.partition, record.offset, record.value, _decode(model, record.value)
@@ -91,6 +98,34 @@ def tail(
                     return
     finally:
         consumer.close(autocommit=False)
+
+
+def describe(settings: Settings, kind: str, *, from_beginning: bool) -> str:
+    """The header of a tail: what it follows, where, and from which point."""
+    start = "from the beginning" if from_beginning else "new messages only"
+    return (
+        f"following {kind} on {topic_of(settings, kind)} at {settings.kafka.bootstrap_servers} "
+        f"({start}, committed only); Ctrl+C stops"
+    )
+
+
+def idle_note(read_so_far: int) -> str:
+    """What a tail says once when the topic runs dry."""
+    if read_so_far == 0:
+        return "waiting for messages…"
+    return f"waiting for more messages ({read_so_far} read so far)…"
+
+
+def shorten(text: str, width: int) -> str:
+    """``text`` on one line in at most ``width`` characters, cut at a word boundary with an
+    ellipsis when it is longer. Only a single word longer than ``width`` is cut inside itself."""
+    flat = " ".join(text.split())
+    if len(flat) <= width:
+        return flat
+    cut = flat[: width - 1]
+    if flat[width - 1] != " " and " " in cut:
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip(" ,;:") + "…"
 
 
 def partitions(consumer: Any, topic: str, timeout_s: float = 10.0) -> list[TopicPartition]:

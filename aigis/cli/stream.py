@@ -7,7 +7,8 @@ Imports only light modules at load time: ``aigis worker`` never loads torch or t
 from __future__ import annotations
 
 import threading
-from typing import Any
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -15,6 +16,9 @@ from rich.markup import escape
 
 from aigis.cli.common import fail, settings
 from schemas import AigisError, DeadLetter, PseudoLabel, ReviewItem, Verdict
+
+if TYPE_CHECKING:
+    from worker.publish import Skipped
 
 _DECISION_STYLE = {"ai_generated": "red", "human": "green", "needs_review": "yellow"}
 
@@ -56,24 +60,58 @@ def register(app: typer.Typer) -> None:
         caption: str | None = typer.Option(None, "--caption", help="Caption for every image."),
         split: str = typer.Option("test", "--split", help="Split of a data set to publish."),
         source_name: str | None = typer.Option(None, "--source", help="Producer/tenant name."),
+        manifest: Path | None = typer.Option(
+            None,
+            "--manifest",
+            help="Write one JSON line per event: file or URI, event_id, external_id, source.",
+        ),
+        external_id_from: str | None = typer.Option(
+            None,
+            "--external-id-from",
+            help="Send each file's `name` (or `path` under the directory) as its external_id.",
+        ),
     ) -> None:
         from tqdm import tqdm
 
-        from worker.publish import make_events, publish, read_source
+        from worker.publish import (
+            EXTERNAL_ID_FROM,
+            plan_events,
+            publish,
+            read_source,
+            with_manifest,
+        )
 
+        if external_id_from is not None and external_id_from not in EXTERNAL_ID_FROM:
+            fail(
+                f"aigis publish: --external-id-from {external_id_from!r} is not one of "
+                f"{', '.join(EXTERNAL_ID_FROM)}",
+                code=2,
+            )
         loaded = settings()
+        out = None
         try:
-            inputs = read_source(source, by_uri=by_uri, caption=caption, split=split)
+            inputs = read_source(
+                source,
+                by_uri=by_uri,
+                caption=caption,
+                split=split,
+                external_id_from=external_id_from,
+            )
+            out = _open_manifest(manifest)
+            planned = plan_events(inputs.images, count, source=source_name)
+            events = with_manifest(planned, out) if out is not None else (e for _, e in planned)
             with tqdm(total=count, unit="event", desc="publish") as bar:
-                sent = publish(
-                    loaded,
-                    make_events(inputs, count, source=source_name),
-                    topic=topic,
-                    on_sent=lambda _event: bar.update(),
-                )
+                sent = publish(loaded, events, topic=topic, on_sent=lambda _event: bar.update())
         except AigisError as exc:
             fail(f"aigis publish: {exc}")
+        finally:
+            if out is not None:
+                out.close()
         typer.echo(f"published {sent} events to {topic or loaded.topics.images}")
+        for line in _skip_report(inputs.skipped, inputs.files):
+            typer.echo(line)
+        if manifest is not None:
+            typer.echo(f"manifest: {manifest} (one line per event)")
 
     @app.command(help="Print verdicts, review items, dead letters or pseudo-labels as they arrive.")
     def tail(
@@ -88,12 +126,15 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         from worker.runtime.signals import install_stop_handlers
-        from worker.tail import KINDS, tail
+        from worker.tail import KINDS, describe, idle_note, tail
 
         if kind not in KINDS:
             fail(f"aigis tail: unknown kind {kind!r}; use one of {', '.join(KINDS)}", code=2)
         loaded = settings()
         console = Console(highlight=False, soft_wrap=True)
+        # Notes go to stderr: with --json, stdout stays one message per line.
+        notes = Console(stderr=True, highlight=False, soft_wrap=True, style="dim")
+        notes.print(escape(describe(loaded, kind, from_beginning=from_beginning)))
         stopping = threading.Event()
         install_stop_handlers(stopping)
         try:
@@ -104,6 +145,7 @@ def register(app: typer.Typer) -> None:
                 count=count,
                 idle_exit_s=idle_exit,
                 stop=stopping.is_set,
+                on_idle=lambda seen: notes.print(escape(idle_note(seen))),
             ):
                 if as_json:
                     typer.echo(item.raw.decode("utf-8", errors="replace"))
@@ -115,8 +157,15 @@ def register(app: typer.Typer) -> None:
             fail(f"aigis tail: {exc}")
 
 
+DETAIL_CHARS = 120
+
+
 def _pretty(message: Any, partition: int, offset: int) -> str:
-    """One line per message, columns aligned; markup-escaped (ids are producer-controlled)."""
+    """One line per message, columns aligned; markup-escaped (ids are producer-controlled).
+
+    A dead letter's detail is shortened at a word boundary; ``--json`` prints all of it."""
+    from worker.tail import shorten
+
     where = f"[dim]{partition}:{offset:<6}[/dim]"
     if isinstance(message, Verdict):
         return f"{where} {_verdict(message)}"
@@ -126,7 +175,8 @@ def _pretty(message: Any, partition: int, offset: int) -> str:
     if isinstance(message, DeadLetter):
         return (
             f"{where} [red]{message.reason:<22}[/red] {message.topic}:{message.partition}:"
-            f"{message.offset}  {escape(message.event_id or '-')}  {escape(message.detail[:120])}"
+            f"{message.offset}  {escape(message.event_id or '-')}  "
+            f"{escape(shorten(message.detail, DETAIL_CHARS))}"
         )
     if isinstance(message, PseudoLabel):
         generator = message.generators[message.label_b]
@@ -141,7 +191,38 @@ def _pretty(message: Any, partition: int, offset: int) -> str:
 def _verdict(v: Verdict) -> str:
     style = _DECISION_STYLE.get(v.decision.value, "white")
     cached = "cached" if v.cached else "      "
+    origin = "".join(
+        f"  {name}={escape(value)}"
+        for name, value in (("source", v.source), ("external_id", v.external_id))
+        if value is not None
+    )
     return (
         f"{escape(v.event_id):<34} [{style}]{v.decision.value:<12}[/{style}] p_ai={v.p_ai:.3f} "
         f"{escape(v.generator):<12} {cached} {escape(v.model_name)}:{escape(v.model_version)}"
+        f"{origin}"
     )
+
+
+def _open_manifest(path: Path | None) -> IO[str] | None:
+    if path is None:
+        return None
+    try:
+        return path.open("w", encoding="utf-8")
+    except OSError as exc:
+        raise AigisError(
+            f"cannot write the manifest {path}: {exc.strerror or type(exc).__name__}"
+        ) from None
+
+
+SKIPS_SHOWN = 5
+
+
+def _skip_report(skipped: tuple[Skipped, ...], files: int | None) -> list[str]:
+    """What a directory publish left out: how many, and the first few with why."""
+    if not skipped:
+        return []
+    lines = [f"skipped {len(skipped)} of {files} files (not published):"]
+    lines += [f"  {s.file}: {s.reason}" for s in skipped[:SKIPS_SHOWN]]
+    if len(skipped) > SKIPS_SHOWN:
+        lines.append(f"  and {len(skipped) - SKIPS_SHOWN} more")
+    return lines
