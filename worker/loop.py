@@ -158,7 +158,7 @@ class Worker:
         self.slot = slot
         self.stats = WorkerStats()
         registry = CollectorRegistry(auto_describe=True)
-        self.metrics = WorkerMetrics(registry)
+        self.metrics = WorkerMetrics(registry, settings.worker.guarantee.value)
         self._handler = ImageHandler(settings, self.metrics, self.stats)
         self.runtime = StreamRuntime(
             settings, stream_config(settings, slot), self._handler, registry=registry
@@ -191,4 +191,5 @@ class Worker:
         stack.callback(cache.close)
         fetcher = Fetcher(s.fetch, s.worker)
         stack.callback(fetcher.close)
-        self._handler.pipeline = Pipeline(s, fetcher, cache, Scorer(client, s.worker))
+        scorer = Scorer(client, s.worker, lambda info: self.metrics.model_served(info.version))
+        self._handler.pipeline = Pipeline(s, fetcher, cache, scorer)
