@@ -5,6 +5,12 @@ Library code asks structlog for a logger and configures nothing; the entry point
 library's records (kafka-python, httpx, anything else) go through one
 ``structlog.stdlib.ProcessorFormatter``, so a process writes one format. Log lines carry ids and
 hashes, never pixels or captions.
+
+How loud the libraries are depends on the process. A long-running worker keeps their warnings:
+kafka-python's are the only word on heartbeats, rebalances and lost brokers. A command
+(``aigis publish``, ``aigis tail``...) turns a library's failure into one message of its own, so
+there kafka-python is silenced (it logs every refused connection as an ERROR, several a second
+while it backs off) and the other libraries log errors only.
 """
 
 from __future__ import annotations
@@ -15,11 +21,21 @@ import sys
 import structlog
 
 _CHATTY = ("kafka", "httpx", "httpcore", "urllib3", "fsspec", "s3fs", "botocore", "aiobotocore")
-"""Libraries whose INFO lines are noise to an operator: they log WARNING and above."""
+"""Libraries whose INFO lines are noise to an operator."""
+
+SERVICE_LIBRARY_LEVELS = dict.fromkeys(_CHATTY, logging.WARNING)
+"""Library log levels of a long-running process (the worker, the sink, the reviewer)."""
+
+COMMAND_LIBRARY_LEVELS = {**dict.fromkeys(_CHATTY, logging.ERROR), "kafka": logging.CRITICAL}
+"""Library log levels of a command, which reports their failures itself (see the module doc)."""
 
 
-def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
-    """Configure structlog and the standard library behind it, once per process."""
+def configure_logging(level: str = "INFO", fmt: str = "auto", *, command: bool = False) -> None:
+    """Configure structlog and the standard library behind it, once per process.
+
+    ``command``: quiet the libraries as a short-lived command wants
+    (:data:`COMMAND_LIBRARY_LEVELS`), else keep their warnings (:data:`SERVICE_LIBRARY_LEVELS`).
+    """
     if fmt == "auto":
         fmt = "console" if sys.stderr.isatty() else "json"
     numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
@@ -59,8 +75,9 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(numeric)
-    for name in _CHATTY:
-        logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
+    libraries = COMMAND_LIBRARY_LEVELS if command else SERVICE_LIBRARY_LEVELS
+    for name, floor in libraries.items():
+        logging.getLogger(name).setLevel(max(numeric, floor))
 
 
 class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -52,6 +52,8 @@ class KafkaSettings(_Group):
     """Partitions of each topic that ``aigis dev up`` creates; the worker's parallelism cap."""
     replication_factor: Annotated[int, Field(ge=1)] = 1
     security_protocol: str = "PLAINTEXT"
+    connect_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+    """How long a new client waits to reach a broker before it fails with KafkaUnavailable."""
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None

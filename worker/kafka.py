@@ -16,7 +16,12 @@ from contextlib import contextmanager
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
+from kafka.errors import (
+    KafkaError,
+    KafkaTimeoutError,
+    TopicAlreadyExistsError,
+    UnknownTopicOrPartitionError,
+)
 
 from schemas.errors import AigisError
 from schemas.limits import MAX_DLQ_MESSAGE_BYTES, MAX_INLINE_IMAGE_BYTES, MAX_MESSAGE_BYTES
@@ -38,12 +43,15 @@ class TopicError(AigisError):
 
 
 def client_config(settings: Settings) -> dict[str, Any]:
-    """Connection options shared by every client: bootstrap servers, client id, security."""
+    """Connection options shared by every client: bootstrap servers, client id, security, and
+    how long a new client waits to reach a broker (``kafka.connect_timeout_s``; kafka-python
+    waits 30 s by default, retrying in silence as far as the caller can tell)."""
     kafka = settings.kafka
     config: dict[str, Any] = {
         "bootstrap_servers": [s.strip() for s in kafka.bootstrap_servers.split(",") if s.strip()],
         "client_id": kafka.client_id,
         "security_protocol": kafka.security_protocol,
+        "bootstrap_timeout_ms": int(kafka.connect_timeout_s * 1000),
     }
     if kafka.sasl_mechanism:
         config["sasl_mechanism"] = kafka.sasl_mechanism
@@ -272,7 +280,16 @@ def _closing_admin(settings: Settings, timeout_s: float) -> Iterator[KafkaAdminC
 
 
 def _unavailable(action: str, settings: Settings, exc: KafkaError) -> KafkaUnavailable:
+    servers = settings.kafka.bootstrap_servers
+    if isinstance(exc, KafkaTimeoutError) and "bootstrap" in str(exc).lower():
+        return KafkaUnavailable(
+            f"could not {action}: no Kafka broker answered at {servers} in time "
+            "(AIGIS_KAFKA__CONNECT_TIMEOUT_S); is the broker running (`aigis dev status`)?"
+        )
+    detail = str(exc)
+    if not detail.startswith(type(exc).__name__):
+        detail = f"{type(exc).__name__}: {detail}"
     return KafkaUnavailable(
-        f"could not {action} at Kafka {settings.kafka.bootstrap_servers} "
-        f"({type(exc).__name__}: {exc}); is the broker running (`aigis dev status`)?"
+        f"could not {action} at Kafka {servers} ({detail}); is the broker running "
+        "(`aigis dev status`)?"
     )

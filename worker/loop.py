@@ -16,15 +16,17 @@ from datetime import UTC, datetime
 
 import structlog
 from prometheus_client import CollectorRegistry
+from redis.exceptions import RedisError
 
 from schemas.messages import ConsumedRecord
 from schemas.settings import Settings
 from serving.client.http import ServingClient
 from serving.client.transport import ServingUnavailable
 from worker.cache import VerdictCache
-from worker.fetch import Fetcher
+from worker.fetch import Fetcher, redact_uri
 from worker.metrics import WorkerMetrics
 from worker.pipeline import DLQ, Pipeline, Processed
+from worker.redis_client import connect as connect_redis
 from worker.runtime.app import StreamRuntime
 from worker.runtime.batch import Batch
 from worker.runtime.checkpoint import Output
@@ -158,7 +160,7 @@ class Worker:
         self.slot = slot
         self.stats = WorkerStats()
         registry = CollectorRegistry(auto_describe=True)
-        self.metrics = WorkerMetrics(registry)
+        self.metrics = WorkerMetrics(registry, settings.worker.guarantee.value)
         self._handler = ImageHandler(settings, self.metrics, self.stats)
         self.runtime = StreamRuntime(
             settings, stream_config(settings, slot), self._handler, registry=registry
@@ -191,4 +193,55 @@ class Worker:
         stack.callback(cache.close)
         fetcher = Fetcher(s.fetch, s.worker)
         stack.callback(fetcher.close)
-        self._handler.pipeline = Pipeline(s, fetcher, cache, Scorer(client, s.worker))
+        scorer = Scorer(client, s.worker, lambda info: self.metrics.model_served(info.version))
+        self._handler.pipeline = Pipeline(s, fetcher, cache, scorer)
+        check_dependencies(s, client, scorer)
+
+
+def check_dependencies(settings: Settings, client: ServingClient, scorer: Scorer) -> None:
+    """Say once, at start, which dependency is missing and what the worker does meanwhile.
+
+    One ``dependency_unavailable`` warning per missing one, never a traceback, and the worker
+    runs on: batches wait while TorchServe or its model is missing (the runtime holds them),
+    and events are scored uncached while Redis is down. Kafka needs no check here: the runtime
+    has already reached it to join the group.
+    """
+    serving = settings.serving
+    if not client.ready():
+        log.warning(
+            "dependency_unavailable",
+            dependency="torchserve",
+            url=serving.inference_url,
+            model=serving.model_name,
+            problem=f"TorchServe does not answer, or has no ready worker of {serving.model_name!r}",
+            meanwhile="events wait, uncommitted, until it does",
+            hint="`aigis serve status`; `aigis serve start --model-store models/`",
+        )
+    else:
+        try:
+            info = scorer.model()
+        except ServingUnavailable as exc:
+            log.warning(
+                "dependency_unavailable",
+                dependency="torchserve",
+                url=serving.inference_url,
+                model=serving.model_name,
+                problem=str(exc),
+                meanwhile="events wait, uncommitted, until it does",
+            )
+        else:
+            log.info("serving_ready", model=info.name, version=info.version)
+    probe = connect_redis(settings)
+    try:
+        probe.ping()
+    except (RedisError, OSError) as exc:
+        log.warning(
+            "dependency_unavailable",
+            dependency="redis",
+            url=redact_uri(settings.redis.url),
+            problem=f"{type(exc).__name__}: {exc}",
+            meanwhile="events are scored uncached",
+            hint="`aigis dev status`, or settings.redis.url",
+        )
+    finally:
+        probe.close()

@@ -5,7 +5,7 @@ Labels carry topics, outcomes and reasons only: never ids, pixels or captions.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from worker.runtime.metrics import LATENCY_BUCKETS
 
@@ -13,8 +13,17 @@ from worker.runtime.metrics import LATENCY_BUCKETS
 class WorkerMetrics:
     """The counters, histograms and gauges the worker updates."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, guarantee: str = "exactly_once") -> None:
         self.registry = r = registry
+        self._guarantee = guarantee
+        self.info = Gauge(
+            "aigis_worker_info",
+            "1, labelled with the model version answering (unknown until the worker has reached "
+            "the model server) and the delivery guarantee",
+            ["model_version", "guarantee"],
+            registry=r,
+        )
+        self.model_served("unknown")
         self.events_in = Counter(
             "aigis_worker_events_in", "Events read from the images topic", ["topic"], registry=r
         )
@@ -52,3 +61,8 @@ class WorkerMetrics:
             "Times the model server was unavailable and the partitions were paused",
             registry=r,
         )
+
+    def model_served(self, version: str) -> None:
+        """The model server answers with ``version`` now: the info series says so, alone."""
+        self.info.clear()
+        self.info.labels(version, self._guarantee).set(1)

@@ -8,7 +8,7 @@ per-item answers into :class:`~worker.score.Score` or :class:`Rejected`.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -42,9 +42,16 @@ class Rejected:
 class Scorer:
     """Scores images with the served model and knows which model version that is."""
 
-    def __init__(self, client: ServingClient, settings: WorkerSettings) -> None:
+    def __init__(
+        self,
+        client: ServingClient,
+        settings: WorkerSettings,
+        on_model: Callable[[ModelInfo], None] | None = None,
+    ) -> None:
+        """``on_model`` is told the served model when it is first learnt and when it changes."""
         self._client = client
         self._settings = settings
+        self._on_model = on_model
         self._info: ModelInfo | None = None
         self._info_at = float("-inf")
 
@@ -61,9 +68,13 @@ class Scorer:
                 if self._info is None:
                     raise
                 return self._info
-            if self._info is not None and info.version != self._info.version:
-                log.info("model_changed", previous=self._info.version, version=info.version)
-            self._info, self._info_at = info, time.monotonic()
+            previous, self._info, self._info_at = self._info, info, time.monotonic()
+            if previous is not None and info.version != previous.version:
+                log.info("model_changed", previous=previous.version, version=info.version)
+            if self._on_model is not None and (
+                previous is None or info.version != previous.version
+            ):
+                self._on_model(info)
         return self._info
 
     def score(

@@ -15,7 +15,8 @@ from schemas.settings import Settings, load_settings
 
 
 def settings() -> Settings:
-    """Load settings and configure logging from them; a bad setting exits 2 naming it."""
+    """Load settings and configure logging for a command from them; a bad setting exits 2 naming
+    it. A command that runs a long-lived process configures logging again for it."""
     try:
         loaded = load_settings()
     except ValidationError as exc:
@@ -24,7 +25,7 @@ def settings() -> Settings:
             for error in exc.errors(include_url=False)
         ]
         fail("invalid settings in the environment:\n" + "\n".join(problems), code=2)
-    configure_logging(loaded.log_level, loaded.log_format)
+    configure_logging(loaded.log_level, loaded.log_format, command=True)
     install_fetch_policy(loaded.fetch)
     return loaded
 

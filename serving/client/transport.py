@@ -204,7 +204,9 @@ class Transport:
                     f"({problem}); check `aigis serve status` and the server logs",
                     retry_after=delay,
                 )
-            log.warning(
+            # Debug only: the caller reports the outcome once (the worker's held batch is one
+            # line per hold), so a retry inside one call is no news to an operator.
+            log.debug(
                 "serving_request_retry",
                 method=method,
                 url=url,

@@ -18,7 +18,15 @@ def test_plaintext_config() -> None:
         "bootstrap_servers": ["h1:9092", "h2:9093"],
         "client_id": "x",
         "security_protocol": "PLAINTEXT",
+        "bootstrap_timeout_ms": 5000,
     }
+
+
+def test_the_connect_timeout_bounds_every_client_bootstrap() -> None:
+    settings = Settings(kafka=KafkaSettings(connect_timeout_s=1.5))
+    assert kafka.client_config(settings)["bootstrap_timeout_ms"] == 1500
+    with pytest.raises(ValidationError):
+        KafkaSettings(connect_timeout_s=0)
 
 
 def test_sasl_config_unwraps_the_secret_only_for_the_client() -> None:

@@ -213,8 +213,7 @@ class StreamRuntime:
         seconds = time.monotonic() - started
         self.stats.batches += 1
         self.stats.records += len(batch)
-        self.metrics.batch_size.observe(len(batch))
-        self.metrics.batch_seconds.observe(seconds)
+        self.metrics.batch_committed(len(batch), seconds)
         self._record_lag(batch)
         return True
 

@@ -2,19 +2,32 @@
 
 Each stream owns its registry, so several can live in one process (tests, benchmarks) without
 clashing. Labels carry topics and partitions only: never ids, pixels or captions.
+
+Counters and histograms export no ``_created`` series: a second series per metric that says when
+the process started counting, which ``process_start_time_seconds`` already tells. Importing
+this module turns them off for the process (every registry of aigis is made beside it).
 """
 
 from __future__ import annotations
 
+import time
 from wsgiref.simple_server import WSGIServer
 
 import structlog
-from prometheus_client import CollectorRegistry, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    start_http_server,
+)
 from prometheus_client import Counter as PromCounter
 
 from schemas.errors import AigisError
 
 log = structlog.get_logger(__name__)
+
+disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -58,6 +71,17 @@ class RuntimeMetrics:
         self.paused = Gauge(
             f"{p}_paused", "1 while consumption is paused for a dependency that is down", registry=r
         )
+        self.last_commit = Gauge(
+            f"{p}_last_commit_timestamp_seconds",
+            "Unix time of the last committed batch (0 until the first); alert on time() minus it",
+            registry=r,
+        )
+
+    def batch_committed(self, records: int, seconds: float) -> None:
+        """A batch of ``records`` was committed ``seconds`` after it closed."""
+        self.batch_size.observe(records)
+        self.batch_seconds.observe(seconds)
+        self.last_commit.set(time.time())
 
 
 def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> WSGIServer | None:

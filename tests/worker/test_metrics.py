@@ -1,0 +1,80 @@
+"""The worker's and the runtime's metrics as Prometheus scrapes them (no services)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from schemas.settings import WorkerSettings
+from serving.client.http import ModelInfo
+from worker.metrics import WorkerMetrics
+from worker.runtime.metrics import RuntimeMetrics
+from worker.scorer import Scorer
+
+pytestmark = pytest.mark.unit
+
+
+def _registry() -> tuple[CollectorRegistry, WorkerMetrics, RuntimeMetrics]:
+    registry = CollectorRegistry(auto_describe=True)
+    return registry, WorkerMetrics(registry, "at_least_once"), RuntimeMetrics("worker", registry)
+
+
+def _value(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
+    return registry.get_sample_value(name, labels)
+
+
+def test_no_metric_exports_a_created_series() -> None:
+    registry, worker, runtime = _registry()
+    worker.events_in.labels("aigis.images").inc()
+    worker.serving_seconds.observe(0.1)
+    runtime.aborted_batches.inc()
+    runtime.batch_committed(4, 0.2)
+    text = generate_latest(registry).decode()
+    assert "aigis_worker_events_in_total" in text
+    assert "_created" not in text
+
+
+def test_info_says_unknown_until_the_model_is_learnt_then_only_the_version_answering() -> None:
+    registry, worker, _ = _registry()
+    name = "aigis_worker_info"
+    assert _value(registry, name, model_version="unknown", guarantee="at_least_once") == 1
+    worker.model_served("3")
+    worker.model_served("4")
+    assert _value(registry, name, model_version="4", guarantee="at_least_once") == 1
+    assert _value(registry, name, model_version="3", guarantee="at_least_once") is None
+    assert _value(registry, name, model_version="unknown", guarantee="at_least_once") is None
+
+
+def test_last_commit_timestamp_is_zero_until_a_batch_commits() -> None:
+    registry, _, runtime = _registry()
+    name = "aigis_worker_last_commit_timestamp_seconds"
+    assert _value(registry, name) == 0
+    runtime.batch_committed(8, 0.05)
+    first = _value(registry, name)
+    assert first is not None
+    assert first > 1_700_000_000
+    assert _value(registry, "aigis_worker_batch_size_count") == 1
+
+
+class _Server:
+    """Answers ``model_info`` with the versions given, one per call."""
+
+    def __init__(self, versions: Sequence[str]) -> None:
+        self._versions = list(versions)
+
+    def model_info(self) -> ModelInfo:
+        return ModelInfo("aigis", self._versions.pop(0), "fused", ("real",), True)
+
+
+def test_the_scorer_reports_the_model_when_learnt_and_when_it_changes() -> None:
+    seen: list[str] = []
+    scorer = Scorer(
+        _Server(["1", "1", "2"]),  # type: ignore[arg-type]
+        WorkerSettings(model_refresh_s=1e-9),
+        lambda info: seen.append(info.version),
+    )
+    for _ in range(3):
+        scorer.model()
+    assert seen == ["1", "2"]
