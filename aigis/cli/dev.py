@@ -16,7 +16,8 @@ from schemas.errors import AigisError
 dev_app = typer.Typer(
     help=(
         "Run Kafka and Redis on this machine for development and tests. Ports come from "
-        "AIGIS_KAFKA__BOOTSTRAP_SERVERS and AIGIS_REDIS__URL, files live in AIGIS_STATE_DIR."
+        "AIGIS_KAFKA__BOOTSTRAP_SERVERS and AIGIS_REDIS__URL (AIGIS_DEV__PORT_OFFSET moves "
+        "every default port at once), files live in AIGIS_STATE_DIR."
     ),
     no_args_is_help=True,
 )
@@ -62,6 +63,8 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps([_as_dict(s) for s in statuses], indent=2))
         else:
+            typer.echo(f"state dir   {loaded.state_dir} (AIGIS_STATE_DIR)")
+            typer.echo(f"port offset {loaded.dev.port_offset} (AIGIS_DEV__PORT_OFFSET)")
             _print_table(statuses, str(loaded.state_dir))
         if not all(s.healthy for s in statuses):
             raise typer.Exit(1)
@@ -95,12 +98,13 @@ def _as_dict(status: ServiceStatus) -> dict[str, object]:
         "version": status.version,
         "detail": status.detail,
         "log": str(status.log) if status.log else None,
+        "started_here": status.started_here,
     }
 
 
 def _print_table(statuses: list[ServiceStatus], state_dir: str) -> None:
     table = Table(title=f"aigis dev ({state_dir})", title_justify="left")
-    for column in ("service", "address", "state", "pid", "version", "health"):
+    for column in ("service", "address", "state", "pid", "started here", "version", "health"):
         table.add_column(column, overflow="fold")
     for s in statuses:
         style = "green" if s.healthy else "red"
@@ -109,6 +113,7 @@ def _print_table(statuses: list[ServiceStatus], state_dir: str) -> None:
             s.address,
             f"[{style}]{s.state.value}[/{style}]",
             str(s.pid or "-"),
+            "-" if s.started_here is None else ("yes" if s.started_here else "no"),
             s.version or "-",
             s.detail,
         )
