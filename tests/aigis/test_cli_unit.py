@@ -1,4 +1,4 @@
-"""The command line's settings error path and what `aigis dev status` says about ownership."""
+"""Command-line behaviour that needs no service: settings errors, dev status, serve start."""
 
 from __future__ import annotations
 
@@ -73,3 +73,15 @@ def test_nothing_running_is_nobody_s(tmp_path: Path) -> None:
     status = RedisServer(settings).status()
     assert status.state is State.STOPPED
     assert status.started_here is None
+
+
+def test_serve_start_checks_the_store_before_anything_else(
+    env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    result = CliRunner().invoke(
+        app, ["serve", "start", "--model-store", str(tmp_path / "no-such-store")]
+    )
+    assert result.exit_code == 1
+    assert "no-such-store is not a directory" in result.output
+    assert "starting TorchServe" not in result.output
+    assert not (tmp_path / "torchserve").exists()
