@@ -41,11 +41,23 @@ def register(app: typer.Typer) -> None:
     @dev_app.command(help="Stop what `aigis dev up` started with this state dir.")
     def down(
         purge: bool = typer.Option(
-            False, "--purge", help="Also delete the services' data and logs in the state dir."
+            False,
+            "--purge",
+            help="Also delete Kafka's and Redis' directories in the state dir (topics, data, "
+            "logs).",
+        ),
+        purge_all: bool = typer.Option(
+            False,
+            "--all",
+            help="--purge, and also delete the registry, the label store and TorchServe's files "
+            "of the state dir (never anything outside it). TorchServe must be stopped first.",
         ),
     ) -> None:
+        loaded = settings()
+        if purge or purge_all:
+            typer.echo(f"state dir {loaded.state_dir}")
         try:
-            devstack.down(settings(), purge=purge, report=_say)
+            devstack.down(loaded, purge=purge, purge_all=purge_all, report=_say)
         except (AigisError, OSError) as exc:
             fail(f"aigis dev down: {exc}")
 

@@ -85,3 +85,47 @@ def test_serve_start_checks_the_store_before_anything_else(
     assert "no-such-store is not a directory" in result.output
     assert "starting TorchServe" not in result.output
     assert not (tmp_path / "torchserve").exists()
+
+
+def _state(tmp_path: Path) -> Path:
+    """A state dir with files of every kind, nothing running."""
+    state = tmp_path / "state"
+    for part in ("kafka/data", "redis", "registry/detector", "labels/shards", "torchserve/logs"):
+        (state / part).mkdir(parents=True)
+        (state / part / "file").write_text("x")
+    return state
+
+
+def _down(env: pytest.MonkeyPatch, state: Path, *flags: str) -> str:
+    env.setenv("AIGIS_STATE_DIR", str(state))
+    env.setenv("AIGIS_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    env.setenv("AIGIS_REDIS__URL", "redis://127.0.0.1:1/0")
+    load_settings.cache_clear()
+    result = CliRunner().invoke(app, ["dev", "down", *flags])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_purge_says_what_it_deletes_and_keeps(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    state = _state(tmp_path)
+    output = _down(env, state, "--purge")
+    assert f"deleted {state / 'kafka'} (its topics, data and logs)" in output
+    assert f"deleted {state / 'redis'}" in output
+    assert "kept" in output
+    assert "--all" in output
+    assert sorted(p.name for p in state.iterdir()) == ["labels", "registry", "torchserve"]
+
+
+def test_all_deletes_the_model_state_of_the_state_dir_only(
+    env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    state = _state(tmp_path)
+    outside = tmp_path / "elsewhere-registry"
+    outside.mkdir()
+    env.setenv("AIGIS_RETRAIN__REGISTRY_DIR", str(outside))
+    output = _down(env, state, "--all")
+    assert f"deleted {state / 'labels'}" in output
+    assert f"deleted {state / 'torchserve'}" in output
+    assert f"kept {outside}: it is outside the state dir" in output
+    assert outside.is_dir()
+    assert sorted(p.name for p in state.iterdir()) == ["registry"]
