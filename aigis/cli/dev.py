@@ -24,7 +24,7 @@ dev_app = typer.Typer(
 
 
 def _say(outcome: Outcome) -> None:
-    typer.echo(f"{outcome.name:<7} {outcome.address:<22} {outcome.result}")
+    typer.echo(f"{outcome.name:<10} {outcome.address:<22} {outcome.result}")
 
 
 def register(app: typer.Typer) -> None:

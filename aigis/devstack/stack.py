@@ -121,7 +121,7 @@ def _model_state(settings: Settings) -> dict[str, Path | None]:
     return {
         "registry": settings.registry_dir,
         "labels": store,
-        "serve": ServerPaths.of(settings).root,
+        "torchserve": ServerPaths.of(settings).root,
     }
 
 
