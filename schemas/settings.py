@@ -9,10 +9,11 @@ object down.
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -25,6 +26,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas import settings_env
 
 
 class _Group(BaseModel):
@@ -314,6 +317,11 @@ class RetrainSettings(_Group):
 class DevSettings(_Group):
     """How ``aigis dev up`` runs Kafka and Redis on this machine (not used in production)."""
 
+    port_offset: Annotated[int, Field(ge=0, le=65535 - 9108)] = 0
+    """Added to every default port (Kafka broker and controller, Redis, TorchServe's three, the
+    worker's metrics) so that a second local stack runs beside the first; ports set explicitly
+    are kept as given."""
+
     kafka_controller_port: Annotated[int, Field(ge=1, le=65535)] | None = None
     """KRaft controller listener; default: the broker's port + 1."""
     kafka_heap: str = "512m"
@@ -357,6 +365,17 @@ class Settings(BaseSettings):
     store: StoreSettings = StoreSettings()
     retrain: RetrainSettings = RetrainSettings()
     dev: DevSettings = DevSettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_names_and_shift_ports(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        groups = {
+            n: f.default for n, f in cls.model_fields.items() if isinstance(f.default, _Group)
+        }
+        settings_env.refuse_unknown_groups(os.environ, sorted(groups))
+        return settings_env.shift_default_ports(data, groups)
 
     @property
     def store_url(self) -> str:

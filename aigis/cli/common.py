@@ -21,7 +21,10 @@ def settings() -> Settings:
         loaded = load_settings()
     except ValidationError as exc:
         problems = [
+            # A rule over several settings (or the variables' names) has no location of its own.
             f"  AIGIS_{'__'.join(str(part).upper() for part in error['loc'])}: {error['msg']}"
+            if error["loc"]
+            else f"  {error['msg'].removeprefix('Value error, ')}"
             for error in exc.errors(include_url=False)
         ]
         fail("invalid settings in the environment:\n" + "\n".join(problems), code=2)

@@ -16,14 +16,15 @@ from schemas.errors import AigisError
 dev_app = typer.Typer(
     help=(
         "Run Kafka and Redis on this machine for development and tests. Ports come from "
-        "AIGIS_KAFKA__BOOTSTRAP_SERVERS and AIGIS_REDIS__URL, files live in AIGIS_STATE_DIR."
+        "AIGIS_KAFKA__BOOTSTRAP_SERVERS and AIGIS_REDIS__URL (AIGIS_DEV__PORT_OFFSET moves "
+        "every default port at once), files live in AIGIS_STATE_DIR."
     ),
     no_args_is_help=True,
 )
 
 
 def _say(outcome: Outcome) -> None:
-    typer.echo(f"{outcome.name:<7} {outcome.address:<22} {outcome.result}")
+    typer.echo(f"{outcome.name:<10} {outcome.address:<22} {outcome.result}")
 
 
 def register(app: typer.Typer) -> None:
@@ -40,11 +41,23 @@ def register(app: typer.Typer) -> None:
     @dev_app.command(help="Stop what `aigis dev up` started with this state dir.")
     def down(
         purge: bool = typer.Option(
-            False, "--purge", help="Also delete the services' data and logs in the state dir."
+            False,
+            "--purge",
+            help="Also delete Kafka's and Redis' directories in the state dir (topics, data, "
+            "logs).",
+        ),
+        purge_all: bool = typer.Option(
+            False,
+            "--all",
+            help="--purge, and also delete the registry, the label store and TorchServe's files "
+            "of the state dir (never anything outside it). TorchServe must be stopped first.",
         ),
     ) -> None:
+        loaded = settings()
+        if purge or purge_all:
+            typer.echo(f"state dir {loaded.state_dir}")
         try:
-            devstack.down(settings(), purge=purge, report=_say)
+            devstack.down(loaded, purge=purge, purge_all=purge_all, report=_say)
         except (AigisError, OSError) as exc:
             fail(f"aigis dev down: {exc}")
 
@@ -62,6 +75,8 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps([_as_dict(s) for s in statuses], indent=2))
         else:
+            typer.echo(f"state dir   {loaded.state_dir} (AIGIS_STATE_DIR)")
+            typer.echo(f"port offset {loaded.dev.port_offset} (AIGIS_DEV__PORT_OFFSET)")
             _print_table(statuses, str(loaded.state_dir))
         if not all(s.healthy for s in statuses):
             raise typer.Exit(1)
@@ -95,12 +110,13 @@ def _as_dict(status: ServiceStatus) -> dict[str, object]:
         "version": status.version,
         "detail": status.detail,
         "log": str(status.log) if status.log else None,
+        "started_here": status.started_here,
     }
 
 
 def _print_table(statuses: list[ServiceStatus], state_dir: str) -> None:
     table = Table(title=f"aigis dev ({state_dir})", title_justify="left")
-    for column in ("service", "address", "state", "pid", "version", "health"):
+    for column in ("service", "address", "state", "pid", "started here", "version", "health"):
         table.add_column(column, overflow="fold")
     for s in statuses:
         style = "green" if s.healthy else "red"
@@ -109,6 +125,7 @@ def _print_table(statuses: list[ServiceStatus], state_dir: str) -> None:
             s.address,
             f"[{style}]{s.state.value}[/{style}]",
             str(s.pid or "-"),
+            "-" if s.started_here is None else ("yes" if s.started_here else "no"),
             s.version or "-",
             s.detail,
         )

@@ -109,6 +109,11 @@ def register(app: typer.Typer) -> None:
 
         loaded = settings()
         server = TorchServe(loaded)
+        try:
+            # The store first: a wrong path fails before anything is printed or started.
+            server.archives(model_store, models)
+        except AigisError as exc:
+            fail(f"aigis serve start: {exc}")
         typer.echo(f"starting TorchServe (state dir {loaded.state_dir}); loading models…")
         try:
             archives = server.start(

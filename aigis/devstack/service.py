@@ -39,6 +39,9 @@ class ServiceStatus:
     detail: str = ""
     """Health in words: the round trip time, or why it is not healthy."""
     log: Path | None = None
+    started_here: bool | None = None
+    """True when the process was started from this state directory (its pid file and its command
+    line agree), False when what answers on the port was not, None when nothing runs."""
 
     @property
     def healthy(self) -> bool:
@@ -126,16 +129,26 @@ class LocalService(ABC):
             version, detail = self.probe(ours=pid is not None)
         except DevStackError as exc:
             state = State.STARTING if pid else State.FOREIGN
-            return ServiceStatus(self.name, self.address, state, pid, detail=str(exc))
+            return ServiceStatus(
+                self.name, self.address, state, pid, detail=str(exc), started_here=pid is not None
+            )
         if pid is None:
             detail = (
                 f"answers ({detail}) but was not started by `aigis dev up` with state dir "
-                f"{self.settings.state_dir}"
+                f"{self.settings.state_dir}{self._stale_pid_note()}"
             )
-            return ServiceStatus(self.name, self.address, State.FOREIGN, None, version, detail)
+            return ServiceStatus(
+                self.name, self.address, State.FOREIGN, None, version, detail, started_here=False
+            )
         return ServiceStatus(
-            self.name, self.address, State.RUNNING, pid, version, detail, self.log_file
+            self.name, self.address, State.RUNNING, pid, version, detail, self.log_file, True
         )
+
+    def _stale_pid_note(self) -> str:
+        recorded = procs.read_pid(self.pid_file)
+        if recorded is None:
+            return ""
+        return f" ({self.pid_file} names pid {recorded}, which is not that process)"
 
     def require_free(self, port: int, role: str, setting: str) -> None:
         """Refuse to start when a process we did not start holds ``port``."""

@@ -188,9 +188,10 @@ def _pretrained(
     architecture: Architecture, common: dict[str, Any], pretrained_dir: str | Path | None
 ) -> Checkpoint:
     preprocess = PreprocessConfig()
-    clip_path = _locate(CLIP_ID, pretrained_dir)
     if architecture == "fused":
-        return _pretrained_fused(common, preprocess, _locate(BERT_ID, pretrained_dir), clip_path)
+        bert_path, clip_path = _locate(BERT_ID, CLIP_ID, pretrained_dir=pretrained_dir)
+        return _pretrained_fused(common, preprocess, bert_path, clip_path)
+    (clip_path,) = _locate(CLIP_ID, pretrained_dir=pretrained_dir)
     if architecture == "clip-linear":
         return _pretrained_clip_linear(common, preprocess, clip_path)
     return _pretrained_contrastive(common, preprocess, clip_path)
@@ -252,23 +253,36 @@ def _pretrained_contrastive(
     return Checkpoint(config, model, tokenizer, make_image_processor(preprocess))
 
 
-def _locate(model_id: str, pretrained_dir: str | Path | None) -> str:
-    """A local directory (or cached model id) holding ``model_id``; never a download."""
+def _locate(*model_ids: str, pretrained_dir: str | Path | None) -> list[str]:
+    """Local directories (or cached model ids) holding ``model_ids``; never a download.
+
+    Raises one CheckpointError naming every encoder that is missing, not only the first.
+    """
     root = pretrained_dir or load_settings().pretrained_dir
-    folder = model_id.rsplit("/", 1)[-1]
-    if root:
-        for candidate in (Path(root) / folder, Path(root) / model_id):
-            if (candidate / "config.json").is_file():
-                return str(candidate)
-    elif _in_hf_cache(model_id):
-        return model_id
-    where = f"{Path(root) / folder}" if root else "the Hugging Face cache"
+    found: list[str] = []
+    missing: list[str] = []
+    for model_id in model_ids:
+        folder = model_id.rsplit("/", 1)[-1]
+        candidates = [Path(root) / folder, Path(root) / model_id] if root else []
+        local = [str(c) for c in candidates if (c / "config.json").is_file()]
+        if local:
+            found.append(local[0])
+        elif not root and _in_hf_cache(model_id):
+            found.append(model_id)
+        else:
+            missing.append(model_id)
+    if not missing:
+        return found
+    where = f"{root}" if root else "the Hugging Face cache"
+    downloads = "; ".join(
+        f"`hf download {m} --local-dir DIR/{m.rsplit('/', 1)[-1]}`" for m in missing
+    )
     raise CheckpointError(
-        f"the base preset needs {model_id} on this machine, and {where} does not hold it "
-        "(config.json, model.safetensors, tokenizer or preprocessor files). On a machine with "
-        f"internet run `hf download {model_id} --local-dir DIR/{folder}`, copy DIR here and pass "
-        "--pretrained DIR (or set AIGIS_PRETRAINED_DIR=DIR). Nothing is downloaded at run time",
-        str(Path(root) / folder) if root else model_id,
+        f"the base preset needs {' and '.join(missing)} on this machine, and {where} does not "
+        "hold them (config.json, model.safetensors, tokenizer or preprocessor files). On a "
+        f"machine with internet run {downloads}, copy DIR here and pass --pretrained DIR (or "
+        "set AIGIS_PRETRAINED_DIR=DIR). Nothing is downloaded at run time",
+        str(root) if root else missing[0],
     )
 
 

@@ -111,7 +111,7 @@ class TorchServe:
         Raises ServerError when it is already running, a port is taken, or a model fails to
         load (TorchServe is stopped again then).
         """
-        archives = self._archives(model_store, models)
+        archives = self.archives(model_store, models)
         self._check_can_start()
         self._prepare(auth)
         command = self._command(model_store.resolve(), [a.path.name for a in archives])
@@ -246,7 +246,8 @@ class TorchServe:
 
     # -- start ---------------------------------------------------------------------------------
 
-    def _archives(self, model_store: Path, models: Sequence[str] | None) -> list[ArchiveInfo]:
+    def archives(self, model_store: Path, models: Sequence[str] | None) -> list[ArchiveInfo]:
+        """The archives ``start`` would load; raises ServerError when the store cannot serve."""
         if not model_store.is_dir():
             raise ServerError(
                 f"model store {model_store} is not a directory; create it with `aigis export "
