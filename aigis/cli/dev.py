@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from aigis import devstack
-from aigis.cli.common import fail, settings
+from aigis.cli.common import fail, settings, table_console
 from aigis.devstack import Outcome, ServiceStatus
 from schemas.errors import AigisError
 
@@ -129,4 +128,4 @@ def _print_table(statuses: list[ServiceStatus], state_dir: str) -> None:
             s.version or "-",
             s.detail,
         )
-    Console(width=max(120, Console().width)).print(table)
+    table_console().print(table)

@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from aigis.cli.common import fail, settings
+from aigis.cli.common import fail, settings, table_console
 from schemas.errors import AigisError
 
 if TYPE_CHECKING:
@@ -195,6 +194,6 @@ def _print(state: ServerStatus, inference_url: str) -> None:
             str(d.max_batch_delay_ms),
             ", ".join(worker.status for worker in d.workers) or "none",
         )
-    Console(width=max(100, Console().width)).print(table)
+    table_console().print(table)
     if state.problem:
         typer.secho(f"models could not be listed: {state.problem}", fg=typer.colors.RED)
