@@ -230,7 +230,7 @@ def test_the_command_reads_answers_from_a_pipe(
 def test_an_image_is_asked_once_each_answer_is_confirmed_and_the_queue_counted(
     review_settings: Settings, make_group_id: Callable[[], str]
 ) -> None:
-    same, other = png(300), png(301)
+    same, other = png(100), png(101)
     publish(
         review_settings,
         review_settings.topics.review,
