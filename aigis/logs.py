@@ -53,7 +53,9 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", *, command: bool =
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.stdlib.LoggerFactory(),
-        cache_logger_on_first_use=True,
+        # Not cached, so a test capturing logs (structlog.testing) sees every logger, even
+        # after a command configured logging in the same process; the lookup costs little.
+        cache_logger_on_first_use=False,
     )
     renderer: structlog.typing.Processor
     if fmt == "console":
