@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 
 UV_VERSION=0.13.9
 export UV_PYTHON_DOWNLOADS=never  # use the machine's Python 3.11; the registries are PyPI only
+export UV_NATIVE_TLS=1  # trust the system's certificate store, as pip and git do here
 
 uv=$(command -v uv || true)
 if [[ -z "$uv" ]]; then
