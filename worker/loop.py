@@ -20,10 +20,11 @@ from redis.exceptions import RedisError
 
 from schemas.messages import ConsumedRecord
 from schemas.settings import Settings
+from schemas.uris import redact_uri
 from serving.client.http import ServingClient
 from serving.client.transport import ServingUnavailable
 from worker.cache import VerdictCache
-from worker.fetch import Fetcher, redact_uri
+from worker.fetch import Fetcher
 from worker.metrics import WorkerMetrics
 from worker.pipeline import DLQ, Pipeline, Processed
 from worker.redis_client import connect as connect_redis

@@ -19,10 +19,11 @@ from schemas import ImageEvent, SchemaError, Timings, decode
 from schemas.limits import MAX_IMAGE_PIXELS
 from schemas.messages import ConsumedRecord
 from schemas.settings import Settings
+from schemas.uris import redact_uri
 from serving.errors import ImageError
 from serving.imageio import probe_image
 from worker.cache import VerdictCache, key_suffix, sha256_hex
-from worker.fetch import Fetcher, FetchError, redact_uri
+from worker.fetch import Fetcher, FetchError
 from worker.route import build_verdict, end_to_end_ms, route
 from worker.runtime.batch import Batch
 from worker.runtime.checkpoint import Output, dead_letter
@@ -136,7 +137,11 @@ class Pipeline:
                 ]
                 continue
             except Exception as exc:
-                per_record[item.index] = [self._internal(item, exc, "routing its verdict", done)]
+                per_record[item.index] = [
+                    self._internal(
+                        item.record, item.event.event_id, exc, "routing its verdict", done
+                    )
+                ]
                 continue
             done.outcomes[verdict.decision.value] += 1
             if item.event.produced_at is not None:
@@ -164,8 +169,7 @@ class Pipeline:
                 per_record[index] = [self._reject(record, err.reason, str(err), None, done)]
                 continue
             except Exception as exc:
-                item = _Item(index, record, ImageEvent.model_construct())
-                per_record[index] = [self._internal(item, exc, "decoding it", done)]
+                per_record[index] = [self._internal(record, None, exc, "decoding it", done)]
                 continue
             items.append(_Item(index, record, event))
         return items
@@ -193,7 +197,9 @@ class Pipeline:
                 ]
                 continue
             except Exception as exc:
-                per_record[item.index] = [self._internal(item, exc, "reading its image", done)]
+                per_record[item.index] = [
+                    self._internal(item.record, item.event.event_id, exc, "reading its image", done)
+                ]
                 continue
             item.data, item.sha256 = data, sha256_hex(data)
 
@@ -218,19 +224,25 @@ class Pipeline:
             else:
                 item.score = answer
 
-    def _internal(self, item: _Item, exc: Exception, step: str, done: Processed) -> Output:
+    def _internal(
+        self,
+        record: ConsumedRecord,
+        event_id: str | None,
+        exc: Exception,
+        step: str,
+        done: Processed,
+    ) -> Output:
         """The dead letter of a record that made a step raise: the exception's type only (its
         text may quote the input)."""
         log.error(
             "record_failed",
-            **_where(item.record),
+            **_where(record),
             step=step,
             error=type(exc).__name__,
             raised_at=where_raised(exc),
         )
-        event_id = getattr(item.event, "event_id", None)
         detail = f"{type(exc).__name__} while {step}; the service's log has the details"
-        return self._reject(item.record, "internal_error", detail, event_id, done)
+        return self._reject(record, "internal_error", detail, event_id, done)
 
     def _reject(
         self,

@@ -26,7 +26,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -34,6 +33,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from schemas.settings import WorkerSettings
+from schemas.uris import redact_uri
 from training.labelstore.blobs import blob_path, unreferenced_blobs
 from training.labelstore.commits import Commit, Snapshot, live_commits
 from training.labelstore.dedupe import latest_labels
@@ -264,7 +264,7 @@ class LabelStore:
             try:
                 data = fetch_image(image_uri, max_bytes=self.max_image_bytes)
             except FetchError as err:
-                shown = _shown(image_uri)
+                shown = redact_uri(image_uri)
                 detail = err.detail.replace(image_uri, shown)
                 raise ImageError(
                     err.reason, f"image {sha256} at {shown}: {detail}", self.url
@@ -358,11 +358,3 @@ class LabelStore:
         for relative in stale:
             self._fs.remove(relative)
         return len(stale)
-
-
-def _shown(uri: str) -> str:
-    """``uri`` without credentials, query and fragment, where signed URLs keep their
-    signatures."""
-    parts = urlsplit(uri)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))

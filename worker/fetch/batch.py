@@ -15,8 +15,8 @@ import structlog
 
 from schemas import ImageEvent
 from schemas.settings import FetchSettings, WorkerSettings
+from schemas.uris import redact_uri
 from worker.fetch.errors import FetchError, empty, timed_out, too_large, unreachable
-from worker.fetch.policy import redact_uri
 from worker.fetch.reader import UriReader
 
 log = structlog.get_logger(__name__)

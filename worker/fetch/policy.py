@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv6Address, IPv6Network, ip_address
 from pathlib import Path
 from typing import NamedTuple
-from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 import httpx
 
@@ -37,17 +37,6 @@ class S3Object(NamedTuple):
 
 
 Target = httpx.URL | Path | S3Object
-
-
-def redact_uri(uri: str) -> str:
-    """``uri`` without credentials, query or fragment, for logs: pre-signed URLs carry their
-    signature in the query."""
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
-        return "(unparsable URI)"
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 class FetchPolicy:

@@ -26,8 +26,9 @@ import httpx
 import structlog
 
 from schemas.backoff import backoff_delay
+from schemas.uris import redact_uri
 from worker.fetch.errors import FetchError, not_allowed, timed_out, too_large, unreachable
-from worker.fetch.policy import DEFAULT_PORTS, FetchPolicy, redact_uri
+from worker.fetch.policy import DEFAULT_PORTS, FetchPolicy
 
 log = structlog.get_logger(__name__)
 

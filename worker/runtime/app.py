@@ -299,11 +299,12 @@ class StreamRuntime:
     ) -> tuple[Batch, Sequence[Output]] | None:
         """The batch's outputs; while the handler raises DependencyDownError, pause, back off and
         try again. None when the batch is given back (by the handler, by stop, or revoked whole)."""
-        attempt = 0
+        attempt, recovered = 0, False
         try:
             while True:
                 try:
                     outputs = self.handler.handle(batch)
+                    recovered = attempt > 0
                     return None if outputs is None else (batch, outputs)
                 except DependencyDownError as exc:
                     attempt += 1
@@ -337,6 +338,7 @@ class StreamRuntime:
             if attempt:
                 self._consumer.resume(*self._consumer.paused())
                 self.metrics.paused.set(0)
+            if recovered:
                 self.handler.resumed()
 
     def _hold(self, batch: Batch, delay: float, stop: threading.Event) -> Batch:

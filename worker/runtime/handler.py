@@ -57,7 +57,7 @@ class Handler:
         """Called on each failed attempt while a batch is held."""
 
     def resumed(self) -> None:
-        """Called when a held batch went through, or was given up."""
+        """Called when a held batch went through (not when it was given up)."""
 
     def idle(self) -> None:
         """Called after a poll that brought nothing."""

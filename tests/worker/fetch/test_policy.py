@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas.settings import FetchSettings
-from worker.fetch import FetchError, FetchPolicy, redact_uri
+from schemas.uris import redact_uri
+from worker.fetch import FetchError, FetchPolicy
 from worker.fetch.policy import S3Object, embedded_ipv4, is_public
 from worker.fetch.web import answer
 
