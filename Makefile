@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv lock test lint demo bench up down clean
+.PHONY: venv lock test lint demo bench faults up down clean
 
 # This checkout's environment from uv.lock (uv comes from PyPI when missing).
 venv:
@@ -21,6 +21,10 @@ lint: venv
 
 test: venv
 	@./scripts/test.sh
+
+# The fault campaign on a stack of its own: seeds 1..SEEDS (default 20), or SEED=N alone.
+faults: venv
+	$(BIN)/python -m tests.faults.campaign $(if $(SEED),--seed $(SEED),--seeds $(or $(SEEDS),20))
 
 demo: venv
 	$(BIN)/aigis demo
