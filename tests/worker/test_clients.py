@@ -165,9 +165,9 @@ def checkpoint(
     consumer: KafkaConsumer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[TransactionalCheckpoint]:
-    """A transactional checkpoint whose producer ``init_transactions`` has just left READY."""
-    producer = make_producer()
-    monkeypatch.setattr(kafka_clients, "producer", lambda *_args, **_kwargs: producer)
+    """A transactional checkpoint whose producer ``init_transactions`` has just left READY (and
+    so is each producer made to replace it)."""
+    monkeypatch.setattr(kafka_clients, "producer", lambda *_args, **_kwargs: make_producer())
     made = TransactionalCheckpoint(Settings(), consumer, "g.host.0")
     yield made
     made.close()
@@ -187,11 +187,31 @@ def test_a_fenced_producer_stops_the_stream_instead_of_being_replaced(
 def test_a_stuck_transaction_is_given_up_and_the_producer_replaced(
     checkpoint: TransactionalCheckpoint,
 ) -> None:
+    stuck = checkpoint._producer
     started = time.monotonic()
     # No broker answers: adding the offsets never completes.
-    with pytest.raises(BatchCommitError, match="TransactionTimeout"):
+    with pytest.raises(BatchCommitError, match="TransactionTimeout") as raised:
         checkpoint.commit([], _OFFSETS)
+    # Whether the broker took it is unknown: the caller must read the committed offsets.
+    assert raised.value.outcome_unknown
     # Not a second wait for an abort that would not be answered either.
     assert time.monotonic() - started < 3
-    assert checkpoint._producer is None  # a fresh one is made by the next commit
+    # Replaced at once: the new producer's init_transactions settles the old transaction.
+    assert checkpoint._producer is not None
+    assert checkpoint._producer is not stuck
     checkpoint.check()
+
+
+def test_a_stuck_producer_that_cannot_be_replaced_yet_is_replaced_by_the_next_commit(
+    checkpoint: TransactionalCheckpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unavailable(*_args: object, **_kwargs: object) -> KafkaProducer:
+        raise KafkaUnavailable("no broker")
+
+    monkeypatch.setattr(kafka_clients, "producer", unavailable)
+    with pytest.raises(BatchCommitError, match="TransactionTimeout"):
+        checkpoint.commit([], _OFFSETS)
+    assert checkpoint._producer is None
+    with pytest.raises(BatchCommitError, match="no transactional producer") as raised:
+        checkpoint.commit([], _OFFSETS)
+    assert not raised.value.outcome_unknown  # known: nothing began

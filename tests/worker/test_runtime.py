@@ -4,13 +4,14 @@ dead-lettered, and every other record of its batch still gets its output exactly
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
 
 from schemas import DeadLetter, decode
-from schemas.settings import Settings
+from schemas.settings import Guarantee, Settings
 from worker import kafka
 from worker.runtime.app import StreamRuntime
 from worker.runtime.batch import Batch
@@ -85,3 +86,73 @@ def test_a_record_that_breaks_the_handler_is_dead_lettered_and_the_rest_go_on(
     assert "a bug this record triggers" not in by_value[b"poison-1"].detail
     assert by_value[b"sick-1"].reason == "unscorable_image"
     assert sorted(handler.set_aside_reasons) == ["internal_error", "unscorable_image"]
+
+
+class Outage(Handler):
+    """Copies each record to the verdicts topic, but while ``down`` is set its dependency is
+    down (the way TorchServe is during an outage)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.down = threading.Event()
+        self.holding = threading.Event()
+
+    def handle(self, batch: Batch) -> Sequence[Output]:
+        if self.down.is_set():
+            self.holding.set()
+            raise DependencyDownError("the model server is down", 0.05)
+        return [Output(self.settings.topics.verdicts, r.key, r.value or b"") for r in batch.records]
+
+
+@pytest.mark.parametrize("guarantee", list(Guarantee))
+def test_a_batch_held_through_a_rebalance_is_read_again_from_the_committed_offsets(
+    isolated_settings: Settings, read_topic: Callable[..., list[Any]], guarantee: Guarantee
+) -> None:
+    """A held batch, a member that joins and leaves (the same consumer gets the partitions back),
+    then the dependency returns: every record gets its output exactly once."""
+    settings = isolated_settings
+    values = [f"v{i}".encode() for i in range(40)]
+    producer = kafka.producer(settings)
+    for i, value in enumerate(values):
+        producer.send(settings.topics.images, key=f"k{i}".encode(), value=value)
+    producer.flush(timeout=30)
+    producer.close(timeout=5)
+    handler = Outage(settings)
+    handler.down.set()
+    config = StreamConfig(
+        name="outage",
+        group_id=settings.worker.group_id,
+        topics=(settings.topics.images,),
+        max_records=8,
+        batch_timeout_ms=100,
+        session_timeout_ms=6_000,
+        guarantee=guarantee,
+        transactional_id=f"{settings.worker.group_id}.test.0",
+        backoff_initial_s=0.05,
+        backoff_max_s=0.2,
+    )
+    runtime = StreamRuntime(settings, config, handler)
+    stop = threading.Event()
+    thread = threading.Thread(target=runtime.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        assert handler.holding.wait(60), "the first batch was never held"
+        # Another member joins (a rebalance while partitions are paused) and leaves again.
+        other = kafka.consumer(
+            settings, group_id=settings.worker.group_id, topics=[settings.topics.images]
+        )
+        deadline = time.monotonic() + 60
+        while not other.assignment() and time.monotonic() < deadline:
+            other.poll(timeout_ms=200)
+        assert other.assignment(), "the second member never got a partition"
+        other.close(autocommit=False)
+        time.sleep(1.0)
+        handler.down.clear()
+        deadline = time.monotonic() + 60
+        while runtime.stats.records < len(values) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    echoed = [r.value for r in read_topic(settings.topics.verdicts, len(values) + 1, timeout_s=4)]
+    assert sorted(echoed) == sorted(values)

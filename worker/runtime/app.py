@@ -9,7 +9,11 @@ The invariant: a batch's offsets are committed only together with (or after) eve
 produced. Whenever a batch is not committed (dropped after a rebalance, given back by its
 handler, aborted, or held until stop) every partition still assigned is rewound to its committed
 offset, so consumption restarts there and never from an in-memory position past uncommitted
-records.
+records. A commit whose outcome is unknown (no answer within the deadline) is treated the same
+way and never assumed: the committed offsets are read stably (``read_committed`` consumers ask
+with ``require_stable``, so the read waits while a transaction on them is still open) and they
+alone say whether the batch went through. A read that fails or times out is retried, never
+guessed.
 """
 
 from __future__ import annotations
@@ -45,8 +49,10 @@ log = structlog.get_logger(__name__)
 
 _HOLD_POLL_MS = 500
 """While a batch is held, poll this often so the group keeps the consumer."""
-_COMMITTED_TRIES = 5
-"""Reads of the committed offsets before a rewind gives up (and the process stops)."""
+_COMMITTED_WAIT_S = 150.0
+"""How long a rewind keeps reading a partition's committed offset before the stream stops. A
+transaction left open on it (a producer killed mid-batch) answers "unstable" until its
+coordinator aborts it, at most the transaction timeout (60 s) later."""
 
 
 class StreamRuntime:
@@ -69,6 +75,7 @@ class StreamRuntime:
         self._rebalance = RebalanceTracker()
         self._failures = 0
         self._batch_failures: dict[frozenset[tuple[TopicPartition, int]], int] = {}
+        self._stop = threading.Event()  # run's own, once it runs
 
     def run(
         self,
@@ -83,6 +90,7 @@ class StreamRuntime:
         when ``stop`` is set is finished and committed. Every resource, ``on_open``'s included,
         is released through one ExitStack."""
         with ExitStack() as stack:
+            self._stop = stop
             self._open(stack)
             if on_open is not None:
                 on_open(stack)
@@ -200,8 +208,9 @@ class StreamRuntime:
             self.stats.aborted_batches += 1
             self.metrics.aborted_batches.inc()
             delay = backoff_delay(self._failures, 0.5, self.config.backoff_max_s)
+            event = "commit_outcome_unknown" if exc.outcome_unknown else "batch_aborted"
             log.warning(
-                f"{self.config.name}_batch_aborted",
+                f"{self.config.name}_{event}",
                 error=str(exc),
                 records=len(batch),
                 retry_in_s=round(delay, 2),
@@ -359,31 +368,44 @@ class StreamRuntime:
 
     def _rewind(self) -> None:
         """Seek every assigned partition back to its committed offset (its beginning when the
-        group never committed one). A committed offset that cannot be read is never guessed:
-        after a few tries the stream stops with an error (a restart reads them afresh)."""
+        group never committed one). Skipped once the stream is stopping: nothing is consumed or
+        committed after that in this process."""
         for tp in self._consumer.assignment():
             committed = self._committed(tp)
+            if self._stop.is_set():
+                return
             if committed is None:
                 self._consumer.seek_to_beginning(tp)
             else:
                 self._consumer.seek(tp, committed)
 
     def _committed(self, tp: TopicPartition) -> int | None:
-        for attempt in range(1, _COMMITTED_TRIES + 1):
+        """``tp``'s committed offset, read stably. A failed or unstable read is retried with
+        backoff for up to ``_COMMITTED_WAIT_S``; after that the stream stops with an error
+        rather than guess where to resume (a restart reads it afresh)."""
+        deadline = time.monotonic() + _COMMITTED_WAIT_S
+        attempt = 0
+        while not self._stop.is_set():
+            attempt += 1
             try:
                 return self._consumer.committed(tp, timeout_ms=5_000)  # type: ignore[no-any-return]
             except KafkaError as exc:
                 log.warning(
-                    f"{self.config.name}_committed_offsets_unreadable",
+                    f"{self.config.name}_committed_offset_unread",
                     topic=tp.topic,
                     partition=tp.partition,
                     attempt=attempt,
                     error=repr(exc),
                 )
-                time.sleep(backoff_delay(attempt, 0.5, 5.0))
+                if time.monotonic() >= deadline:
+                    break
+                self._stop.wait(backoff_delay(attempt, 0.5, 5.0))
+        if self._stop.is_set():
+            return None
         raise kafka_clients.KafkaUnavailable(
-            f"could not read the committed offset of {tp.topic}/{tp.partition}; stopping rather "
-            "than guessing where to resume (a restart reads it again and loses nothing)"
+            f"could not read the committed offset of {tp.topic}/{tp.partition} within "
+            f"{_COMMITTED_WAIT_S:g} s; stopping rather than guessing where to resume (a restart "
+            "reads it again and loses nothing)"
         )
 
     def _record_lag(self, batch: Batch) -> None:

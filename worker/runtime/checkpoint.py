@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import structlog
 from kafka import KafkaConsumer, KafkaProducer
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from schemas import AigisError
@@ -59,10 +59,18 @@ def dead_letter(
 
 
 class BatchCommitError(AigisError):
-    """A batch's outputs were not committed (and, under exactly-once, were aborted).
+    """A batch's commit did not succeed: either it is known not to have happened (the
+    transaction was aborted, an output was refused), or no answer came and its outcome is
+    unknown (``outcome_unknown``).
 
-    The caller must rewind the consumer to the committed offsets and process the batch again.
+    Either way the caller rewinds the consumer to the committed offsets, read stably (a read
+    waits while a transaction on them is still open), and processes again whatever they do not
+    cover. An unknown outcome is never assumed: the committed offsets say what happened.
     """
+
+    def __init__(self, message: str, *, outcome_unknown: bool = False) -> None:
+        super().__init__(message)
+        self.outcome_unknown = outcome_unknown
 
 
 class Checkpoint(Protocol):
@@ -104,8 +112,11 @@ class TransactionalCheckpoint:
         would fence the other process in turn, so this one stops.
         """
         try:
-            producer = self._producer or self._new_producer()
-            self._producer = producer
+            self._producer = self._producer or self._new_producer()
+        except AigisError as exc:
+            raise BatchCommitError(f"nothing committed: no transactional producer ({exc})") from exc
+        producer = self._producer
+        try:
             producer.begin_transaction()
             for out in outputs:
                 producer.send(out.topic, value=out.value, key=out.key)
@@ -116,9 +127,14 @@ class TransactionalCheckpoint:
         except (KafkaError, AigisError) as exc:
             if clients.fenced(self._producer, exc):
                 raise ProducerFenced(self._id) from exc
-            # An unanswered request means a stuck producer: asking it to abort would wait again.
-            self._abort(exc, replace=isinstance(exc, clients.TransactionTimeout))
-            raise BatchCommitError(f"transaction aborted ({type(exc).__name__}: {exc})") from exc
+            # An unanswered request means a stuck producer: asking it to abort would wait again,
+            # and whether the broker took a commit we asked for is unknown.
+            unanswered = isinstance(exc, clients.TransactionTimeout)
+            self._abort(exc, replace=unanswered)
+            what = "outcome unknown" if unanswered else "transaction aborted"
+            raise BatchCommitError(
+                f"{what} ({type(exc).__name__}: {exc})", outcome_unknown=unanswered
+            ) from exc
 
     def _abort(self, cause: Exception, *, replace: bool) -> None:
         """Abort the open transaction, or replace the producer when it cannot (a fresh producer's
@@ -139,7 +155,14 @@ class TransactionalCheckpoint:
         log.warning("producer_replaced", transactional_id=self._id, error=repr(cause))
         self._producer = None
         producer.close(timeout=2)
-        # A fresh producer is made on the next commit, when the broker may be back.
+        # The new producer's init_transactions settles the old transaction (completes a commit
+        # the coordinator already took, aborts anything else), so the rewind that follows reads
+        # settled offsets at once. When the broker cannot make one now, the next commit tries
+        # again; meanwhile the rewind's stable read waits for the transaction to time out.
+        try:
+            self._producer = self._new_producer()
+        except AigisError as exc:
+            log.warning("producer_not_replaced_yet", transactional_id=self._id, error=str(exc))
 
     def check(self) -> None:
         clients.ensure_consumer_alive(self._consumer)
@@ -173,9 +196,16 @@ class AtLeastOnceCheckpoint:
             self._producer.flush(timeout=self._timeout_s)
             for future in futures:
                 future.get(timeout=self._timeout_s)
-            self._consumer.commit(offsets)
         except KafkaError as exc:
             raise BatchCommitError(f"outputs not committed ({type(exc).__name__}: {exc})") from exc
+        try:
+            self._consumer.commit(offsets)
+        except KafkaError as exc:
+            # The outputs are out; whether the offsets landed is for the rewind to read.
+            raise BatchCommitError(
+                f"offsets not confirmed ({type(exc).__name__}: {exc})",
+                outcome_unknown=isinstance(exc, KafkaTimeoutError),
+            ) from exc
 
     def check(self) -> None:
         clients.ensure_consumer_alive(self._consumer)
