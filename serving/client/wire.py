@@ -73,17 +73,7 @@ def read_item(raw: dict[str, Any], *, max_image_bytes: int) -> tuple[bytes, str 
         raise WireError(
             "invalid_item", "image_b64 is missing; send the image file's bytes in base64"
         )
-    if caption is not None and not isinstance(caption, str):
-        raise WireError(
-            "invalid_item",
-            f"caption is JSON {type(caption).__name__}; send a string or leave it out",
-        )
-    if caption is not None and len(caption) > MAX_CAPTION_CHARS:
-        raise WireError(
-            "caption_too_long",
-            f"the caption has {len(caption)} characters, over the limit of {MAX_CAPTION_CHARS}; "
-            "shorten it",
-        )
+    caption = read_caption(caption)
     # Refuse oversized images before decoding the base64: it would cost the memory anyway.
     if len(encoded) // 4 * 3 > max_image_bytes + 3:
         raise WireError(
@@ -99,6 +89,22 @@ def read_item(raw: dict[str, Any], *, max_image_bytes: int) -> tuple[bytes, str 
             f"image_b64 is not valid base64 ({exc}); encode the image file's bytes with standard "
             "base64",
         ) from None
+
+
+def read_caption(caption: Any) -> str | None:
+    """A request item's caption: None, or a string within the length limit; else WireError."""
+    if caption is not None and not isinstance(caption, str):
+        raise WireError(
+            "invalid_item",
+            f"caption is JSON {type(caption).__name__}; send a string or leave it out",
+        )
+    if caption is not None and len(caption) > MAX_CAPTION_CHARS:
+        raise WireError(
+            "caption_too_long",
+            f"the caption has {len(caption)} characters, over the limit of {MAX_CAPTION_CHARS}; "
+            "shorten it",
+        )
+    return caption
 
 
 def _b64decode(encoded: str) -> bytes:

@@ -143,7 +143,10 @@ class DetectorHandler:
         if context.get_request_header(0, "describe") == "True":
             return [json.dumps(self.describe())]
         started = time.monotonic()
-        requests = [self.decode(row) for row in data]
+        requests = [
+            self.decode(row, context.get_all_request_header(index) or {})
+            for index, row in enumerate(data)
+        ]
         items = [item for request in requests if request.refused is None for item in request.items]
         for chunk in self.batch(items):
             self.predict(chunk)
@@ -183,12 +186,13 @@ class DetectorHandler:
 
     # -- the four steps ----------------------------------------------------------------------
 
-    def decode(self, row: dict[str, Any]) -> Request:
+    def decode(self, row: dict[str, Any], headers: dict[str, str]) -> Request:
         """Parse one request of the batch into items; refuse it whole if it is not item-shaped."""
         return read_request(
             row,
             max_items=self.settings.max_items_per_request,
             max_image_bytes=self.settings.max_image_bytes,
+            headers=headers,
         )
 
     def batch(self, items: Sequence[Item]) -> Iterator[list[Item]]:

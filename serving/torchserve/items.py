@@ -1,14 +1,21 @@
 """The handler's first step: one request of a server batch into items, or a refusal.
 
-A request body is one item object or a list of them (:mod:`serving.client.wire`). Each item
-carries its own outcome: its image bytes and caption until it is decoded, then its image, then a
-result or an error. Images are not decoded here: the handler decodes them a forward pass at a
-time, within its memory budget.
+A request body is one item object or a list of them (:mod:`serving.client.wire`), or, the way
+TorchServe's image examples are called, an image file as it is: the whole body (``curl -T
+kitten.jpg`` or ``--data-binary @kitten.jpg``) or a form's ``data`` file field (``curl -F
+data=@kitten.jpg``). Such a request is one item, its caption from the form's ``caption`` field or
+the ``X-Caption`` header (UTF-8, percent-encoded where it is not ASCII). A body is read as JSON
+when its first byte that is not white space is ``{`` or ``[`` (no image format starts so).
+
+Each item carries its own outcome: its image bytes and caption until it is decoded, then its
+image, then a result or an error. Images are not decoded here: the handler decodes them a
+forward pass at a time, within its memory budget.
 """
 
 from __future__ import annotations
 
 import json
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +26,10 @@ if TYPE_CHECKING:
 
     from serving.client.prediction import Prediction
 
-__all__ = ["Item", "Refused", "Request", "read_request"]
+__all__ = ["CAPTION_HEADER", "Item", "Refused", "Request", "read_request"]
+
+CAPTION_HEADER = "X-Caption"
+"""The caption of an image sent as the whole body."""
 
 
 class Refused(Exception):  # noqa: N818 (flow control inside the handler, never escapes it)
@@ -60,9 +70,22 @@ class Request:
     refused: Refused | None = None
 
 
-def read_request(row: dict[str, Any], *, max_items: int, max_image_bytes: int) -> Request:
-    """Parse one request of the batch into items; refuse it whole if it is not item-shaped."""
+def read_request(
+    row: dict[str, Any],
+    *,
+    max_items: int,
+    max_image_bytes: int,
+    headers: dict[str, str] | None = None,
+) -> Request:
+    """Parse one request of the batch into items; refuse it whole if it is not item-shaped.
+
+    ``headers``: the request's HTTP headers, where a raw image's caption may be.
+    """
     try:
+        raw_image = _raw_image(row)
+        if raw_image is not None:
+            item = _image_item(raw_image, row, headers or {}, max_image_bytes)
+            return Request(items=[item], single=True)
         body = _body(row)
         single = isinstance(body, dict)
         raw_items = [body] if single else body
@@ -90,6 +113,54 @@ def read_request(row: dict[str, Any], *, max_items: int, max_image_bytes: int) -
     except Refused as refused:
         return Request(refused=refused)
     return Request(items=[_read_item(raw, max_image_bytes) for raw in raw_items], single=single)
+
+
+def _raw_image(row: dict[str, Any]) -> bytes | None:
+    """The body's bytes when they are not JSON: an image file sent as it is."""
+    body = row.get("body")
+    if body is None:
+        body = row.get("data")
+    if not isinstance(body, bytes | bytearray) or not body:
+        return None
+    if body.lstrip()[:1] in (b"{", b"["):
+        return None
+    return bytes(body)
+
+
+def _image_item(
+    data: bytes, row: dict[str, Any], headers: dict[str, str], max_image_bytes: int
+) -> Item:
+    """One item from an image sent as it is, with its caption from the form or a header."""
+    item = Item()
+    if len(data) > max_image_bytes:
+        item.fail(
+            "image_too_large",
+            f"the image is {len(data)} bytes, over the limit of {max_image_bytes}; "
+            "send a smaller one",
+        )
+        return item
+    try:
+        caption = wire.read_caption(_form_caption(row) or _header_caption(headers))
+    except wire.WireError as exc:
+        item.fail(exc.reason, exc.detail)
+        return item
+    except UnicodeDecodeError:
+        item.fail("invalid_item", f"the caption (form field or {CAPTION_HEADER}) is not UTF-8")
+        return item
+    return Item(caption=caption, data=data)
+
+
+def _form_caption(row: dict[str, Any]) -> str | None:
+    caption = row.get("caption")
+    if isinstance(caption, bytes | bytearray):
+        return bytes(caption).decode("utf-8")
+    return caption if isinstance(caption, str) else None
+
+
+def _header_caption(headers: dict[str, str]) -> str | None:
+    wanted = CAPTION_HEADER.lower()
+    header = next((v for k, v in headers.items() if k.lower() == wanted), None)
+    return None if header is None else urllib.parse.unquote(header, errors="strict")
 
 
 def _read_item(raw: dict[str, Any], max_image_bytes: int) -> Item:

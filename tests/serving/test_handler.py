@@ -326,7 +326,7 @@ def test_images_are_decoded_reduced_one_forward_pass_at_a_time(
     ]
     # One image past a full pass is decoded before that pass runs, never more.
     assert steps == ["after 0 passes"] * 5 + ["after 1 passes"] * 4 + ["after 2 passes"]
-    chunks = handler.batch(handler.decode({"body": [_item(small)] * 6}).items)
+    chunks = handler.batch(handler.decode({"body": [_item(small)] * 6}, {}).items)
     first = next(chunks)
     assert all(item.image is not None for item in first)
     next(chunks)
@@ -366,3 +366,42 @@ def test_the_handler_refuses_to_serve_before_it_is_loaded(
 ) -> None:
     with pytest.raises(RuntimeError, match="before initialize"):
         DetectorHandler().handle([{"body": _item(make_png((0, 0, 0)))}], _context(model_dir))
+
+
+def test_an_image_sent_as_it_is_is_scored_with_its_caption_from_a_header_or_the_form(
+    handler: DetectorHandler,
+    model_dir: Path,
+    serve: Callable[..., tuple[list[Any], list[int]]],
+    make_png: Callable[..., bytes],
+) -> None:
+    """``curl -T kitten.jpg`` (the whole body), ``curl -F data=@kitten.jpg -F caption=...`` (a
+    form), the caption of a raw body in ``X-Caption``, percent-encoded."""
+    image = make_png((200, 30, 60))
+    caption = "un chat \u00e9tonn\u00e9 <b>"
+    [[expected], [uncaptioned]], _ = serve([_item(image, caption)], [_item(image)])
+    rows = [
+        {"body": bytearray(image)},
+        {"body": bytearray(image)},
+        {"data": bytearray(image), "caption": caption.encode()},
+        {"data": bytearray(image), "caption": caption},
+        {"body": b"GIF89a but not really"},
+        {"body": bytearray(image)},
+        {"data": bytearray(image), "caption": b"\xff\xfe"},
+        {"body": bytearray(b"\x89PNG" + bytes(handler.settings.max_image_bytes))},
+    ]
+    context = _context(model_dir, rows=len(rows))
+    headers = [{}, {"x-caption": "un%20chat%20%C3%A9tonn%C3%A9%20%3Cb%3E"}, {}, {}, {}]
+    headers += [{"X-Caption": "%FF"}, {}, {}]
+    for index, given in enumerate(headers):
+        context.request_processor[index] = RequestProcessor(given)
+    answers = [json.loads(a) for a in handler.handle(rows, context)]
+    reasons = [a["error"]["reason"] if "error" in a else "ok" for a in answers]
+    assert reasons == ["ok"] * 4 + [
+        "undecodable_image",
+        "invalid_item",
+        "invalid_item",
+        "image_too_large",
+    ]
+    assert answers[0]["p_ai"] == pytest.approx(uncaptioned["p_ai"], abs=1e-5)
+    for answer in answers[1:4]:
+        assert answer["p_ai"] == pytest.approx(expected["p_ai"], abs=1e-5)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -128,3 +130,35 @@ def test_stopping_the_server_mid_stream_is_unavailable_quickly_not_a_hang(
         client.close()
         # The other tests of the package need it back, serving what it served.
         torchserve.server.start(torchserve.store, models=[torchserve.archive.path.name])
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_an_image_sent_the_way_torchserve_examples_send_it_is_scored(
+    torchserve: Served, make_png: Callable[..., bytes]
+) -> None:
+    """``curl -T kitten.jpg .../predictions/detector`` (a PUT of the file), the same with an
+    ``X-Caption`` header, and ``curl -F data=@kitten.jpg -F caption=...`` (a form)."""
+    image = make_png((120, 40, 220))
+    caption = "a cat \u00e0 la plage"
+    keys = json.loads(torchserve.key_file.read_text())
+    auth = {"Authorization": f"Bearer {keys['inference']['key']}"}
+    url = f"{torchserve.settings.serving.inference_url}/predictions/detector"
+    with ServingClient(torchserve.serving, key_file=torchserve.key_file) as client:
+        [plain, captioned] = client.predict([(image, None), (image, caption)])
+    put = httpx.put(url, content=image, headers=auth, timeout=30)
+    put_captioned = httpx.put(
+        url, content=image, headers={**auth, "X-Caption": quote(caption)}, timeout=30
+    )
+    form = httpx.post(
+        url,
+        files={"data": ("kitten.png", image)},
+        data={"caption": caption},
+        headers=auth,
+        timeout=30,
+    )
+    for response in (put, put_captioned, form):
+        assert response.status_code == 200, response.text
+    assert put.json()["p_ai"] == pytest.approx(plain.p_ai, abs=1e-5)
+    assert put_captioned.json()["p_ai"] == pytest.approx(captioned.p_ai, abs=1e-5)
+    assert form.json()["p_ai"] == pytest.approx(captioned.p_ai, abs=1e-5)
