@@ -170,10 +170,15 @@ class FusedDetector(Detector):
                 "the fused detector reads the caption: pass input_ids and attention_mask "
                 "(serving.model.preprocess encodes a missing caption as the empty string)"
             )
-        features = torch.cat(
-            [self.encode_text(input_ids, attention_mask), self.encode_image(pixel_values)], dim=-1
+        return self.fused_logits(
+            self.encode_text(input_ids, attention_mask), self.encode_image(pixel_values)
         )
-        hidden = self.dropout(self.fuse(features))
+
+    def fused_logits(
+        self, text_features: torch.Tensor, image_features: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Head A and head B logits from each encoder's features (the caption's may be cached)."""
+        hidden = self.dropout(self.fuse(torch.cat([text_features, image_features], dim=-1)))
         return self.head_a(hidden).squeeze(-1), self.head_b(hidden)
 
     def _vision(self) -> list[nn.Module]:

@@ -17,9 +17,10 @@ import torch
 from PIL import Image
 
 from serving.client.prediction import Prediction, read_scores
+from serving.model.captions import TextFeatureCache
 from serving.model.checkpoint import Checkpoint, load_checkpoint
 from serving.model.config import DetectorConfig
-from serving.model.detector import Detector
+from serving.model.detector import Detector, FusedDetector
 
 __all__ = ["PRECISIONS", "Prediction", "Predictor", "Scores", "with_precision"]
 
@@ -42,8 +43,16 @@ class Predictor:
     """A loaded checkpoint ready for inference. Not thread-safe: one caller at a time."""
 
     def __init__(
-        self, checkpoint: Checkpoint, *, device: torch.device, dtype: torch.dtype, max_batch: int
+        self,
+        checkpoint: Checkpoint,
+        *,
+        device: torch.device,
+        dtype: torch.dtype,
+        max_batch: int,
+        caption_cache: int = 4096,
     ) -> None:
+        """``caption_cache``: how many captions' text features to keep (0: none), for a model
+        that reads captions."""
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self.checkpoint = checkpoint
@@ -53,6 +62,9 @@ class Predictor:
         self.max_batch = max_batch
         self._preprocess = checkpoint.preprocessor
         self._model = checkpoint.model
+        self.captions: TextFeatureCache | None = None
+        if caption_cache and isinstance(self._model, FusedDetector):
+            self.captions = TextFeatureCache(caption_cache)
 
     @classmethod
     def from_checkpoint(
@@ -62,6 +74,7 @@ class Predictor:
         device: str | None = None,
         precision: str = "auto",
         max_batch: int = 32,
+        caption_cache: int = 4096,
     ) -> Predictor:
         """Load ``path`` for inference.
 
@@ -80,7 +93,13 @@ class Predictor:
         checkpoint = Checkpoint(
             checkpoint.config, model, checkpoint.tokenizer, checkpoint.image_processor
         )
-        return cls(checkpoint, device=target, dtype=dtype, max_batch=max_batch)
+        return cls(
+            checkpoint,
+            device=target,
+            dtype=dtype,
+            max_batch=max_batch,
+            caption_cache=caption_cache,
+        )
 
     @property
     def name(self) -> str:
@@ -138,6 +157,8 @@ class Predictor:
         self, images: Sequence[Image.Image], captions: Sequence[str | None]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Head A and head B logits of one forward pass, as float32 CPU tensors."""
+        if self.captions is not None:
+            return self._fused_logits(images, captions)
         inputs = self._preprocess(images, captions)
         moved = {
             key: value.to(self.device, dtype=self.dtype if value.is_floating_point() else None)
@@ -145,6 +166,23 @@ class Predictor:
         }
         out = self._model(**moved)
         return out.logits_a.float().cpu(), out.logits_b.float().cpu()
+
+    def _fused_logits(
+        self, images: Sequence[Image.Image], captions: Sequence[str | None]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fused model's logits with each caption's text features from the cache, the
+        text encoder run once on the distinct captions it does not hold."""
+        model = cast(FusedDetector, self._model)
+        assert self.captions is not None
+        pixels = self._preprocess.pixel_values(images).to(self.device, dtype=self.dtype)
+        text = self.captions.features([c or "" for c in captions], self._encode_captions)
+        logits_a, logits_b = model.fused_logits(text, model.encode_image(pixels))
+        return logits_a.float().cpu(), logits_b.float().cpu()
+
+    def _encode_captions(self, captions: list[str]) -> torch.Tensor:
+        encoded = self._preprocess.captions(captions)
+        ids, mask = (encoded[k].to(self.device) for k in ("input_ids", "attention_mask"))
+        return self._model.encode_text(ids, mask)
 
 
 def with_precision(

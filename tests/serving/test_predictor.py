@@ -145,3 +145,24 @@ def test_trained_model_scores_smoke_images_sanely(trained_tiny: Path) -> None:
     p_ai = np.array([prediction.p_ai for prediction in predictions])
     # Far from a coin flip: AI images score higher than human ones on average.
     assert p_ai[labels == 1].mean() - p_ai[labels == 0].mean() > 0.3
+
+
+def test_cached_caption_features_score_as_the_whole_model_does(untrained: Path) -> None:
+    """Repeated, empty and missing captions: the cache's scores are the model's own, and each
+    distinct caption goes through the text encoder once."""
+    captions: list[str | None] = ["a cat", None, "a cat", "", "a dog on a very long sofa", None]
+    images = [IMAGES[i % len(IMAGES)] for i in range(len(captions))]
+    plain = Predictor.from_checkpoint(untrained, device="cpu", caption_cache=0)
+    cached = Predictor.from_checkpoint(untrained, device="cpu", caption_cache=2)
+    assert plain.captions is None
+    assert cached.captions is not None
+    expected = plain.scores(images, captions)
+    first = cached.scores(images, captions)
+    assert (cached.captions.misses, cached.captions.hits) == (3, 3)  # "a cat", "", "a dog..."
+    assert len(cached.captions) == 2  # the capacity, least recently used dropped
+    again = cached.scores(images, captions)
+    for scores in (first, again):
+        np.testing.assert_allclose(scores.p_ai, expected.p_ai, atol=1e-5)
+        np.testing.assert_allclose(
+            scores.generator_given_ai, expected.generator_given_ai, atol=1e-5
+        )
