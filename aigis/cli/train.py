@@ -38,8 +38,9 @@ def register(app: typer.Typer) -> None:
         pretrained: Path | None = typer.Option(
             None,
             "--pretrained",
-            help="Directory with bert-base-uncased/ and clip-vit-base-patch32/ (preset base) "
-            "Default: $AIGIS_PRETRAINED_DIR, else the offline Hugging Face cache.",
+            help="Directory with bert-base-uncased/ and clip-vit-base-patch32/ (preset base). "
+            "Default: $AIGIS_PRETRAINED_DIR, else the Hugging Face cache, else a download from "
+            "the hub (not with HF_HUB_OFFLINE=1).",
         ),
         init_from: Path | None = typer.Option(
             None, "--init-from", help="Fine-tune this checkpoint instead of a preset."

@@ -188,21 +188,27 @@ def _pretrained(
     architecture: Architecture, common: dict[str, Any], pretrained_dir: str | Path | None
 ) -> Checkpoint:
     preprocess = PreprocessConfig()
-    if architecture == "fused":
-        bert_path, clip_path = _locate(BERT_ID, CLIP_ID, pretrained_dir=pretrained_dir)
-        return _pretrained_fused(common, preprocess, bert_path, clip_path)
-    (clip_path,) = _locate(CLIP_ID, pretrained_dir=pretrained_dir)
-    if architecture == "clip-linear":
-        return _pretrained_clip_linear(common, preprocess, clip_path)
-    return _pretrained_contrastive(common, preprocess, clip_path)
+    ids = (BERT_ID, CLIP_ID) if architecture == "fused" else (CLIP_ID,)
+    paths = _locate(*ids, pretrained_dir=pretrained_dir)
+    try:
+        if architecture == "fused":
+            return _pretrained_fused(common, preprocess, *paths)
+        if architecture == "clip-linear":
+            return _pretrained_clip_linear(common, preprocess, *paths)
+        return _pretrained_contrastive(common, preprocess, *paths)
+    except OSError as exc:  # what from_pretrained raises when a download or a file fails
+        failed = [i for i, p in zip(ids, paths, strict=True) if not Path(p).is_dir()] or list(ids)
+        raise _missing(failed, f"loading failed: {exc}", pretrained_dir) from exc
 
 
 def _pretrained_fused(
     common: dict[str, Any], preprocess: PreprocessConfig, bert_path: str, clip_path: str
 ) -> Checkpoint:
-    bert = BertModel.from_pretrained(bert_path, add_pooling_layer=False, local_files_only=True)
-    vision = CLIPVisionModel.from_pretrained(clip_path, local_files_only=True)
-    tokenizer = BertTokenizer.from_pretrained(bert_path, local_files_only=True)
+    bert = BertModel.from_pretrained(
+        bert_path, add_pooling_layer=False, local_files_only=_local_only(bert_path)
+    )
+    vision = CLIPVisionModel.from_pretrained(clip_path, local_files_only=_local_only(clip_path))
+    tokenizer = BertTokenizer.from_pretrained(bert_path, local_files_only=_local_only(bert_path))
     tokenizer.model_max_length = preprocess.max_caption_tokens
     config = DetectorConfig(
         **common,
@@ -220,7 +226,7 @@ def _pretrained_fused(
 def _pretrained_clip_linear(
     common: dict[str, Any], preprocess: PreprocessConfig, clip_path: str
 ) -> Checkpoint:
-    vision = CLIPVisionModel.from_pretrained(clip_path, local_files_only=True)
+    vision = CLIPVisionModel.from_pretrained(clip_path, local_files_only=_local_only(clip_path))
     # clip-linear reads no text; the tokenizer only keeps checkpoints uniform.
     tokenizer = generated_tokenizer(None, preprocess.max_caption_tokens)
     config = DetectorConfig(
@@ -237,8 +243,8 @@ def _pretrained_clip_linear(
 def _pretrained_contrastive(
     common: dict[str, Any], preprocess: PreprocessConfig, clip_path: str
 ) -> Checkpoint:
-    clip = CLIPModel.from_pretrained(clip_path, local_files_only=True)
-    tokenizer = CLIPTokenizer.from_pretrained(clip_path, local_files_only=True)
+    clip = CLIPModel.from_pretrained(clip_path, local_files_only=_local_only(clip_path))
+    tokenizer = CLIPTokenizer.from_pretrained(clip_path, local_files_only=_local_only(clip_path))
     config = DetectorConfig(
         **common,
         sources={"text": CLIP_ID, "vision": CLIP_ID},
@@ -254,9 +260,12 @@ def _pretrained_contrastive(
 
 
 def _locate(*model_ids: str, pretrained_dir: str | Path | None) -> list[str]:
-    """Local directories (or cached model ids) holding ``model_ids``; never a download.
+    """Where to load each of ``model_ids`` from, the Hugging Face way: a directory under
+    ``pretrained_dir`` (or ``AIGIS_PRETRAINED_DIR``) when one is given, else the model id itself,
+    which ``from_pretrained`` reads from the Hugging Face cache or downloads from the hub. With
+    ``HF_HUB_OFFLINE=1`` (or a directory given) nothing is downloaded.
 
-    Raises one CheckpointError naming every encoder that is missing, not only the first.
+    Raises one CheckpointError naming every encoder that cannot be had, not only the first.
     """
     root = pretrained_dir or load_settings().pretrained_dir
     found: list[str] = []
@@ -267,23 +276,39 @@ def _locate(*model_ids: str, pretrained_dir: str | Path | None) -> list[str]:
         local = [str(c) for c in candidates if (c / "config.json").is_file()]
         if local:
             found.append(local[0])
-        elif not root and _in_hf_cache(model_id):
+        elif not root and (_in_hf_cache(model_id) or not _offline()):
             found.append(model_id)
         else:
             missing.append(model_id)
-    if not missing:
-        return found
-    where = f"{root}" if root else "the Hugging Face cache"
+    if missing:
+        where = f"{root} does not hold them" if root else "HF_HUB_OFFLINE=1 forbids a download"
+        raise _missing(missing, f"{where}, and the Hugging Face cache does not either", root)
+    return found
+
+
+def _missing(model_ids: list[str], why: str, root: str | Path | None) -> CheckpointError:
     downloads = "; ".join(
-        f"`hf download {m} --local-dir DIR/{m.rsplit('/', 1)[-1]}`" for m in missing
+        f"`hf download {m} --local-dir DIR/{m.rsplit('/', 1)[-1]}`" for m in model_ids
     )
-    raise CheckpointError(
-        f"the base preset needs {' and '.join(missing)} on this machine, and {where} does not "
-        "hold them (config.json, model.safetensors, tokenizer or preprocessor files). On a "
-        f"machine with internet run {downloads}, copy DIR here and pass --pretrained DIR (or "
-        "set AIGIS_PRETRAINED_DIR=DIR). Nothing is downloaded at run time",
-        str(root) if root else missing[0],
+    return CheckpointError(
+        f"the base preset needs {' and '.join(model_ids)} ({why}; config.json, "
+        "model.safetensors, tokenizer or preprocessor files). Either let it download them "
+        "(a machine that reaches huggingface.co, HF_HUB_OFFLINE unset), or on a machine with "
+        f"internet run {downloads}, copy DIR here and pass --pretrained DIR (or set "
+        "AIGIS_PRETRAINED_DIR=DIR)",
+        str(root) if root else model_ids[0],
     )
+
+
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def _local_only(path: str) -> bool:
+    """``local_files_only`` for ``path``: a directory, or a model id while offline."""
+    return Path(path).is_dir() or _offline()
 
 
 def _in_hf_cache(model_id: str) -> bool:
