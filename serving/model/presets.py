@@ -4,9 +4,10 @@
   WordPiece vocabulary. Trains in seconds on a CPU; what tests and the demo use.
 - ``base-random``: bert-base-uncased and CLIP ViT-B/32 shapes with random weights and a generated
   30,522-entry vocabulary; what performance is measured on.
-- ``base``: the real bert-base-uncased and openai/clip-vit-base-patch32 from local files only:
+- ``base``: the real bert-base-uncased and openai/clip-vit-base-patch32, the Hugging Face way:
   ``<pretrained_dir>/bert-base-uncased`` and ``<pretrained_dir>/clip-vit-base-patch32`` (a copy of
-  each Hugging Face repository), or an offline Hugging Face cache holding them.
+  each Hugging Face repository) when a directory is given, else the Hugging Face cache, else a
+  download from the hub unless ``HF_HUB_OFFLINE=1``.
 
 All three return the same :class:`~serving.model.checkpoint.Checkpoint` that
 :func:`serving.model.checkpoint.load_checkpoint` returns, so everything downstream has one
