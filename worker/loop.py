@@ -63,6 +63,7 @@ class ImageHandler(Handler):
 
     def handle(self, batch: Batch) -> Sequence[Output]:
         assert self.pipeline is not None, "the worker opens the pipeline before the first batch"
+        self._metrics.loop.beat()
         try:
             self._done = self.pipeline.process(batch)
         except ServerFailedItems as exc:
@@ -86,7 +87,12 @@ class ImageHandler(Handler):
         stats.events += 1
         stats.dead_letters += 1
 
+    def idle(self) -> None:
+        self._metrics.loop.beat()
+
     def held(self, attempt: int, exc: DependencyDownError) -> None:
+        # Waiting for the model server is the loop at work: liveness must not restart it.
+        self._metrics.loop.beat()
         if attempt == 1:
             self._metrics.serving_unavailable.inc()
 
@@ -96,6 +102,7 @@ class ImageHandler(Handler):
     def committed(self, batch: Batch, outputs: Sequence[Output], seconds: float) -> None:
         done, m, stats = self._done, self._metrics, self._stats
         assert done is not None
+        m.loop.beat()
         m.events_in.labels(self._settings.topics.images).inc(len(batch))
         for outcome, n in done.outcomes.items():
             m.events_out.labels(outcome).inc(n)

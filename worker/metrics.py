@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from worker.runtime.metrics import LATENCY_BUCKETS
+from worker.runtime.metrics import LATENCY_BUCKETS, LoopHeartbeat
 
 
 class WorkerMetrics:
@@ -24,6 +24,7 @@ class WorkerMetrics:
             registry=r,
         )
         self.model_served("unknown")
+        self.loop = LoopHeartbeat("worker", r)
         self.events_in = Counter(
             "aigis_worker_events_in", "Events read from the images topic", ["topic"], registry=r
         )
