@@ -195,6 +195,10 @@ class WorkerSettings(_Group):
     so several workers on one host need no port settings of their own."""
     metrics_host: str = "127.0.0.1"
     """Address the metrics endpoint binds; ``0.0.0.0`` lets a scraper on another host in."""
+    metric_sources: frozenset[str] = frozenset()
+    """Producer ``source`` values that get their own ``source`` label on verdict metrics; any
+    other counts as ``other`` and events without one as ``none``, so what producers send cannot
+    grow the number of series."""
     serving_backoff_max_s: Annotated[float, Field(gt=0)] = 30.0
     fetch_concurrency: Annotated[int, Field(ge=1)] = 16
     """Image URIs of one batch loaded at the same time (what may be loaded: ``fetch``)."""

@@ -108,6 +108,7 @@ class ImageHandler(Handler):
             m.events_out.labels(outcome).inc(n)
         for reason, n in done.dlq_reasons.items():
             m.dlq.labels(reason).inc(n)
+        m.verdicts_committed(done.verdicts)
         m.cache_hits.inc(done.cache_hits)
         m.cache_misses.inc(done.cache_misses)
         if done.cache_down:
@@ -168,7 +169,9 @@ class Worker:
         self.slot = slot
         self.stats = WorkerStats()
         registry = CollectorRegistry(auto_describe=True)
-        self.metrics = WorkerMetrics(registry, settings.worker.guarantee.value)
+        self.metrics = WorkerMetrics(
+            registry, settings.worker.guarantee.value, settings.worker.metric_sources
+        )
         self._handler = ImageHandler(settings, self.metrics, self.stats)
         self.runtime = StreamRuntime(
             settings, stream_config(settings, slot), self._handler, registry=registry

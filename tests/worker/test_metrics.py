@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from schemas.settings import WorkerSettings
 from serving.client.http import ModelInfo
 from worker.metrics import WorkerMetrics
+from worker.pipeline import VerdictFacts
 from worker.runtime.metrics import LoopHeartbeat, RuntimeMetrics, loop_age, serve_metrics
 from worker.scorer import Scorer
 
@@ -111,3 +112,32 @@ def test_loop_age_is_none_until_a_stream_has_a_heartbeat() -> None:
     age = loop_age(registry)
     assert age is not None
     assert age < 5
+
+
+def test_verdict_metrics_bound_the_source_label_to_the_listed_producers() -> None:
+    registry = CollectorRegistry(auto_describe=True)
+    worker = WorkerMetrics(registry, "exactly_once", sources={"tenant-a"})
+    worker.verdicts_committed(
+        [
+            VerdictFacts("2", "human", "real", 0.1, "tenant-a", False),
+            VerdictFacts("2", "ai_generated", "sdxl", 0.97, f"tenant-{'x' * 60}", True),
+            VerdictFacts("2", "ai_generated", "unknown", 0.91, None, False),
+        ]
+    )
+    counts = {
+        labels["source"]: value
+        for labels, value in (
+            (s.labels, s.value)
+            for m in registry.collect()
+            if m.name == "aigis_worker_p_ai"
+            for s in m.samples
+            if s.name.endswith("_count")
+        )
+    }
+    assert counts == {"tenant-a": 1, "other": 1, "none": 1}
+    bucket = dict(model_version="2", source="other", le="0.95")
+    assert _value(registry, "aigis_worker_p_ai_bucket", **bucket) == 0  # 0.97 is above it
+    cached = dict(model_version="2", source="other", decision="ai_generated", cached="true")
+    assert _value(registry, "aigis_worker_verdicts_total", **cached) == 1
+    named = dict(model_version="2", source="none", generator="unknown")
+    assert _value(registry, "aigis_worker_generators_total", **named) == 1
