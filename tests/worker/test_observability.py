@@ -151,7 +151,7 @@ def test_a_worker_run_fills_every_dashboard_panel_and_the_rules_evaluate(
 
         rules = httpx.get(f"{prometheus}/api/v1/rules", timeout=10).json()["data"]["groups"]
         evaluated = [r for g in rules for r in g["rules"]]
-        assert len(evaluated) == 10
+        assert len(evaluated) == 10  # the recording rule and nine alerts
         for rule in evaluated:
             assert rule["health"] in ("ok", "unknown"), (rule["name"], rule.get("lastError"))
         deadline = time.monotonic() + 30
