@@ -199,6 +199,11 @@ class WorkerSettings(_Group):
     """Producer ``source`` values that get their own ``source`` label on verdict metrics; any
     other counts as ``other`` and events without one as ``none``, so what producers send cannot
     grow the number of series."""
+    drift_window: Annotated[int, Field(ge=0)] = 1000
+    """Verdicts per model version and source in drift's reference window (the first this many a
+    worker commits) and current window (the latest this many after those); 0 turns drift off."""
+    drift_psi_threshold: Annotated[float, Field(gt=0)] = 0.2
+    """Population stability index above which the drift alert fires (exported for the rule)."""
     serving_backoff_max_s: Annotated[float, Field(gt=0)] = 30.0
     fetch_concurrency: Annotated[int, Field(ge=1)] = 16
     """Image URIs of one batch loaded at the same time (what may be loaded: ``fetch``)."""

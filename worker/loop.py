@@ -24,6 +24,7 @@ from schemas.uris import redact_uri
 from serving.client.http import ServingClient
 from serving.client.transport import ServingUnavailable
 from worker.cache import VerdictCache
+from worker.drift import DriftMonitor
 from worker.fetch import Fetcher
 from worker.metrics import WorkerMetrics
 from worker.pipeline import DLQ, Pipeline, Processed
@@ -169,9 +170,9 @@ class Worker:
         self.slot = slot
         self.stats = WorkerStats()
         registry = CollectorRegistry(auto_describe=True)
-        self.metrics = WorkerMetrics(
-            registry, settings.worker.guarantee.value, settings.worker.metric_sources
-        )
+        w = settings.worker
+        drift = DriftMonitor(registry, w.drift_window, w.drift_psi_threshold)
+        self.metrics = WorkerMetrics(registry, w.guarantee.value, w.metric_sources, drift)
         self._handler = ImageHandler(settings, self.metrics, self.stats)
         self.runtime = StreamRuntime(
             settings, stream_config(settings, slot), self._handler, registry=registry

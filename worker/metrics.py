@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from worker.drift import DriftMonitor
 from worker.runtime.metrics import LATENCY_BUCKETS, LoopHeartbeat
 
 if TYPE_CHECKING:
@@ -29,10 +30,12 @@ class WorkerMetrics:
         registry: CollectorRegistry,
         guarantee: str = "exactly_once",
         sources: Iterable[str] = (),
+        drift: DriftMonitor | None = None,
     ) -> None:
         self.registry = r = registry
         self._guarantee = guarantee
         self._sources = frozenset(sources)
+        self._drift = drift
         self.info = Gauge(
             "aigis_worker_info",
             "1, labelled with the model version answering (unknown until the worker has reached "
@@ -104,11 +107,15 @@ class WorkerMetrics:
         )
 
     def verdicts_committed(self, verdicts: Iterable[VerdictFacts]) -> None:
+        seen = []
         for v in verdicts:
             source = self.source_label(v.source)
             self.verdicts.labels(v.model_version, source, v.decision, str(v.cached).lower()).inc()
             self.p_ai.labels(v.model_version, source).observe(v.p_ai)
             self.generators.labels(v.model_version, source, v.generator).inc()
+            seen.append((v.model_version, source, v.p_ai, v.generator))
+        if self._drift is not None:
+            self._drift.observe(seen)
 
     def source_label(self, source: str | None) -> str:
         """``source`` when it is listed in ``worker.metric_sources``, else ``other`` (``none``

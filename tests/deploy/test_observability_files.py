@@ -34,7 +34,7 @@ def promtool(*args: str, cwd: Path = OBSERVABILITY) -> str:
 
 
 def test_the_alert_rules_pass_promtool() -> None:
-    assert "SUCCESS: 10 rules found" in promtool("check", "rules", "alerts.yaml")
+    assert "SUCCESS: 11 rules found" in promtool("check", "rules", "alerts.yaml")
 
 
 def test_the_alert_rules_unit_tests_pass() -> None:

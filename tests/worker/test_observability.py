@@ -110,7 +110,11 @@ def test_a_worker_run_fills_every_dashboard_panel_and_the_rules_evaluate(
     prometheus: str,
 ) -> None:
     worker = worker_settings.worker.model_copy(
-        update={"metrics_port": WORKER_METRICS_PORT, "metric_sources": frozenset({"tenant-a"})}
+        update={
+            "metrics_port": WORKER_METRICS_PORT,
+            "metric_sources": frozenset({"tenant-a"}),
+            "drift_window": 2,  # each (version, source) sees about six verdicts
+        }
     )
     settings = worker_settings.model_copy(update={"worker": worker})
     first = _events(smoke_images[:12], "first")
@@ -133,6 +137,8 @@ def test_a_worker_run_fills_every_dashboard_panel_and_the_rules_evaluate(
             'aigis_worker_consumer_lag{partition="0",topic=',
             'aigis_worker_info{guarantee="exactly_once",model_version="1"} 1.0',
             "aigis_worker_loop_timestamp_seconds ",
+            'aigis_worker_drift_psi{model_version="1",source="tenant-a",statistic="p_ai"}',
+            "aigis_worker_drift_threshold 0.2",
         ]:
             assert series in text, series
         assert 'source="tenant-b"' not in text, "unlisted sources are counted as other"
@@ -151,7 +157,7 @@ def test_a_worker_run_fills_every_dashboard_panel_and_the_rules_evaluate(
 
         rules = httpx.get(f"{prometheus}/api/v1/rules", timeout=10).json()["data"]["groups"]
         evaluated = [r for g in rules for r in g["rules"]]
-        assert len(evaluated) == 10  # the recording rule and nine alerts
+        assert len(evaluated) == 11  # the recording rule and ten alerts
         for rule in evaluated:
             assert rule["health"] in ("ok", "unknown"), (rule["name"], rule.get("lastError"))
         deadline = time.monotonic() + 30
