@@ -3,7 +3,8 @@
 One worker scores events on the package's TorchServe while a Prometheus (Debian's, installed by
 deploy/prometheus/install.sh) scrapes it and TorchServe every second and evaluates the alert
 rules. Then: the metric names and labels operators rely on are there, every query of every
-dashboard panel returns data, and every rule evaluates without error.
+dashboard panel returns data (and ``aigis dashboard`` draws it), and every rule evaluates
+without error.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,6 +23,7 @@ import httpx
 import pytest
 import yaml
 
+from aigis.dashboard import plot
 from schemas import ImageEvent
 from schemas.settings import Settings
 from tests.streams import WorkerThread, drain, publish_events, publish_raw
@@ -99,7 +102,13 @@ def _events(images: list[tuple[bytes, str | None]], prefix: str) -> list[ImageEv
     """Events from three producers: one listed in metric_sources, one not, one without."""
     sources = ["tenant-a", "tenant-b", None]
     return [
-        ImageEvent.inline(f"{prefix}-{i}", image, caption=caption, source=sources[i % 3])
+        ImageEvent.inline(
+            f"{prefix}-{i}",
+            image,
+            caption=caption,
+            source=sources[i % 3],
+            produced_at=datetime.now(UTC),
+        )
         for i, (image, caption) in enumerate(images)
     ]
 
@@ -108,6 +117,7 @@ def test_a_worker_run_fills_every_dashboard_panel_and_the_rules_evaluate(
     worker_settings: Settings,
     smoke_images: list[tuple[bytes, str | None]],
     prometheus: str,
+    tmp_path: Path,
 ) -> None:
     worker = worker_settings.worker.model_copy(
         update={
@@ -139,6 +149,7 @@ def test_a_worker_run_fills_every_dashboard_panel_and_the_rules_evaluate(
             "aigis_worker_loop_timestamp_seconds ",
             'aigis_worker_drift_psi{model_version="1",source="tenant-a",statistic="p_ai"}',
             "aigis_worker_drift_threshold 0.2",
+            "aigis_worker_end_to_end_seconds_count 18.0",
         ]:
             assert series in text, series
         assert 'source="tenant-b"' not in text, "unlisted sources are counted as other"
@@ -154,6 +165,11 @@ def test_a_worker_run_fills_every_dashboard_panel_and_the_rules_evaluate(
             if empty:
                 assert time.monotonic() < deadline, f"panels without data: {empty}"
                 time.sleep(1)
+
+        # The same queries drawn without Grafana (`aigis dashboard`): every panel has a line.
+        counts = plot(prometheus, tmp_path / "dashboard.png", minutes=2)
+        assert all(counts.values()), counts
+        assert (tmp_path / "dashboard.png").stat().st_size > 10_000
 
         rules = httpx.get(f"{prometheus}/api/v1/rules", timeout=10).json()["data"]["groups"]
         evaluated = [r for g in rules for r in g["rules"]]
