@@ -170,6 +170,24 @@ def test_keda_authenticates_as_the_workers_do(rendered: list[dict[str, Any]]) ->
             assert params["password"] == secrets["aigis-secrets"]["AIGIS_KAFKA__SASL_PASSWORD"]
 
 
+def test_every_workload_admits_only_what_a_network_policy_names(
+    rendered: list[dict[str, Any]],
+) -> None:
+    policies = [p["spec"] for p in _of(rendered, "NetworkPolicy")]
+    for doc in rendered:
+        if doc["kind"] not in WORKLOADS:
+            continue
+        labels = doc["spec"]["template"]["metadata"]["labels"]
+        covering = [
+            p for p in policies if p["podSelector"]["matchLabels"].items() <= labels.items()
+        ]
+        assert covering, f"no NetworkPolicy selects {doc['metadata']['name']}"
+        for policy in covering:
+            assert "Ingress" in policy["policyTypes"]
+            for rule in policy["ingress"]:
+                assert rule.get("ports"), f"{doc['metadata']['name']}: a rule admits every port"
+
+
 def test_torchserve_management_is_closed_to_all_but_named_clients(
     rendered: list[dict[str, Any]],
 ) -> None:
