@@ -54,12 +54,22 @@ class KafkaSettings(_Group):
     partitions: Annotated[int, Field(ge=1)] = 4
     """Partitions of each topic that ``aigis dev up`` creates; the worker's parallelism cap."""
     replication_factor: Annotated[int, Field(ge=1)] = 1
+    min_insync_replicas: Annotated[int, Field(ge=1)] | None = None
+    """``min.insync.replicas`` of the topics aigis creates: copies that must hold a write before
+    it is acknowledged (producers use acks=all). None keeps the broker's default. Production: 2
+    with a replication factor of 3, so one broker may be lost without losing an event."""
     security_protocol: str = "PLAINTEXT"
     connect_timeout_s: Annotated[float, Field(gt=0)] = 5.0
     """How long a new client waits to reach a broker before it fails with KafkaUnavailable."""
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+    images_retention_ms: RetentionMs | None = None
+    """``retention.ms`` of the images topic when aigis creates it (None: the broker's default). It
+    bounds how long workers may be down or behind before unscored events are lost."""
+    verdicts_retention_ms: RetentionMs | None = None
+    """``retention.ms`` of the verdicts topic when aigis creates it (None: the broker's default):
+    how far behind a downstream consumer may fall."""
     review_retention_ms: RetentionMs = 7 * _DAY_MS
     """``retention.ms`` of the review topic when aigis creates it: items (with their captions and
     images) older than this are deleted, reviewed or not. -1 keeps them forever."""
@@ -69,6 +79,17 @@ class KafkaSettings(_Group):
     dlq_retention_ms: RetentionMs = 14 * _DAY_MS
     """``retention.ms`` of the DLQ when aigis creates it: how long rejected messages (original
     bytes, inline images and captions included) stay for a person to act on."""
+
+    @model_validator(mode="after")
+    def _insync_within_replicas(self) -> KafkaSettings:
+        if self.min_insync_replicas is not None and (
+            self.min_insync_replicas > self.replication_factor
+        ):
+            raise ValueError(
+                "kafka.min_insync_replicas must not exceed kafka.replication_factor: no write "
+                "could ever be acknowledged"
+            )
+        return self
 
 
 class TopicSettings(_Group):
@@ -174,6 +195,15 @@ class WorkerSettings(_Group):
     so several workers on one host need no port settings of their own."""
     metrics_host: str = "127.0.0.1"
     """Address the metrics endpoint binds; ``0.0.0.0`` lets a scraper on another host in."""
+    metric_sources: frozenset[str] = frozenset()
+    """Producer ``source`` values that get their own ``source`` label on verdict metrics; any
+    other counts as ``other`` and events without one as ``none``, so what producers send cannot
+    grow the number of series."""
+    drift_window: Annotated[int, Field(ge=0)] = 1000
+    """Verdicts per model version and source in drift's reference window (the first this many a
+    worker commits) and current window (the latest this many after those); 0 turns drift off."""
+    drift_psi_threshold: Annotated[float, Field(gt=0)] = 0.2
+    """Population stability index above which the drift alert fires (exported for the rule)."""
     serving_backoff_max_s: Annotated[float, Field(gt=0)] = 30.0
     fetch_concurrency: Annotated[int, Field(ge=1)] = 16
     """Image URIs of one batch loaded at the same time (what may be loaded: ``fetch``)."""

@@ -22,6 +22,10 @@ $BIN/ruff format --check .
 $BIN/mypy
 $BIN/lint-imports
 
+echo "== tools" >&2
+# promtool and Prometheus for the observability tests (Debian's package, when missing).
+bash deploy/prometheus/install.sh
+
 echo "== services" >&2
 # Stop the services on every exit: failures, Ctrl+C and SIGTERM (which skip EXIT traps otherwise).
 trap '$BIN/aigis dev down || true' EXIT

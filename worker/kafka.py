@@ -134,16 +134,22 @@ def admin(settings: Settings, **overrides: Any) -> KafkaAdminClient:
 def topic_configs(settings: Settings, name: str) -> dict[str, str]:
     """Per-topic broker configs that aigis sets when it creates topic ``name``.
 
-    Record size limits on every topic; ``retention.ms`` from settings on the topics whose
-    records hold captions and images for people or the label store (review, pseudo-labels,
-    DLQ). Other topics keep the broker's default retention.
+    Record size limits on every topic; ``min.insync.replicas`` when set; ``retention.ms`` from
+    settings on the topics whose records hold captions and images for people or the label store
+    (review, pseudo-labels, DLQ), and on images and verdicts when set. Other topics keep the
+    broker's default retention.
     """
+    kafka = settings.kafka
     limit = MAX_DLQ_MESSAGE_BYTES if name == settings.topics.dlq else MAX_MESSAGE_BYTES
     configs = {"max.message.bytes": str(limit)}
+    if kafka.min_insync_replicas is not None:
+        configs["min.insync.replicas"] = str(kafka.min_insync_replicas)
     retention = {
-        settings.topics.review: settings.kafka.review_retention_ms,
-        settings.topics.pseudo_labels: settings.kafka.pseudo_labels_retention_ms,
-        settings.topics.dlq: settings.kafka.dlq_retention_ms,
+        settings.topics.images: kafka.images_retention_ms,
+        settings.topics.verdicts: kafka.verdicts_retention_ms,
+        settings.topics.review: kafka.review_retention_ms,
+        settings.topics.pseudo_labels: kafka.pseudo_labels_retention_ms,
+        settings.topics.dlq: kafka.dlq_retention_ms,
     }.get(name)
     if retention is not None:
         configs["retention.ms"] = str(retention)

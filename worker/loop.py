@@ -24,6 +24,7 @@ from schemas.uris import redact_uri
 from serving.client.http import ServingClient
 from serving.client.transport import ServingUnavailable
 from worker.cache import VerdictCache
+from worker.drift import DriftMonitor
 from worker.fetch import Fetcher
 from worker.metrics import WorkerMetrics
 from worker.pipeline import DLQ, Pipeline, Processed
@@ -63,6 +64,7 @@ class ImageHandler(Handler):
 
     def handle(self, batch: Batch) -> Sequence[Output]:
         assert self.pipeline is not None, "the worker opens the pipeline before the first batch"
+        self._metrics.loop.beat()
         try:
             self._done = self.pipeline.process(batch)
         except ServerFailedItems as exc:
@@ -86,7 +88,12 @@ class ImageHandler(Handler):
         stats.events += 1
         stats.dead_letters += 1
 
+    def idle(self) -> None:
+        self._metrics.loop.beat()
+
     def held(self, attempt: int, exc: DependencyDownError) -> None:
+        # Waiting for the model server is the loop at work: liveness must not restart it.
+        self._metrics.loop.beat()
         if attempt == 1:
             self._metrics.serving_unavailable.inc()
 
@@ -96,11 +103,13 @@ class ImageHandler(Handler):
     def committed(self, batch: Batch, outputs: Sequence[Output], seconds: float) -> None:
         done, m, stats = self._done, self._metrics, self._stats
         assert done is not None
+        m.loop.beat()
         m.events_in.labels(self._settings.topics.images).inc(len(batch))
         for outcome, n in done.outcomes.items():
             m.events_out.labels(outcome).inc(n)
         for reason, n in done.dlq_reasons.items():
             m.dlq.labels(reason).inc(n)
+        m.verdicts_committed(done.verdicts)
         m.cache_hits.inc(done.cache_hits)
         m.cache_misses.inc(done.cache_misses)
         if done.cache_down:
@@ -161,7 +170,9 @@ class Worker:
         self.slot = slot
         self.stats = WorkerStats()
         registry = CollectorRegistry(auto_describe=True)
-        self.metrics = WorkerMetrics(registry, settings.worker.guarantee.value)
+        w = settings.worker
+        drift = DriftMonitor(registry, w.drift_window, w.drift_psi_threshold)
+        self.metrics = WorkerMetrics(registry, w.guarantee.value, w.metric_sources, drift)
         self._handler = ImageHandler(settings, self.metrics, self.stats)
         self.runtime = StreamRuntime(
             settings, stream_config(settings, slot), self._handler, registry=registry

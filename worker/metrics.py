@@ -1,21 +1,41 @@
 """Prometheus metrics of the image stream, beside the runtime's own in the same registry.
 
-Labels carry topics, outcomes and reasons only: never ids, pixels or captions.
+Labels carry topics, outcomes, reasons, model versions, decisions, generator names and the
+producer's ``source`` when it is one of ``worker.metric_sources``: never ids, pixels or captions,
+and nothing a producer can make unbounded.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from worker.runtime.metrics import LATENCY_BUCKETS
+from worker.drift import DriftMonitor
+from worker.runtime.metrics import LATENCY_BUCKETS, LoopHeartbeat
+
+if TYPE_CHECKING:
+    from worker.pipeline import VerdictFacts
+
+P_AI_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 20))
+"""Twenty equal bins of p_ai (the last is above 0.95): fine enough for drift statistics."""
 
 
 class WorkerMetrics:
     """The counters, histograms and gauges the worker updates."""
 
-    def __init__(self, registry: CollectorRegistry, guarantee: str = "exactly_once") -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        guarantee: str = "exactly_once",
+        sources: Iterable[str] = (),
+        drift: DriftMonitor | None = None,
+    ) -> None:
         self.registry = r = registry
         self._guarantee = guarantee
+        self._sources = frozenset(sources)
+        self._drift = drift
         self.info = Gauge(
             "aigis_worker_info",
             "1, labelled with the model version answering (unknown until the worker has reached "
@@ -24,6 +44,7 @@ class WorkerMetrics:
             registry=r,
         )
         self.model_served("unknown")
+        self.loop = LoopHeartbeat("worker", r)
         self.events_in = Counter(
             "aigis_worker_events_in", "Events read from the images topic", ["topic"], registry=r
         )
@@ -61,6 +82,47 @@ class WorkerMetrics:
             "Times the model server was unavailable and the partitions were paused",
             registry=r,
         )
+
+        by_version = ["model_version", "source"]
+        self.verdicts = Counter(
+            "aigis_worker_verdicts",
+            "Verdicts committed, by the model version that answered, decision and source, and "
+            "whether the verdict cache answered",
+            [*by_version, "decision", "cached"],
+            registry=r,
+        )
+        self.p_ai = Histogram(
+            "aigis_worker_p_ai",
+            "p_ai of committed verdicts, by model version and source",
+            by_version,
+            buckets=P_AI_BUCKETS,
+            registry=r,
+        )
+        self.generators = Counter(
+            "aigis_worker_generators",
+            "Generators named by committed verdicts (unknown when attribution abstained, real "
+            "for human ones), by model version and source",
+            [*by_version, "generator"],
+            registry=r,
+        )
+
+    def verdicts_committed(self, verdicts: Iterable[VerdictFacts]) -> None:
+        seen = []
+        for v in verdicts:
+            source = self.source_label(v.source)
+            self.verdicts.labels(v.model_version, source, v.decision, str(v.cached).lower()).inc()
+            self.p_ai.labels(v.model_version, source).observe(v.p_ai)
+            self.generators.labels(v.model_version, source, v.generator).inc()
+            seen.append((v.model_version, source, v.p_ai, v.generator))
+        if self._drift is not None:
+            self._drift.observe(seen)
+
+    def source_label(self, source: str | None) -> str:
+        """``source`` when it is listed in ``worker.metric_sources``, else ``other`` (``none``
+        for an event without one)."""
+        if source is None:
+            return "none"
+        return source if source in self._sources else "other"
 
     def model_served(self, version: str) -> None:
         """The model server answers with ``version`` now: the info series says so, alone."""

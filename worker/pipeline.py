@@ -37,6 +37,18 @@ DLQ = "dlq"
 """The outcome of an event that went to the dead-letter topic."""
 
 
+@dataclass(frozen=True, slots=True)
+class VerdictFacts:
+    """What the metrics keep of one verdict: no ids, no content."""
+
+    model_version: str
+    decision: str
+    generator: str
+    p_ai: float
+    source: str | None
+    cached: bool
+
+
 @dataclass
 class Processed:
     """What one batch produces, and counts for metrics (recorded once it is committed)."""
@@ -50,6 +62,7 @@ class Processed:
     cache_down: bool = False
     serving_s: float = 0.0
     produced_at: list[datetime] = field(default_factory=list)
+    verdicts: list[VerdictFacts] = field(default_factory=list)
 
 
 @dataclass
@@ -144,6 +157,16 @@ class Pipeline:
                 ]
                 continue
             done.outcomes[verdict.decision.value] += 1
+            done.verdicts.append(
+                VerdictFacts(
+                    verdict.model_version,
+                    verdict.decision.value,
+                    verdict.generator,
+                    verdict.p_ai,
+                    item.event.source,
+                    item.cached,
+                )
+            )
             if item.event.produced_at is not None:
                 done.produced_at.append(item.event.produced_at)
             log.debug(

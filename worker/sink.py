@@ -26,6 +26,7 @@ from worker.runtime.app import StreamRuntime
 from worker.runtime.batch import Batch
 from worker.runtime.checkpoint import Output, dead_letter
 from worker.runtime.handler import Handler, StreamConfig
+from worker.runtime.metrics import LoopHeartbeat
 
 log = structlog.get_logger(__name__)
 
@@ -41,6 +42,7 @@ class SinkMetrics:
             "aigis_sink_dead_letters", "Records sent to the DLQ", ["reason"], registry=r
         )
         self.compactions = Counter("aigis_sink_compactions", "Store compactions", registry=r)
+        self.loop = LoopHeartbeat("sink", r)
 
 
 class SinkHandler(Handler):
@@ -59,7 +61,11 @@ class SinkHandler(Handler):
         self._labels: list[LabelRecord] = []
         self._commit_name: str | None = None
 
+    def idle(self) -> None:
+        self._metrics.loop.beat()
+
     def handle(self, batch: Batch) -> Sequence[Output]:
+        self._metrics.loop.beat()
         topics = self._settings.topics
         labels: list[LabelRecord] = []
         letters: list[Output] = []
@@ -87,6 +93,7 @@ class SinkHandler(Handler):
         return letters
 
     def committed(self, batch: Batch, outputs: Sequence[Output], seconds: float) -> None:
+        self._metrics.loop.beat()
         for label in self._labels:
             self._metrics.stored.labels(label.origin.value).inc()
         log.info(

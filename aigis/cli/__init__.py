@@ -8,7 +8,18 @@ from __future__ import annotations
 
 import typer
 
-from aigis.cli import bench, demo, dev, evaluate, labels, model, serve, stream, train
+from aigis.cli import (
+    bench,
+    dashboard,
+    demo,
+    dev,
+    evaluate,
+    labels,
+    model,
+    serve,
+    stream,
+    train,
+)
 
 app = typer.Typer(
     name="aigis",
@@ -23,7 +34,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-for module in (dev, train, evaluate, serve, model, stream, labels, demo, bench):
+for module in (dev, train, evaluate, serve, model, stream, labels, demo, bench, dashboard):
     module.register(app)
 
 

@@ -1,4 +1,7 @@
-"""The deployment files parse, and every setting they pass is one the code reads."""
+"""The deployment files parse, and every setting they pass is one the code reads.
+
+Schemas and policies of the rendered overlays: test_k8s_policy.py; compose and images:
+test_compose.py."""
 
 from __future__ import annotations
 
@@ -10,16 +13,22 @@ from typing import Any
 import click
 import pytest
 import typer.main
-import yaml
 from pydantic import BaseModel
 
 from aigis.cli import app
 from schemas.settings import Settings
+from tests.deploy.kustomize import documents, render
 
 pytestmark = pytest.mark.unit
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
-MANIFESTS = sorted([*DEPLOY.glob("k8s/*.yaml"), DEPLOY / "compose.yaml"])
+OVERLAYS = sorted(p.parent for p in DEPLOY.glob("k8s/overlays/*/kustomization.yaml"))
+MANIFESTS = sorted(
+    [
+        *(p for p in DEPLOY.glob("k8s/**/*.yaml") if p.name != "kustomization.yaml"),
+        DEPLOY / "compose.yaml",
+    ]
+)
 
 
 def setting_env_names(model: type[BaseModel] = Settings, prefix: str = "AIGIS_") -> set[str]:
@@ -50,16 +59,13 @@ def env_names(node: Any) -> Iterator[str]:
         yield from re.findall(r"\bAIGIS_[A-Z0-9_]+", node)
 
 
-def documents(path: Path) -> list[Any]:
-    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+def test_there_are_dev_and_prod_overlays() -> None:
+    assert [o.name for o in OVERLAYS] == ["dev", "prod"]
 
 
-def test_there_are_manifests_for_every_part() -> None:
-    kinds = {
-        (doc["kind"], doc["metadata"]["name"])
-        for p in DEPLOY.glob("k8s/*.yaml")
-        for doc in documents(p)
-    }
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: p.name)
+def test_every_overlay_has_manifests_for_every_part(overlay: Path) -> None:
+    kinds = {(doc["kind"], doc["metadata"]["name"]) for doc in render(overlay)}
     for expected in [
         ("StatefulSet", "aigis-worker"),
         ("Deployment", "torchserve"),
@@ -68,6 +74,9 @@ def test_there_are_manifests_for_every_part() -> None:
         ("ConfigMap", "aigis-settings"),
         ("Secret", "aigis-secrets"),
         ("ScaledObject", "aigis-worker"),
+        ("TriggerAuthentication", "aigis-kafka"),
+        ("ServiceMonitor", "aigis-worker"),
+        ("NetworkPolicy", "torchserve"),
     ]:
         assert expected in kinds
     assert (DEPLOY / "docker" / "worker.Dockerfile").is_file()
@@ -129,9 +138,10 @@ def container_commands() -> Iterator[tuple[str, list[str]]]:
                 if not isinstance(node, dict):
                     continue
                 command, args = node.get("command"), node.get("args")
+                if not str(node.get("image", "aigis-")).startswith("aigis-"):
+                    continue  # Kafka, Redis, Prometheus, Grafana: not ours
                 if isinstance(command, list) and command and command[0] != "aigis":
-                    if not str(command[0]).startswith("redis"):
-                        yield path.name, command  # compose: arguments to the image's aigis
+                    yield path.name, command  # compose: arguments to the image's aigis
                     continue
                 if isinstance(command, list) and command:
                     yield path.name, [*command[1:], *(args or [])]  # overrides the ENTRYPOINT
@@ -163,13 +173,16 @@ def _mebibytes(quantity: str) -> float:
     return float(quantity[:-2]) * units[quantity[-2:]]
 
 
-def test_the_worker_memory_limit_holds_a_full_batch_and_its_outputs() -> None:
-    [config] = documents(DEPLOY / "k8s" / "configmap.yaml")
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: p.name)
+def test_the_worker_memory_limit_holds_a_full_batch_and_its_outputs(overlay: Path) -> None:
+    docs = render(overlay)
+    [config] = [d for d in docs if d["kind"] == "ConfigMap"]
     budget_mib = int(config["data"]["AIGIS_WORKER__MAX_BATCH_BYTES"]) / 2**20
     containers = [
         c
-        for doc in documents(DEPLOY / "k8s" / "worker.yaml")
-        for c in doc.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
+        for doc in docs
+        if doc["kind"] == "StatefulSet"
+        for c in doc["spec"]["template"]["spec"]["containers"]
     ]
     [worker] = [c for c in containers if c["name"] == "worker"]
     limit_mib = _mebibytes(worker["resources"]["limits"]["memory"])

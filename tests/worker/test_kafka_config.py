@@ -101,3 +101,26 @@ def test_a_retention_that_would_drop_everything_or_is_not_a_number_is_refused(
     monkeypatch.setenv("AIGIS_KAFKA__REVIEW_RETENTION_MS", value)
     with pytest.raises(ValidationError, match="review_retention_ms"):
         Settings()
+
+
+def test_production_topic_settings_reach_every_topic_created(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AIGIS_KAFKA__REPLICATION_FACTOR", "3")
+    monkeypatch.setenv("AIGIS_KAFKA__MIN_INSYNC_REPLICAS", "2")
+    monkeypatch.setenv("AIGIS_KAFKA__IMAGES_RETENTION_MS", "259200000")
+    monkeypatch.setenv("AIGIS_KAFKA__VERDICTS_RETENTION_MS", "604800000")
+    settings = Settings()
+    configs = {name: kafka.topic_configs(settings, name) for name in settings.topics.all()}
+    assert {c["min.insync.replicas"] for c in configs.values()} == {"2"}
+    assert configs[settings.topics.images]["retention.ms"] == "259200000"
+    assert configs[settings.topics.verdicts]["retention.ms"] == "604800000"
+    assert "retention.ms" not in configs[settings.topics.review_decisions]
+
+
+def test_min_insync_replicas_above_the_replication_factor_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AIGIS_KAFKA__MIN_INSYNC_REPLICAS", "2")
+    with pytest.raises(ValidationError, match="min_insync_replicas"):
+        Settings()

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
+import httpx
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from schemas.settings import WorkerSettings
 from serving.client.http import ModelInfo
 from worker.metrics import WorkerMetrics
-from worker.runtime.metrics import RuntimeMetrics
+from worker.pipeline import VerdictFacts
+from worker.runtime.metrics import LoopHeartbeat, RuntimeMetrics, loop_age, serve_metrics
 from worker.scorer import Scorer
 
 pytestmark = pytest.mark.unit
@@ -78,3 +81,63 @@ def test_the_scorer_reports_the_model_when_learnt_and_when_it_changes() -> None:
     for _ in range(3):
         scorer.model()
     assert seen == ["1", "2"]
+
+
+def test_healthz_says_whether_the_loop_went_round_recently() -> None:
+    registry, worker, _ = _registry()
+    server = serve_metrics(registry, "127.0.0.1", 23411)
+    assert server is not None
+    try:
+        url = "http://127.0.0.1:23411"
+        fresh = httpx.get(f"{url}/healthz", timeout=5)
+        assert fresh.status_code == 200
+        assert fresh.json()["alive"] is True
+        worker.loop._gauge.set(time.time() - 600)  # the loop stalled ten minutes ago
+        assert httpx.get(f"{url}/healthz", timeout=5).status_code == 503
+        assert httpx.get(f"{url}/healthz?max_age_s=900", timeout=5).status_code == 200
+        assert httpx.get(f"{url}/healthz?max_age_s=soon", timeout=5).status_code == 400
+        worker.loop.beat()
+        assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+        assert "aigis_worker_loop_timestamp_seconds" in httpx.get(f"{url}/metrics").text
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_loop_age_is_none_until_a_stream_has_a_heartbeat() -> None:
+    registry = CollectorRegistry(auto_describe=True)
+    RuntimeMetrics("sink", registry)
+    assert loop_age(registry) is None
+    LoopHeartbeat("sink", registry)
+    age = loop_age(registry)
+    assert age is not None
+    assert age < 5
+
+
+def test_verdict_metrics_bound_the_source_label_to_the_listed_producers() -> None:
+    registry = CollectorRegistry(auto_describe=True)
+    worker = WorkerMetrics(registry, "exactly_once", sources={"tenant-a"})
+    worker.verdicts_committed(
+        [
+            VerdictFacts("2", "human", "real", 0.1, "tenant-a", False),
+            VerdictFacts("2", "ai_generated", "sdxl", 0.97, f"tenant-{'x' * 60}", True),
+            VerdictFacts("2", "ai_generated", "unknown", 0.91, None, False),
+        ]
+    )
+    counts = {
+        labels["source"]: value
+        for labels, value in (
+            (s.labels, s.value)
+            for m in registry.collect()
+            if m.name == "aigis_worker_p_ai"
+            for s in m.samples
+            if s.name.endswith("_count")
+        )
+    }
+    assert counts == {"tenant-a": 1, "other": 1, "none": 1}
+    bucket = dict(model_version="2", source="other", le="0.95")
+    assert _value(registry, "aigis_worker_p_ai_bucket", **bucket) == 0  # 0.97 is above it
+    cached = dict(model_version="2", source="other", decision="ai_generated", cached="true")
+    assert _value(registry, "aigis_worker_verdicts_total", **cached) == 1
+    named = dict(model_version="2", source="none", generator="unknown")
+    assert _value(registry, "aigis_worker_generators_total", **named) == 1

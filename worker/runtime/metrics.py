@@ -10,8 +10,14 @@ this module turns them off for the process (every registry of aigis is made besi
 
 from __future__ import annotations
 
+import json
+import socket
+import threading
 import time
-from wsgiref.simple_server import WSGIServer
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import parse_qs
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import structlog
 from prometheus_client import (
@@ -19,9 +25,10 @@ from prometheus_client import (
     Gauge,
     Histogram,
     disable_created_metrics,
-    start_http_server,
+    make_wsgi_app,
 )
 from prometheus_client import Counter as PromCounter
+from prometheus_client.exposition import ThreadingWSGIServer
 
 from schemas.errors import AigisError
 
@@ -31,6 +38,11 @@ disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+HEALTH_PATH = "/healthz"
+"""Liveness of the stream's loop, beside ``/metrics`` on the same port."""
+_LOOP_SUFFIX = "_loop_timestamp_seconds"
+_DEFAULT_MAX_AGE_S = 120.0
 
 
 class MetricsPortUnavailable(AigisError):  # noqa: N818 - names a state, like KafkaUnavailable
@@ -84,18 +96,83 @@ class RuntimeMetrics:
         self.last_commit.set(time.time())
 
 
+class LoopHeartbeat:
+    """When a stream's loop last went round (a poll, a batch handled, held or committed), as
+    ``aigis_<name>_loop_timestamp_seconds``: ``/healthz`` fails when it is too old."""
+
+    def __init__(self, name: str, registry: CollectorRegistry) -> None:
+        self._gauge = Gauge(
+            f"aigis_{name}{_LOOP_SUFFIX}",
+            "Unix time the stream's loop last went round (polled, handled, held or committed)",
+            registry=registry,
+        )
+        self.beat()
+
+    def beat(self) -> None:
+        self._gauge.set(time.time())
+
+
+def loop_age(registry: CollectorRegistry) -> float | None:
+    """Seconds since the stalest loop of ``registry`` went round; None when it has none."""
+    now = time.time()
+    ages = [
+        now - sample.value
+        for metric in registry.collect()
+        if metric.name.endswith(_LOOP_SUFFIX)
+        for sample in metric.samples
+    ]
+    return max(ages) if ages else None
+
+
+_WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def health_app(registry: CollectorRegistry) -> _WSGIApp:
+    """``/healthz[?max_age_s=N]``: 200 while the loop went round in the last N seconds (120 by
+    default; a probe sets its own), else 503. Every other path serves the metrics."""
+    metrics = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != HEALTH_PATH:
+            return metrics(environ, start_response)  # type: ignore[no-any-return]  # untyped
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        try:
+            max_age = float(query.get("max_age_s", [_DEFAULT_MAX_AGE_S])[0])
+        except ValueError:
+            start_response("400 Bad Request", [("Content-Type", "text/plain")])
+            return [b"max_age_s must be a number of seconds\n"]
+        age = loop_age(registry)
+        alive = age is None or age <= max_age
+        body = {"alive": alive, "loop_age_s": None if age is None else round(age, 3)}
+        status = "200 OK" if alive else "503 Service Unavailable"
+        start_response(status, [("Content-Type", "application/json")])
+        return [json.dumps(body).encode() + b"\n"]
+
+    return app
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Probes and scrapes are not worth a log line each."""
+
+
 def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> WSGIServer | None:
-    """Serve ``registry`` on ``host:port`` (port 0: no endpoint). Returns the server to shut
-    down."""
+    """Serve ``registry`` on ``host:port`` (``/metrics``, and ``/healthz`` for probes; port 0:
+    no endpoint). Returns the server to shut down."""
     if port == 0:
         return None
+
+    class Server(ThreadingWSGIServer):
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
     try:
-        server, _thread = start_http_server(port, addr=host, registry=registry)
+        server = make_server(host, port, health_app(registry), Server, handler_class=_QuietHandler)
     except OSError as exc:
         raise MetricsPortUnavailable(
             f"cannot serve metrics on {host}:{port} ({exc}); another process holds the port: "
             "set another one, or 0 for no endpoint (AIGIS_WORKER__METRICS_PORT, to which a "
             "worker adds its slot; AIGIS_STORE__METRICS_PORT for the sink)"
         ) from exc
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     log.info("metrics_serving", host=host, port=port)
     return server
