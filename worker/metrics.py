@@ -5,9 +5,14 @@ Labels carry topics, outcomes and reasons only: never ids, pixels or captions.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from worker.runtime.metrics import LATENCY_BUCKETS
+
+if TYPE_CHECKING:
+    from worker.pipeline import Processed
 
 
 class WorkerMetrics:
@@ -61,6 +66,48 @@ class WorkerMetrics:
             "Times the model server was unavailable and the partitions were paused",
             registry=r,
         )
+
+        self.evidence = Counter(
+            "aigis_worker_evidence",
+            "Evidence signals on verdicts of cache misses, by kind and strength",
+            ["kind", "strength"],
+            registry=r,
+        )
+        self.evidence_generators = Counter(
+            "aigis_worker_evidence_generators",
+            "Generators named by evidence signals",
+            ["generator"],
+            registry=r,
+        )
+        self.evidence_ignored = Counter(
+            "aigis_worker_evidence_ignored",
+            "Evidence left unread, by reason (over a limit, malformed)",
+            ["reason"],
+            registry=r,
+        )
+        self.near_duplicates_reused = Counter(
+            "aigis_worker_near_duplicates_reused",
+            "Cache misses answered from a near-duplicate's verdict",
+            registry=r,
+        )
+        self.evidence_seconds = Histogram(
+            "aigis_worker_evidence_seconds",
+            "Time of the evidence stage (near-duplicates and signals) for the misses of one batch",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+
+    def record_evidence(self, done: Processed) -> None:
+        """The evidence counts of one committed batch."""
+        for (kind, strength), n in done.evidence.items():
+            self.evidence.labels(kind, strength).inc(n)
+        for generator, n in done.generators.items():
+            self.evidence_generators.labels(generator).inc(n)
+        for reason, n in done.evidence_ignored.items():
+            self.evidence_ignored.labels(reason).inc(n)
+        self.near_duplicates_reused.inc(done.near_duplicates_reused)
+        if done.cache_misses or done.near_duplicates_reused:
+            self.evidence_seconds.observe(done.evidence_s)
 
     def model_served(self, version: str) -> None:
         """The model server answers with ``version`` now: the info series says so, alone."""
