@@ -80,7 +80,7 @@ def read_metadata(
     texts: dict[str, str] = {}
     xmp: bytes | None = None
     if data.startswith(_PNG_SIGNATURE):
-        for keyword, text in _png_texts(data, reading, max_text):
+        for keyword, text in _png_texts(data, reading, max_text, max_xmp):
             if keyword == _XMP_KEYWORD:
                 xmp = text.encode()
             else:
@@ -95,7 +95,9 @@ def read_metadata(
             _xmp(xmp.decode("utf-8", "replace"), reading, ai_source_types)
 
 
-def _png_texts(data: bytes, reading: Reading, max_text: int) -> Iterator[tuple[str, str]]:
+def _png_texts(
+    data: bytes, reading: Reading, max_text: int, max_xmp: int
+) -> Iterator[tuple[str, str]]:
     """(keyword, text) of the PNG text chunks whose keyword is of interest."""
     view = memoryview(data)
     at = len(_PNG_SIGNATURE)
@@ -113,9 +115,12 @@ def _png_texts(data: bytes, reading: Reading, max_text: int) -> Iterator[tuple[s
         name = keyword.decode("latin-1")
         if name not in _KEYWORDS:
             continue
-        text = _chunk_text(kind, bytes(body[len(keyword) + 1 :]), max_text)
+        xmp = name == _XMP_KEYWORD
+        limit = max_xmp if xmp else max_text
+        text = _chunk_text(kind, bytes(body[len(keyword) + 1 :]), limit)
         if text is None:
-            reading.ignored.append("text_too_large" if length > max_text else "text_unreadable")
+            too_large = "xmp_too_large" if xmp else "text_too_large"
+            reading.ignored.append(too_large if length > limit else "text_unreadable")
             continue
         yield name, text
     reading.ignored.append("too_many_chunks")
