@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import struct
 import time
 import zlib
 from pathlib import Path
@@ -14,6 +13,7 @@ from schemas.decision import fuse
 from schemas.messages import Evidence
 from schemas.settings_evidence import EvidenceSettings
 from tests.worker import artefacts as art
+from tests.worker.hostile import chunk, recursive_xmp, with_chunks, xmp_chunk
 from worker.evidence import EvidenceReader, TrustAnchorsError
 
 pytestmark = pytest.mark.unit
@@ -102,48 +102,20 @@ def test_an_unreadable_trust_anchor_file_stops_the_start(tmp_path: Path) -> None
         EvidenceReader(EvidenceSettings(trust_anchors_file=tmp_path / "missing.pem"))
 
 
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    body = kind + data
-    return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-
-def _xmp_chunk(packet: str) -> bytes:
-    return _chunk(b"iTXt", b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + packet.encode())
-
-
-def _with_chunks(png: bytes, *chunks: bytes) -> bytes:
-    # After IHDR (8 + 25 bytes): where text chunks usually sit.
-    return png[:33] + b"".join(chunks) + png[33:]
-
-
 def test_hostile_metadata_is_ignored_with_a_reason_in_bounded_time(
     tmp_path: Path, signed: bytes
 ) -> None:
     r = reader(tmp_path)
     base = art.png(art.photo(4))
     cases = {
-        "text_too_large": _with_chunks(
-            base, _chunk(b"tEXt", b"parameters\x00" + b"S" * 10_000_000)
+        "text_too_large": with_chunks(base, chunk(b"tEXt", b"parameters\x00" + b"S" * 10_000_000)),
+        "zip_bomb_text": with_chunks(
+            base, chunk(b"zTXt", b"parameters\x00\x00" + zlib.compress(b"Steps: 1, " * 10**7))
         ),
-        "zip_bomb_text": _with_chunks(
-            base, _chunk(b"zTXt", b"parameters\x00\x00" + zlib.compress(b"Steps: 1, " * 10**7))
-        ),
-        "bad_zlib": _with_chunks(base, _chunk(b"zTXt", b"prompt\x00\x00not zlib at all")),
-        "many_chunks": _with_chunks(base, *[_chunk(b"tEXt", b"x\x00y")] * 20_000),
-        "huge_xmp": _with_chunks(base, _xmp_chunk("<x>" + "A" * 1_000_000 + "</x>")),
-        "recursive_xmp": _with_chunks(
-            base,
-            _xmp_chunk(
-                '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaaaaaaaa">'
-                + "".join(
-                    f'<!ENTITY e{i} "{f"&e{i - 1};" * 10 if i else "&a;" * 10}">' for i in range(9)
-                )
-                + "]>"
-                + '<x:xmpmeta xmp:CreatorTool="' * 10_000
-                + "&e8;"
-                + "</x:xmpmeta>" * 10_000
-            ),
-        ),
+        "bad_zlib": with_chunks(base, chunk(b"zTXt", b"prompt\x00\x00not zlib at all")),
+        "many_chunks": with_chunks(base, *[chunk(b"tEXt", b"x\x00y")] * 20_000),
+        "huge_xmp": with_chunks(base, xmp_chunk("<x>" + "A" * 1_000_000 + "</x>")),
+        "recursive_xmp": with_chunks(base, xmp_chunk(recursive_xmp())),
         "malformed_manifest": art.corrupt_manifest(signed),
     }
     for name, data in cases.items():

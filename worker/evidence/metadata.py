@@ -79,14 +79,16 @@ def read_metadata(
     """Add the metadata signals of ``data`` (PNG, JPEG, WebP, ...) to ``reading``."""
     texts: dict[str, str] = {}
     xmp: bytes | None = None
-    if data.startswith(_PNG_SIGNATURE):
+    png = data.startswith(_PNG_SIGNATURE)
+    if png:
         for keyword, text in _png_texts(data, reading, max_text, max_xmp):
             if keyword == _XMP_KEYWORD:
                 xmp = text.encode()
             else:
                 texts.setdefault(keyword, text)
     exif_xmp = _exif(data, texts, reading, max_text)
-    xmp = xmp or exif_xmp
+    if not png:  # a PNG's XMP is the iTXt chunk read above, within its limit
+        xmp = exif_xmp
     _generator_texts(texts, reading)
     if xmp is not None:
         if len(xmp) > max_xmp:
