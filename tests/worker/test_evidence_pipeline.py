@@ -104,6 +104,10 @@ def test_near_duplicates_are_answered_from_the_first_verdict_or_carry_it_as_evid
     worker_settings: Settings, tmp_path: Path
 ) -> None:
     settings = _settings(worker_settings, tmp_path, "", model_says=Decision.AI_GENERATED)
+    # Tighter than the default, so that some copies (resized, WebP: 8-12 bits) are evidence only.
+    settings = settings.model_copy(
+        update={"evidence": settings.evidence.model_copy(update={"reuse_distance": 6})}
+    )
     original = art.photo(20, (256, 256))
     first = _encode(original, "JPEG", quality=95)
     flat = _encode(Image.new("RGB", (64, 64), (90, 90, 90)), "PNG")
@@ -154,7 +158,7 @@ def test_near_duplicates_are_answered_from_the_first_verdict_or_carry_it_as_evid
             assert not v.cached
             assert [e.kind for e in v.evidence] == ["near_duplicate"], name
             assert sha256_hex(first) in v.evidence[0].value
-    assert reused >= 2  # re-encodes are near-identical; a mirror may be evidence only
+    assert 0 < reused < len(copies)
     for name in others:
         assert got[name].near_duplicate_of is None, name
         assert not got[name].evidence, name
