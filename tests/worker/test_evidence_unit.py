@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import time
 import zlib
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from schemas import Decision
 from schemas.decision import fuse
@@ -77,6 +79,11 @@ def test_generator_metadata_of_each_kind(tmp_path: Path) -> None:
         signal = only(data, r)
         assert (signal.kind, signal.strength) == (kind, "claimed")
         assert signal.generator == (generator or "novelai")
+    exif = Image.Exif()
+    exif[0x0131] = "NovelAI"
+    png_exif = io.BytesIO()
+    image.save(png_exif, "PNG", exif=exif.tobytes())
+    assert only(png_exif.getvalue(), r).kind == "exif_software"  # PNG eXIf, read unloaded
     # The prompt never travels in a verdict: only the settings line of the parameters.
     assert "lighthouse" not in only(art.a1111_png(image), r).value
     xmp = r.read(art.xmp_jpeg(image, art.xmp_packet("Adobe Firefly 3"))).signals

@@ -23,7 +23,7 @@ import io
 import re
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -40,6 +40,7 @@ MAX_VALUE: Final[int] = 512
 
 _PNG_SIGNATURE: Final[bytes] = b"\x89PNG\r\n\x1a\n"
 _XMP_KEYWORD: Final[str] = "XML:com.adobe.xmp"
+_EXIF_CHUNK: Final[str] = "eXIf"
 _KEYWORDS: Final[frozenset[str]] = frozenset(
     {"parameters", "prompt", "workflow", "Software", "Source", "Comment", _XMP_KEYWORD}
 )
@@ -79,16 +80,21 @@ def read_metadata(
     """Add the metadata signals of ``data`` (PNG, JPEG, WebP, ...) to ``reading``."""
     texts: dict[str, str] = {}
     xmp: bytes | None = None
-    png = data.startswith(_PNG_SIGNATURE)
-    if png:
+    if data.startswith(_PNG_SIGNATURE):
+        # Pillow would decode every pixel of a PNG to find an eXIf chunk after the image data:
+        # the walk finds it, and the XMP iTXt chunk, by the chunk headers alone.
+        exif: bytes | None = None
         for keyword, text in _png_texts(data, reading, max_text, max_xmp):
             if keyword == _XMP_KEYWORD:
                 xmp = text.encode()
+            elif keyword == _EXIF_CHUNK:
+                exif = text.encode("latin-1")
             else:
                 texts.setdefault(keyword, text)
-    exif_xmp = _exif(data, texts, reading, max_text)
-    if not png:  # a PNG's XMP is the iTXt chunk read above, within its limit
-        xmp = exif_xmp
+        if exif is not None:
+            _exif(lambda: _parsed(exif), texts, reading, max_text)
+    else:
+        xmp = _exif(lambda: _opened(data), texts, reading, max_text)
     _generator_texts(texts, reading)
     if xmp is not None:
         if len(xmp) > max_xmp:
@@ -100,7 +106,8 @@ def read_metadata(
 def _png_texts(
     data: bytes, reading: Reading, max_text: int, max_xmp: int
 ) -> Iterator[tuple[str, str]]:
-    """(keyword, text) of the PNG text chunks whose keyword is of interest."""
+    """(keyword, text) of the PNG text chunks whose keyword is of interest, and ("eXIf", the
+    EXIF block) when there is one."""
     view = memoryview(data)
     at = len(_PNG_SIGNATURE)
     for _ in range(MAX_CHUNKS):
@@ -111,6 +118,13 @@ def _png_texts(
         at += 12 + length
         if kind == b"IEND":
             return
+        if kind == b"eXIf":
+            if length > max_text:
+                reading.ignored.append("exif_too_large")
+            else:
+                # Latin-1 carries the raw bytes through unchanged.
+                yield _EXIF_CHUNK, bytes(body).decode("latin-1")
+            continue
         if kind not in (b"tEXt", b"zTXt", b"iTXt"):
             continue
         keyword, _, _text = bytes(body[:80]).partition(b"\x00")
@@ -154,14 +168,29 @@ def _inflate(data: bytes, max_text: int, encoding: str) -> str | None:
     return None if len(text) > max_text else text.decode(encoding, "replace")
 
 
-def _exif(data: bytes, texts: dict[str, str], reading: Reading, max_text: int) -> bytes | None:
+def _opened(data: bytes) -> tuple[Image.Exif, object]:
+    """The EXIF and XMP of a JPEG, WebP, ... as Pillow reads them from the file's header."""
+    with Image.open(io.BytesIO(data)) as image:
+        return image.getexif(), image.info.get("xmp")
+
+
+def _parsed(raw: bytes) -> tuple[Image.Exif, object]:
+    exif = Image.Exif()
+    exif.load(raw)
+    return exif, None
+
+
+def _exif(
+    read: Callable[[], tuple[Image.Exif, object]],
+    texts: dict[str, str],
+    reading: Reading,
+    max_text: int,
+) -> bytes | None:
     """EXIF Software and UserComment into ``texts``; returns the XMP packet Pillow found."""
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            exif = image.getexif()
-            software = exif.get(_EXIF_SOFTWARE)
-            comment = exif.get_ifd(_EXIF_IFD).get(_EXIF_USER_COMMENT)
-            xmp = image.info.get("xmp")
+        exif, xmp = read()
+        software = exif.get(_EXIF_SOFTWARE)
+        comment = exif.get_ifd(_EXIF_IFD).get(_EXIF_USER_COMMENT)
     except Exception:  # a malformed EXIF block raises anything from Pillow's parsers
         reading.ignored.append("exif_unreadable")
         return None
