@@ -15,6 +15,7 @@ neither looked up nor stored.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -137,10 +138,13 @@ class NearDuplicates:
         pipe.expire(key, self._ttl)
         pipe.execute()
 
-    def size(self, version: str) -> int:
-        """Hashes in the local copy of ``version``'s list."""
+    def footprint(self, version: str) -> tuple[int, int]:
+        """Hashes in the local copy of ``version``'s list, and about how many bytes it holds."""
         index = self._indexes.get(version)
-        return 0 if index is None else len(index.suffixes)
+        if index is None:
+            return 0, 0
+        suffixes = sum(sys.getsizeof(s) + 8 for s in index.suffixes)  # and its list slot
+        return len(index.suffixes), index.words.nbytes + suffixes
 
     def _sync(self, version: str) -> _Index:
         key = f"{self._prefix}:{version}"
