@@ -288,6 +288,7 @@ class Pipeline:
                 ]
             else:
                 item.score = answer
+                item.evidence = [*item.evidence, *answer.evidence]  # read by the server
 
     def _internal(
         self,

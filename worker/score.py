@@ -20,6 +20,7 @@ class ResultLike(Protocol):
     confidence_b: float
     model_name: str
     model_version: str
+    signals: tuple[dict[str, str | None], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +50,7 @@ class Score:
             confidence_b=float(result.confidence_b),
             model_name=result.model_name,
             model_version=str(result.model_version),
+            evidence=tuple(_evidence(result.signals)),
         )
 
     def to_json(self) -> bytes:
@@ -69,3 +71,15 @@ class Score:
         if not all(isinstance(x, int | float) and 0.0 <= x <= 1.0 for x in numbers):
             return None
         return score if isinstance(score.generator_probs, dict) else None
+
+
+def _evidence(signals: tuple[dict[str, str | None], ...]) -> list[Evidence]:
+    """The signals the server read that make valid evidence (others are dropped: the server
+    is trusted to send them, not to send them well-formed)."""
+    evidence = []
+    for signal in signals:
+        try:
+            evidence.append(Evidence.model_validate(signal))
+        except ValidationError:
+            continue
+    return evidence

@@ -366,3 +366,30 @@ def test_the_handler_refuses_to_serve_before_it_is_loaded(
 ) -> None:
     with pytest.raises(RuntimeError, match="before initialize"):
         DetectorHandler().handle([{"body": _item(make_png((0, 0, 0)))}], _context(model_dir))
+
+
+def test_with_the_watermark_setting_an_answer_carries_the_watermark_it_found(
+    handler: DetectorHandler,
+    serve: Callable[..., tuple[list[Any], list[int]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from serving.torchserve.watermark import embed_sdxl_watermark
+    from tests.worker.artefacts import photo
+
+    image = photo(8, (512, 512))
+    marked, plain = _png_of(embed_sdxl_watermark(image)), _png_of(image)
+    [answer], _ = serve([_item(marked)])
+    assert "evidence" not in answer[0]  # off unless the archive asks for it
+    monkeypatch.setattr(handler, "settings", replace(handler.settings, watermark=True))
+    [answers], _ = serve([_item(marked), _item(plain)])
+    assert [a.get("evidence") for a in answers] == [
+        [
+            {
+                "kind": "sd_watermark",
+                "value": "SDXL invisible watermark, 48 of 48 bits",
+                "generator": "sdxl",
+                "strength": "claimed",
+            }
+        ],
+        None,
+    ]

@@ -12,6 +12,7 @@ from PIL import Image
 
 from schemas import Decision, ImageEvent
 from schemas.settings import Settings
+from serving.torchserve.watermark import embed_sdxl_watermark
 from tests.streams import CountingClient, drain, publish_events, run_worker
 from tests.worker import artefacts as art
 from worker.cache import sha256_hex
@@ -55,6 +56,7 @@ def test_each_kind_of_evidence_and_the_decision_it_makes(
         "comfyui": art.comfyui_png(art.photo(14)),
         "exif": art.exif_jpeg(art.photo(15)),
         "plain": art.jpeg(art.photo(16)),
+        "watermark": art.png(embed_sdxl_watermark(art.photo(17, (512, 512)))),
     }
     publish_events(settings, [ImageEvent.inline(k, v) for k, v in images.items()])
     run_worker(settings)
@@ -75,12 +77,13 @@ def test_each_kind_of_evidence_and_the_decision_it_makes(
         "comfyui": (review, evidence, "sd3", [("comfyui_graph", "claimed")]),
         "exif": (review, evidence, "midjourney6", [("exif_software", "claimed")]),
         "plain": (Decision.HUMAN, "model", "real", []),
+        "watermark": (review, evidence, "sdxl", [("sd_watermark", "claimed")]),
     }
     assert {k: summary(k) for k in images} == expected
     # Review items show the evidence; nothing evidence decided becomes a pseudo-label.
-    items = drain(settings, "review", expect=5)
+    items = drain(settings, "review", expect=6)
     assert {i.verdict.event_id: len(i.verdict.evidence) for i in items} == dict.fromkeys(
-        ("unlisted", "tampered", "a1111", "comfyui", "exif"), 1
+        ("unlisted", "tampered", "a1111", "comfyui", "exif", "watermark"), 1
     )
     labels = drain(settings, "pseudo-labels", expect=0)
     assert {p.event_id for p in labels} <= {"plain"}
