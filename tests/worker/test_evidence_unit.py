@@ -188,3 +188,27 @@ def test_fusion_follows_its_settings() -> None:
     assert fuse(Decision.HUMAN, "real", [ev("claimed")], quiet).decision is Decision.HUMAN
     raised = fuse(Decision.HUMAN, "real", [ev("verified"), ev("signed")], quiet)
     assert (raised.decision, raised.decided_by) == (Decision.NEEDS_REVIEW, "evidence")
+
+
+def test_the_near_duplicate_index_matches_by_distance_mirror_and_caption() -> None:
+    from worker.neardup import Hashed, Match, _Index
+
+    def hashed(first: int, mirror: int | None = None) -> Hashed:
+        one = first.to_bytes(32, "big")
+        return Hashed(one, (mirror or first).to_bytes(32, "big"), 100)
+
+    stored = (1 << 255) - 1
+    index = _Index()
+    index.extend(
+        [hashed(stored).hash + b"a" * 64, hashed(stored).hash + b"b" * 64 + b":" + b"c" * 64]
+    )
+    near = stored ^ 0b111  # three bits off
+    assert index.nearest(hashed(near), "", 31) == Match("a" * 64, 3)
+    assert index.nearest(hashed(near), "", 2) is None
+    # A mirrored copy is found through the hash of its mirror image.
+    assert index.nearest(hashed(0, mirror=stored), "", 31) == Match("a" * 64, 0)
+    # When captions are read, only an entry with the same caption part matches.
+    match = index.nearest(hashed(stored), "c" * 64, 31)
+    assert match is not None
+    assert match.image_sha256 == "b" * 64
+    assert index.nearest(hashed(stored), "d" * 64, 31) is None
