@@ -2,15 +2,15 @@
 
 Redis is the source of truth: every worker appends ``(hash, cache key suffix)`` of what it scored
 to one list per model version, ``{prefix}:pdq:{version}``, and each worker keeps a local copy of
-that list (only the entries it has not seen are read, in the same round trip as nothing else), so
-all workers search the same hashes. The list expires with the verdicts (``ttl_seconds`` after the
-last write); a list shorter than the copy (expired, or flushed) is read again whole.
+that list, reading only the entries it has not seen, in one round trip per lookup, so all workers
+search the same hashes. The list expires with the verdicts (``ttl_seconds`` after the last write);
+a list shorter than the copy (expired, or flushed) is read again whole.
 
 A lookup compares a miss's hash, and the hash of its mirror image (so a left-right flip matches;
-rotations do not), with every stored hash by Hamming distance, counting bits over four 64-bit
-words per hash. Only entries with the miss's caption part match when the model reads captions,
-so the namespace is the exact cache's. Images whose PDQ quality is under ``min_quality`` are
-neither looked up nor stored.
+rotations do not), with every stored hash by Hamming distance: a linear scan that counts bits
+over four rows of 64-bit words, each row contiguous. Only entries with the miss's caption part
+match when the model reads captions, so the namespace is the exact cache's. Images whose PDQ
+quality is under ``min_quality`` are neither looked up nor stored.
 """
 
 from __future__ import annotations
@@ -73,9 +73,10 @@ def _pack(bits: npt.NDArray[np.integer]) -> bytes:
 
 @dataclass
 class _Index:
-    """The local copy of one version's list."""
+    """The local copy of one version's list: hashes as four rows of 64-bit words (a row is
+    contiguous, so a scan streams through memory), grown by doubling."""
 
-    words: npt.NDArray[np.uint64] = field(default_factory=lambda: np.zeros((0, 4), np.uint64))
+    words: npt.NDArray[np.uint64] = field(default_factory=lambda: np.zeros((4, 0), np.uint64))
     suffixes: list[str] = field(default_factory=list)
 
     def extend(self, entries: Sequence[bytes]) -> None:
@@ -83,17 +84,29 @@ class _Index:
         if not good:
             return
         raw = b"".join(e[:HASH_BYTES] for e in good)
-        words = np.frombuffer(raw, dtype=np.uint64).reshape(-1, 4)
-        self.words = np.concatenate([self.words, words])
+        new = np.frombuffer(raw, dtype=np.uint64).reshape(-1, 4).T
+        size, need = len(self.suffixes), len(self.suffixes) + len(good)
+        if need > self.words.shape[1]:
+            grown = np.zeros((4, max(need, 2 * self.words.shape[1], 1024)), np.uint64)
+            grown[:, :size] = self.words[:, :size]
+            self.words = grown
+        self.words[:, size:need] = new
         self.suffixes += [e[HASH_BYTES:].decode("ascii", "replace") for e in good]
+
+    def _distances(self, query: bytes) -> npt.NDArray[np.uint8]:
+        q = np.frombuffer(query, dtype=np.uint64)
+        words = self.words[:, : len(self.suffixes)]
+        distances: npt.NDArray[np.uint8] = np.bitwise_count(words[0] ^ q[0])
+        for row in range(1, 4):
+            distances += np.bitwise_count(words[row] ^ q[row])
+        return distances
 
     def nearest(self, hashed: Hashed, caption: str, limit: int) -> Match | None:
         if not self.suffixes:
             return None
         best: Match | None = None
         for query in (hashed.hash, hashed.mirror):
-            q = np.frombuffer(query, dtype=np.uint64)
-            distances = np.bitwise_count(self.words ^ q).sum(axis=1)
+            distances = self._distances(query)
             for i in np.flatnonzero(distances <= limit):
                 suffix = self.suffixes[int(i)]
                 d = int(distances[i])
