@@ -76,8 +76,8 @@ class ExportOptions:
     threads: int = 0
     """Torch threads per worker; 0: the machine's cores divided by ``workers``."""
     watermark: bool = False
-    """The handler reads the SDXL invisible watermark of each image (costs a full-size decode
-    and the DWT-DCT decoder: about 40 ms at 512 x 512 pixels, 145 ms at 1024 x 1024 here)."""
+    """The handler reads the SDXL invisible watermark of each image (costs a second, full-size
+    decode and the DWT-DCT decoder; measured by ``bench/evidence.py``)."""
 
     def __post_init__(self) -> None:
         for label, value in (("name", self.name), ("version", self.version)):
