@@ -1,10 +1,12 @@
-"""Real evidence-bearing images, made in the test: C2PA manifests signed with a certificate
-chain built here, A1111 and ComfyUI PNGs, JPEGs whose EXIF or XMP name a generator.
+"""Images that carry evidence besides their pixels, made on the spot: C2PA manifests signed with
+a certificate chain built here, A1111 and ComfyUI PNGs, JPEGs whose EXIF or XMP name a
+generator. The demo publishes them; the tests and the evidence benchmark read them.
 
 The chain follows the C2PA rules for a signing credential: an ECDSA P-256 leaf that is not
 self-signed, issued by an intermediate, with an authority key identifier, the email-protection
 extended key usage, digital-signature key usage and an organisation; the root signs the
 intermediate and is left out of the chain the manifest carries (a trust anchor lists it).
+Building one needs ``cryptography`` (in the ``dev`` extra).
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from aigis import samples as art
 from aigis.devstack.kafka_broker import KafkaBroker
 from bench.worker import (
     _CREATED,
@@ -49,7 +50,6 @@ from schemas.settings import Settings
 from serving.imageio import decode_image
 from serving.torchserve.server import running_torchserve
 from serving.torchserve.watermark import embed_sdxl_watermark, read_watermark
-from tests.worker import artefacts as art
 from worker import kafka
 from worker.evidence import EvidenceReader
 from worker.neardup import HASH_BYTES, Hashed, NearDuplicates, pdq

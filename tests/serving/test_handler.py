@@ -373,8 +373,8 @@ def test_with_the_watermark_setting_an_answer_carries_the_watermark_it_found(
     serve: Callable[..., tuple[list[Any], list[int]]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from aigis.samples import photo
     from serving.torchserve.watermark import embed_sdxl_watermark
-    from tests.worker.artefacts import photo
 
     image = photo(8, (512, 512))
     marked, plain = _png_of(embed_sdxl_watermark(image)), _png_of(image)

@@ -7,8 +7,8 @@ import io
 import pytest
 from PIL import Image
 
+from aigis.samples import photo
 from serving.torchserve.watermark import embed_sdxl_watermark, read_watermark
-from tests.worker.artefacts import photo
 
 pytestmark = pytest.mark.unit
 

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from aigis import samples as art
 from schemas import Decision, ImageEvent
 from schemas.settings import Settings
 from serving.torchserve.watermark import embed_sdxl_watermark
 from tests.streams import CountingClient, drain, publish_events, run_worker
-from tests.worker import artefacts as art
 from worker.cache import sha256_hex
 from worker.neardup import pdq
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from aigis import samples as art
 from schemas import Decision
 from schemas.decision import fuse
 from schemas.messages import Evidence
 from schemas.settings_evidence import EvidenceSettings
-from tests.worker import artefacts as art
 from tests.worker.hostile import chunk, recursive_xmp, with_chunks, xmp_chunk
 from worker.evidence import EvidenceReader, TrustAnchorsError
 

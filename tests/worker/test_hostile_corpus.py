@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from aigis import samples as art
 from schemas import ImageEvent, encode
 from schemas.settings import FetchSettings, Settings
 from tests.streams import drain, events_for, publish_events, publish_raw, run_worker
-from tests.worker import artefacts as art
 from tests.worker.fetch.origin import Origin, ok, redirect, trickle
 from tests.worker.hostile import VERDICT, Case, evidence_cases, image_cases, message_cases
 
