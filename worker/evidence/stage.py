@@ -106,8 +106,12 @@ class EvidenceStage:
         if lookup is None:
             return
         for (f, match), score in zip(pairs, lookup.scores, strict=True):
-            if score is not None:
+            if score is None:
+                continue  # the matched verdict has expired: no near-duplicate
+            try:
                 self._apply(f, match, score)
+            except ValueError:  # an entry in Redis that names no valid image
+                f.ignored.append("near_duplicate_unusable")
 
     def _apply(self, f: Found, match: Match, score: Score) -> None:
         ev, bands = self._settings.evidence, self._settings.worker
