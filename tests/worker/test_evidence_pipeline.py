@@ -21,9 +21,13 @@ from worker.neardup import pdq
 pytestmark = pytest.mark.integration
 
 
-def _settings(base: Settings, tmp_path: Path, root_pem: str, *, model_says: Decision) -> Settings:
-    anchors = tmp_path / "anchors.pem"
-    anchors.write_text(root_pem)
+def _settings(
+    base: Settings, tmp_path: Path, root_pem: str | None, *, model_says: Decision
+) -> Settings:
+    anchors = None
+    if root_pem is not None:
+        anchors = tmp_path / "anchors.pem"
+        anchors.write_text(root_pem)
     # The tiny model is untrained: bands that put every p_ai in one decision.
     bands = (
         {"human_threshold": 0.9999, "ai_threshold": 1.0}
@@ -106,7 +110,7 @@ def _encode(image: Image.Image, fmt: str, **options: Any) -> bytes:
 def test_near_duplicates_are_answered_from_the_first_verdict_or_carry_it_as_evidence(
     worker_settings: Settings, tmp_path: Path
 ) -> None:
-    settings = _settings(worker_settings, tmp_path, "", model_says=Decision.AI_GENERATED)
+    settings = _settings(worker_settings, tmp_path, None, model_says=Decision.AI_GENERATED)
     # Tighter than the default, so that some copies (resized, WebP: 8-12 bits) are evidence only.
     settings = settings.model_copy(
         update={"evidence": settings.evidence.model_copy(update={"reuse_distance": 6})}

@@ -107,6 +107,9 @@ def test_plain_images_and_tools_that_make_nothing_say_nothing(tmp_path: Path) ->
 def test_an_unreadable_trust_anchor_file_stops_the_start(tmp_path: Path) -> None:
     with pytest.raises(TrustAnchorsError, match="TRUST_ANCHORS_FILE"):
         EvidenceReader(EvidenceSettings(trust_anchors_file=tmp_path / "missing.pem"))
+    (tmp_path / "empty.pem").write_text("not a certificate")
+    with pytest.raises(TrustAnchorsError, match="holds no PEM certificate"):
+        EvidenceReader(EvidenceSettings(trust_anchors_file=tmp_path / "empty.pem"))
 
 
 def test_hostile_metadata_is_ignored_with_a_reason_in_bounded_time(

@@ -59,7 +59,12 @@ def _anchors(path: Path | None) -> str | None:
             f"cannot read the C2PA trust anchors in {path} ({type(exc).__name__}); "
             "fix AIGIS_EVIDENCE__TRUST_ANCHORS_FILE or unset it (then no issuer is trusted)"
         ) from None
-    return text if "BEGIN CERTIFICATE" in text else None
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise TrustAnchorsError(
+            f"{path} holds no PEM certificate; list the trust anchors' root certificates in it "
+            "(-----BEGIN CERTIFICATE----- blocks), or unset AIGIS_EVIDENCE__TRUST_ANCHORS_FILE"
+        )
+    return text
 
 
 class ProvenanceReader:
