@@ -4,7 +4,8 @@ near-duplicate lookup at growing numbers of stored hashes.
 Needs Kafka and Redis (``aigis dev up``); starts its own TorchServe with the tiny model on the
 ``AIGIS_SERVING__*`` ports. From the repository root:
 
-    .venv/bin/python -m bench.evidence [--events 300] [--sizes 10000 100000] [--json out.json]
+    .venv/bin/python -m bench.evidence [--events 200] [--rounds 3] [--sizes 10000 100000]
+        [--json out.json]
 
 1. Stage cost per image and per kind of artefact (a plain smoke JPEG, a signed C2PA JPEG, A1111
    and ComfyUI PNGs, EXIF and XMP JPEGs): the signal readers, and the PDQ hashing of the
@@ -13,10 +14,11 @@ Needs Kafka and Redis (``aigis dev up``); starts its own TorchServe with the tin
    decoder) on 512- and 1024-pixel PNGs.
 2. Worker events/s on a backlog of unique smoke images, in one run (fresh topics and cache prefix
    each, the same TorchServe, its watermark reading off): the evidence stage off, the signals
-   only, and the signals with the near-duplicate cache.
+   only, and the signals with the near-duplicate cache, interleaved ``--rounds`` times; the
+   median of each.
 3. Near-duplicate lookup: a list of N random hashes in Redis; one worker's first lookup (reading
    the whole list) and then single-image lookups (one round trip for what is new, and the scan),
-   median and p99; memory of the local copy per hash.
+   median and p99; memory per hash of the local copy and of the list in Redis.
 """
 
 from __future__ import annotations
@@ -128,25 +130,34 @@ def _environment(**values: str) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def on_off(base: Settings, events: int) -> dict[str, Any]:
-    """Worker backlog throughput, stage off then on, against one TorchServe."""
-    images = unique_images(3 * events)
+def on_off(base: Settings, events: int, rounds: int) -> dict[str, Any]:
+    """Worker backlog throughput against one TorchServe: the stage off, signals only, and
+    signals with near-duplicates, interleaved ``rounds`` times (the machine's load drifts); the
+    median of each phase's rounds."""
+    phases = (("off", "false", "false"), ("signals", "true", "false"), ("on", "true", "true"))
+    images = iter(unique_images(len(phases) * rounds * events))
     broker = KafkaBroker(base).pid()
-    out: dict[str, Any] = {}
+    runs: dict[str, list[dict[str, Any]]] = {tag: [] for tag, _, _ in phases}
     with (
         tempfile.TemporaryDirectory() as tmp,
         running_torchserve(base, export_store(Path(tmp))) as ts,
     ):
-        phases = (("off", "false", "false"), ("signals", "true", "false"), ("on", "true", "true"))
-        for n, (tag, signals, near) in enumerate(phases):
-            settings = fresh(base, f"evidence-{tag}")
-            with _environment(
-                AIGIS_EVIDENCE__ENABLED=signals, AIGIS_EVIDENCE__NEAR_DUPLICATES=near
-            ):
-                out[tag] = run_worker_phase(
-                    settings, images[n * events : (n + 1) * events], tag, ts, broker
-                )
+        for _ in range(rounds):
+            for tag, signals, near in phases:
+                settings = fresh(base, f"evidence-{tag}")
+                batch = [next(images) for _ in range(events)]
+                with _environment(
+                    AIGIS_EVIDENCE__ENABLED=signals, AIGIS_EVIDENCE__NEAR_DUPLICATES=near
+                ):
+                    runs[tag].append(run_worker_phase(settings, batch, tag, ts, broker))
     kafka.delete_topics(base, _CREATED)
+    out: dict[str, Any] = {
+        tag: {
+            "events_per_s": statistics.median(r["events_per_s"] for r in phase_runs),
+            "rounds": phase_runs,
+        }
+        for tag, phase_runs in runs.items()
+    }
     for tag in ("signals", "on"):
         out[f"{tag}_over_off"] = out[tag]["events_per_s"] / out["off"]["events_per_s"]
     return out
@@ -185,6 +196,7 @@ def lookups(base: Settings, sizes: list[int], repeat: int) -> dict[str, Any]:
                 "first_lookup_ms": 1000 * first_s,
                 "lookup": _timed(partial(reader.lookup, "1", query), repeat),
                 "bytes_per_hash_in_worker": memory / hashes,
+                "bytes_per_hash_in_redis": client.memory_usage(f"{prefix}:pdq:1", samples=0) / size,
             }
             client.delete(f"{prefix}:pdq:1")
     finally:
@@ -203,17 +215,23 @@ def report(r: dict[str, Any]) -> None:
         )
     if "worker" in r:
         w = r["worker"]
+
+        def phase(tag: str) -> str:
+            rounds = ", ".join(f"{run['events_per_s']:.1f}" for run in w[tag]["rounds"])
+            return f"{w[tag]['events_per_s']:.1f} (rounds {rounds})"
+
         print(
-            f"worker events/s: stage off {w['off']['events_per_s']:.1f}; signals only "
-            f"{w['signals']['events_per_s']:.1f} ({w['signals_over_off']:.2f} of off); signals and "
-            f"near-duplicates {w['on']['events_per_s']:.1f} ({w['on_over_off']:.2f} of off)"
+            f"worker events/s, median: stage off {phase('off')}; signals only "
+            f"{phase('signals')}, {w['signals_over_off']:.2f} of off; signals and "
+            f"near-duplicates {phase('on')}, {w['on_over_off']:.2f} of off"
         )
     for size, c in r["lookups"].items():
         lookup = c["lookup"]
         print(
             f"near-duplicate lookup at {int(size):>7} hashes: first {c['first_lookup_ms']:.1f} ms,"
             f" then p50 {lookup['median_ms']:.2f} ms, p99 {lookup['p99_ms']:.2f} ms;"
-            f" {c['bytes_per_hash_in_worker']:.0f} bytes a hash in the worker"
+            f" bytes a hash: {c['bytes_per_hash_in_worker']:.0f} in the worker,"
+            f" {c['bytes_per_hash_in_redis']:.0f} in Redis"
         )
 
 
@@ -221,9 +239,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--events", type=int, default=300, help="per worker phase; 0: skip them")
+    parser.add_argument("--events", type=int, default=200, help="per worker phase; 0: skip them")
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--repeat", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3, help="of the worker phases, interleaved")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -233,7 +252,7 @@ def main() -> None:
         "lookups": lookups(base, args.sizes, args.repeat),
     }
     if args.events:
-        results["worker"] = on_off(base, args.events)
+        results["worker"] = on_off(base, args.events, args.rounds)
     report(results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
