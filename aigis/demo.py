@@ -20,16 +20,21 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kafka import TopicPartition
 from rich.console import Console
 from rich.table import Table
 
 from aigis import devstack
+from aigis.demo_evidence import evidence_table, sample_images, trust_anchor
 from schemas import ImageEvent, PseudoLabel, ReviewItem, Verdict, decode, encode
 from schemas.errors import AigisError
 from schemas.settings import Settings
 from worker.kafka import consumer, producer
+
+if TYPE_CHECKING:
+    from aigis.samples import Credential
 
 console = Console()
 
@@ -77,6 +82,8 @@ class Demo:
         self.reuse_model = reuse_model
         self.root = settings.state_dir / "demo"
         self.logs = self.root / "logs"
+        self.trust_anchors = self.root / "trust-anchors.pem"
+        self.credential: Credential | None = None
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.started_serving = False
         self.run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
@@ -89,27 +96,32 @@ class Demo:
         # second run never meets the versions and labels of the first.
         for leftover in ("model-store", "registry", "labels", "logs"):
             shutil.rmtree(self.root / leftover, ignore_errors=True)
+        self.trust_anchors.unlink(missing_ok=True)
         self.logs.mkdir(parents=True, exist_ok=True)
-        self.step("1/8 Kafka and Redis")
+        self.step("1/9 Kafka and Redis")
         devstack.up(self.settings)
-        self.step("2/8 train the tiny fused detector on the smoke set")
+        self.step("2/9 train the tiny fused detector on the smoke set")
         model = self.train()
-        self.step("3/8 export the model and serve it on TorchServe")
+        self.step("3/9 export the model and serve it on TorchServe")
         self.serve(model)
-        self.step("4/8 start a worker and the label-store sink")
+        self.step("4/9 start a worker and the label-store sink")
+        # The worker trusts the demo's own C2PA issuer: manifests it signs decide (step 7).
+        self.credential = trust_anchor(self.trust_anchors)
         self.spawn("worker", ["worker"])
         self.spawn("sink", ["sink"])
-        self.step(f"5/8 publish the smoke test split ({self.events} images) and watch verdicts")
+        self.step(f"5/9 publish the smoke test split ({self.events} images) and watch verdicts")
         known, first = self.publish_round("r1")
         self.summary(known, first)
-        self.step("6/8 publish the same images again: answered from the Redis cache")
+        self.step("6/9 publish the same images again: answered from the Redis cache")
         _, replay = self.publish_round("r2", show=False)
         self.replay_summary(first, replay)
-        self.step("7/8 new traffic: the smoke validation split, outside the gold hold-out")
+        self.step("7/9 images with provenance, generator metadata, a watermark, and a copy")
+        self.publish_evidence()
+        self.step("8/9 new traffic: the smoke validation split, outside the gold hold-out")
         _, fresh = self.publish_round("r3", split="validation", show=False)
         console.print(f"{len(fresh.verdicts)} more verdicts at {fresh.events_per_s:.1f} events/s")
         self.routing_summary(first)
-        self.step("8/8 one retraining cycle behind the promotion gate")
+        self.step("9/9 one retraining cycle behind the promotion gate")
         self.retrain()
         console.print(f"\n[bold green]demo finished in {time.monotonic() - t0:.0f} s[/]")
 
@@ -131,7 +143,10 @@ class Demo:
     def serve(self, model: Path) -> None:
         store = self.root / "model-store"
         self.aigis(
-            ["export", "--model", str(model), "--output", str(store), "--version", "1", "--force"]
+            [
+                *("export", "--model", str(model), "--output", str(store)),
+                *("--version", "1", "--watermark", "--force"),
+            ]
         )
         self.aigis(["serve", "start", "--model-store", str(store)], live=True)
         self.started_serving = True
@@ -166,6 +181,32 @@ class Demo:
             out.flush()
             self._collect(reader, known, result, show=show)
         return known, result
+
+    def publish_evidence(self) -> None:
+        """Images that carry each kind of evidence, and a JPEG copy of the first image of step
+        5 (with its caption: the cache's namespace includes it), and how each was decided."""
+        from training.data import load_split
+
+        assert self.credential is not None, "step 4 made it"
+        judged = load_split("smoke", "test")[0]
+        images = sample_images(self.credential, judged.image)
+        names: dict[str, str] = {}
+        with (
+            contextlib.closing(self._verdict_reader()) as reader,
+            contextlib.closing(producer(self.settings)) as out,
+        ):
+            for i, (name, image) in enumerate(images.items()):
+                event_id = f"demo-{self.run_id}-evidence-{i:02d}"
+                copy = name.startswith("JPEG")
+                event = ImageEvent.inline(
+                    event_id, image, caption=judged.caption if copy else None, source="demo"
+                )
+                out.send(self.settings.topics.images, key=event_id.encode(), value=encode(event))
+                names[event_id] = name
+            out.flush()
+            result = Round()
+            self._collect(reader, dict.fromkeys(names, Published(1, 0)), result, show=False)
+        console.print(evidence_table(names, result.verdicts))
 
     def _verdict_reader(self):  # type: ignore[no-untyped-def]
         """A consumer positioned at the current end of the verdicts topic (no group)."""
@@ -310,6 +351,8 @@ class Demo:
         # The demo publishes images inline: its store must keep their bytes (an opt-in) for the
         # retraining step to have pseudo-labels to train on.
         env["AIGIS_STORE__KEEP_IMAGE_BYTES"] = "true"
+        if self.trust_anchors.is_file():
+            env["AIGIS_EVIDENCE__TRUST_ANCHORS_FILE"] = str(self.trust_anchors)
         return env
 
     def close(self) -> None:

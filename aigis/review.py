@@ -26,7 +26,7 @@ from pydantic import TypeAdapter, ValidationError
 from schemas.codec import decode, encode
 from schemas.errors import AigisError, SchemaError
 from schemas.labels import GENERATOR_DISPLAY, GENERATORS
-from schemas.messages import ConsumedRecord, Identifier, ReviewDecision, ReviewItem
+from schemas.messages import ConsumedRecord, Identifier, ReviewDecision, ReviewItem, Verdict
 from schemas.settings import Settings
 from worker.runtime.app import StreamRuntime
 from worker.runtime.batch import Batch
@@ -238,6 +238,7 @@ class Reviewer(Handler):
             f"   verdict:  {verdict.decision.value}  p_ai={verdict.p_ai:.3f}  "
             f"generator={verdict.generator}  ({top})\n"
             f"   model:    {verdict.model_name} v{verdict.model_version}\n"
+            f"{evidence_lines(verdict)}"
             f"   queue:    {self._waiting()} more waiting"
         )
         choices = "  ".join(
@@ -300,3 +301,21 @@ def open_reviewer(
             image_dir=image_dir,
             group_id=group_id,
         )
+
+
+def evidence_lines(verdict: Verdict) -> str:
+    """What besides the model the verdict rests on: one line per signal, and the near-duplicate
+    it was answered from; nothing for a verdict without either."""
+    lines = [
+        f"   evidence: {e.kind} ({e.strength}"
+        f"{', ' + e.generator if e.generator else ''}): {e.value[:120]}\n"
+        for e in verdict.evidence or []
+    ]
+    if verdict.near_duplicate_of is not None:
+        near = verdict.near_duplicate_of
+        lines.append(
+            f"   copy of:  {near.image_sha256[:16]} (distance {near.distance}), verdict reused\n"
+        )
+    if lines and verdict.decided_by:
+        lines.append(f"   decided:  by {verdict.decided_by}\n")
+    return "".join(lines)

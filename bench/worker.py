@@ -67,6 +67,18 @@ def unique_images(count: int) -> list[tuple[bytes, str | None]]:
     ]
 
 
+def bench_settings() -> Settings:
+    """The environment's settings, with a free metrics port and a fixed instance id."""
+    base = Settings()
+    return base.model_copy(
+        update={
+            "worker": base.worker.model_copy(
+                update={"metrics_port": free_port(), "instance_id": "bench"}
+            )
+        }
+    )
+
+
 def fresh(settings: Settings, tag: str, **worker: Any) -> Settings:
     """Settings with new topics, group and cache prefix (created here)."""
     run = f"bench.{tag}.{uuid.uuid4().hex[:6]}"
@@ -273,14 +285,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
-    base = Settings()
-    base = base.model_copy(
-        update={
-            "worker": base.worker.model_copy(
-                update={"metrics_port": free_port(), "instance_id": "bench"}
-            )
-        }
-    )
+    base = bench_settings()
     images = unique_images(args.events * 3 + args.naive_events + 2000)
     broker = KafkaBroker(base).pid()
     results: dict[str, Any] = {"settings": base.worker.model_dump(mode="json")}

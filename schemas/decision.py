@@ -9,14 +9,23 @@ authority) both answer through these functions, so the two cannot drift apart.
   generator with the highest P(generator | AI), or ``unknown`` when that conditional probability is
   below ``generator_min_confidence``. Generator probabilities travel as the joint distribution
   (``real: 1 - p_ai``, ``g: p_ai * P(g | AI)``), so the conditional is ``joint / p_ai``.
+- ``fuse``: what evidence besides the pixels does to the model's decision. Evidence only ever
+  supports "AI". A ``verified`` signal (a C2PA manifest whose signature validates, chains to a
+  trust anchor and declares generative AI) decides ``ai_generated`` alone
+  (``decided_by: provenance``) when the policy lets it; any signal of a strength in
+  ``review_strengths`` raises ``human`` to ``needs_review`` (``decided_by: evidence``); nothing
+  lowers a decision. When the verdict is not ``human`` and the model names no generator
+  (``unknown``), the strongest signal's generator is named.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Protocol
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol, get_args
 
 from schemas.labels import UNKNOWN_GENERATOR, Decision
+from schemas.settings_evidence import Strength
 
 
 class Bands(Protocol):
@@ -65,3 +74,62 @@ def name_generator(
         return UNKNOWN_GENERATOR
     best = max(candidates, key=lambda name: joint[name])
     return best if joint[best] / p_ai >= bands.generator_min_confidence else UNKNOWN_GENERATOR
+
+
+STRENGTHS: tuple[str, ...] = get_args(Strength)
+"""Evidence strengths, strongest first (what each means: :mod:`schemas.settings_evidence`)."""
+
+VERIFIED = "verified"
+
+
+class Signal(Protocol):
+    """The parts of a piece of evidence the rule reads (``schemas.messages.Evidence`` fits)."""
+
+    @property
+    def generator(self) -> str | None: ...
+    @property
+    def strength(self) -> str: ...
+
+
+class EvidencePolicy(Protocol):
+    """What evidence may do: the worker's ``settings.evidence`` has it."""
+
+    @property
+    def provenance_decides(self) -> bool: ...
+    @property
+    def review_strengths(self) -> Collection[str]: ...
+
+
+@dataclass(frozen=True)
+class Fused:
+    """A decision after evidence: the decision, the generator named, and what it rests on."""
+
+    decision: Decision
+    generator: str
+    decided_by: Literal["model", "evidence", "provenance"]
+
+
+def _rank(signal: Signal) -> int:
+    return STRENGTHS.index(signal.strength) if signal.strength in STRENGTHS else len(STRENGTHS)
+
+
+def fuse(
+    decision: Decision, generator: str, evidence: Sequence[Signal], policy: EvidencePolicy
+) -> Fused:
+    """The model's ``decision`` and ``generator`` with ``evidence`` taken into account."""
+    ranked = sorted(evidence, key=_rank)
+    named = next((s.generator for s in ranked if s.generator), None)
+    if policy.provenance_decides and any(s.strength == VERIFIED for s in ranked):
+        verified = next(
+            (s.generator for s in ranked if s.strength == VERIFIED and s.generator), None
+        )
+        model_named = generator not in (UNKNOWN_GENERATOR, "real") and generator
+        return Fused(
+            Decision.AI_GENERATED, verified or model_named or UNKNOWN_GENERATOR, "provenance"
+        )
+    decided_by: Literal["model", "evidence"] = "model"
+    if decision is Decision.HUMAN and any(s.strength in policy.review_strengths for s in ranked):
+        decision, generator, decided_by = Decision.NEEDS_REVIEW, UNKNOWN_GENERATOR, "evidence"
+    if decision is not Decision.HUMAN and generator == UNKNOWN_GENERATOR and named:
+        generator = named
+    return Fused(decision, generator, decided_by)

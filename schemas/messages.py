@@ -266,8 +266,9 @@ class Verdict(Message):
     scored_at: UtcDateTime = Field(default_factory=utc_now)
     # Version 2:
     evidence: list[Evidence] | None = Field(default=None, max_length=32)
-    decided_by: Literal["model", "evidence", "human"] | None = None
-    """What the decision rests on: the model's scores, evidence, or a human review decision."""
+    decided_by: Literal["model", "evidence", "provenance", "human"] | None = None
+    """What the decision rests on: the model's scores; evidence that raised it to review; a
+    trusted provenance manifest that decided it alone; or a human review decision."""
     near_duplicate_of: NearDuplicate | None = None
     bands: AppliedBands | None = None
     qa_sample: bool | None = None

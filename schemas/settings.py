@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas import settings_env
+from schemas.settings_evidence import EvidenceSettings
 
 
 class _Group(BaseModel):
@@ -392,6 +393,7 @@ class Settings(BaseSettings):
     serving: ServingSettings = ServingSettings()
     worker: WorkerSettings = WorkerSettings()
     fetch: FetchSettings = FetchSettings()
+    evidence: EvidenceSettings = EvidenceSettings()
     store: StoreSettings = StoreSettings()
     retrain: RetrainSettings = RetrainSettings()
     dev: DevSettings = DevSettings()
@@ -402,7 +404,7 @@ class Settings(BaseSettings):
         if not isinstance(data, dict):
             return data
         groups = {
-            n: f.default for n, f in cls.model_fields.items() if isinstance(f.default, _Group)
+            n: f.default for n, f in cls.model_fields.items() if isinstance(f.default, BaseModel)
         }
         settings_env.refuse_unknown_groups(os.environ, sorted(groups))
         return settings_env.shift_default_ports(data, groups)

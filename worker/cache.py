@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import redis
 import structlog
@@ -24,6 +25,8 @@ from schemas.settings import RedisSettings
 from worker.score import Score
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 # KEYS[1]: the namespace key. ARGV[1]: the version to use when it is absent; ARGV[2]: the key
 # prefix; ARGV[3..]: key suffixes. Returns {version, value or false per suffix}. The script builds
@@ -89,6 +92,11 @@ class VerdictCache:
         self._redis.close()
 
     @property
+    def client(self) -> redis.Redis:
+        """The Redis client, for stores beside the verdicts that share its fate."""
+        return self._redis
+
+    @property
     def available(self) -> bool:
         """False while a recent failure says not to try Redis yet."""
         return time.monotonic() >= self._down_until
@@ -124,6 +132,18 @@ class VerdictCache:
             self._failed("store", exc)
             return
         self._recovered()
+
+    def guarded(self, action: str, call: Callable[[], T]) -> T | None:
+        """``call()``, or None when Redis is unavailable or fails (then as a lookup does)."""
+        if not self.available:
+            return None
+        try:
+            result = call()
+        except _REDIS_ERRORS as exc:
+            self._failed(action, exc)
+            return None
+        self._recovered()
+        return result
 
     def _failed(self, action: str, exc: Exception) -> None:
         now = time.monotonic()

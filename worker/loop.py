@@ -25,6 +25,7 @@ from serving.client.http import ServingClient
 from serving.client.transport import ServingUnavailable
 from worker.cache import VerdictCache
 from worker.drift import DriftMonitor
+from worker.evidence.stage import EvidenceStage
 from worker.fetch import Fetcher
 from worker.metrics import WorkerMetrics
 from worker.pipeline import DLQ, Pipeline, Processed
@@ -116,6 +117,7 @@ class ImageHandler(Handler):
             m.cache_errors.inc()
         if done.cache_misses:
             m.serving_seconds.observe(done.serving_s)
+        m.record_evidence(done)
         now = datetime.now(UTC)
         for produced in done.produced_at:
             m.end_to_end_seconds.observe(max(0.0, (now - produced).total_seconds()))
@@ -206,7 +208,9 @@ class Worker:
         fetcher = Fetcher(s.fetch, s.worker)
         stack.callback(fetcher.close)
         scorer = Scorer(client, s.worker, lambda info: self.metrics.model_served(info.version))
-        self._handler.pipeline = Pipeline(s, fetcher, cache, scorer)
+        evidence = EvidenceStage(s, cache)
+        stack.callback(evidence.close)
+        self._handler.pipeline = Pipeline(s, fetcher, cache, scorer, evidence)
         check_dependencies(s, client, scorer)
 
 

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 P_AI_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 20))
 """Twenty equal bins of p_ai (the last is above 0.95): fine enough for drift statistics."""
 
+if TYPE_CHECKING:
+    from worker.pipeline import Processed
+
 
 class WorkerMetrics:
     """The counters, histograms and gauges the worker updates."""
@@ -105,6 +108,35 @@ class WorkerMetrics:
             [*by_version, "generator"],
             registry=r,
         )
+        self.evidence = Counter(
+            "aigis_worker_evidence",
+            "Evidence signals on verdicts of cache misses, by kind and strength",
+            ["kind", "strength"],
+            registry=r,
+        )
+        self.evidence_generators = Counter(
+            "aigis_worker_evidence_generators",
+            "Generators named by evidence signals",
+            ["generator"],
+            registry=r,
+        )
+        self.evidence_ignored = Counter(
+            "aigis_worker_evidence_ignored",
+            "Evidence left unread, by reason (over a limit, malformed)",
+            ["reason"],
+            registry=r,
+        )
+        self.near_duplicates_reused = Counter(
+            "aigis_worker_near_duplicates_reused",
+            "Cache misses answered from a near-duplicate's verdict",
+            registry=r,
+        )
+        self.evidence_seconds = Histogram(
+            "aigis_worker_evidence_seconds",
+            "Time of the evidence stage (near-duplicates and signals) for the misses of one batch",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
 
     def verdicts_committed(self, verdicts: Iterable[VerdictFacts]) -> None:
         seen = []
@@ -123,6 +155,18 @@ class WorkerMetrics:
         if source is None:
             return "none"
         return source if source in self._sources else "other"
+
+    def record_evidence(self, done: Processed) -> None:
+        """The evidence counts of one committed batch."""
+        for (kind, strength), n in done.evidence.items():
+            self.evidence.labels(kind, strength).inc(n)
+        for generator, n in done.generators.items():
+            self.evidence_generators.labels(generator).inc(n)
+        for reason, n in done.evidence_ignored.items():
+            self.evidence_ignored.labels(reason).inc(n)
+        self.near_duplicates_reused.inc(done.near_duplicates_reused)
+        if done.cache_misses or done.near_duplicates_reused:
+            self.evidence_seconds.observe(done.evidence_s)
 
     def model_served(self, version: str) -> None:
         """The model server answers with ``version`` now: the info series says so, alone."""

@@ -1,4 +1,5 @@
-"""One micro-batch from records to outputs: validate, fetch, probe, hash, look up, score, route.
+"""One micro-batch from records to outputs: validate, fetch, probe, hash, look up, evidence,
+score, route.
 
 Produces what the batch would publish without publishing it, so the caller decides how it is
 committed (and can retry the batch whole when the model server is unavailable). Each step that
@@ -10,20 +11,22 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import structlog
 
 from schemas import ImageEvent, SchemaError, Timings, decode
 from schemas.limits import MAX_IMAGE_PIXELS
-from schemas.messages import ConsumedRecord
+from schemas.messages import ConsumedRecord, Evidence, NearDuplicate
 from schemas.settings import Settings
 from schemas.uris import redact_uri
 from serving.errors import ImageError
 from serving.imageio import probe_image
 from worker.cache import VerdictCache, key_suffix, sha256_hex
+from worker.evidence.stage import EvidenceStage
 from worker.fetch import Fetcher, FetchError
+from worker.neardup import Hashed
 from worker.route import build_verdict, end_to_end_ms, route
 from worker.runtime.batch import Batch
 from worker.runtime.checkpoint import Output, dead_letter
@@ -61,6 +64,13 @@ class Processed:
     cache_misses: int = 0
     cache_down: bool = False
     serving_s: float = 0.0
+    evidence_s: float = 0.0
+    evidence: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """Signals found, by kind and strength."""
+    generators: Counter[str] = field(default_factory=Counter)
+    """Generators the evidence named."""
+    evidence_ignored: Counter[str] = field(default_factory=Counter)
+    near_duplicates_reused: int = 0
     produced_at: list[datetime] = field(default_factory=list)
     verdicts: list[VerdictFacts] = field(default_factory=list)
 
@@ -77,18 +87,27 @@ class _Item:
     suffix: str = ""
     score: Score | None = None
     cached: bool = False
+    evidence: list[Evidence] = field(default_factory=list)
+    hashed: Hashed | None = None
+    near_duplicate_of: NearDuplicate | None = None
 
 
 class Pipeline:
     """Turns a batch of records into outputs. Raises ServingUnavailable (nothing is lost)."""
 
     def __init__(
-        self, settings: Settings, fetcher: Fetcher, cache: VerdictCache, scorer: Scorer
+        self,
+        settings: Settings,
+        fetcher: Fetcher,
+        cache: VerdictCache,
+        scorer: Scorer,
+        evidence: EvidenceStage | None = None,
     ) -> None:
         self._settings = settings
         self._fetcher = fetcher
         self._cache = cache
         self._scorer = scorer
+        self._evidence = evidence
 
     def process(self, batch: Batch) -> Processed:
         started = time.monotonic()
@@ -113,7 +132,14 @@ class Pipeline:
         else:
             for item, score in zip(items, lookup.scores, strict=True):
                 item.score, item.cached = score, score is not None
+                item.evidence = list(score.evidence) if score else []
         cache_ms = _ms_since(t)
+
+        t = time.monotonic()
+        self._examine(
+            [i for i in items if i.score is None], None if lookup is None else lookup.version, done
+        )
+        done.evidence_s = time.monotonic() - t
 
         t = time.monotonic()
         misses = [i for i in items if i.score is None]
@@ -139,6 +165,9 @@ class Pipeline:
                         end_to_end_ms=end_to_end_ms(item.event, now),
                     ),
                     settings=self._settings.worker,
+                    evidence=item.evidence,
+                    near_duplicate_of=item.near_duplicate_of,
+                    policy=self._settings.evidence,
                 )
                 per_record[item.index] = route(verdict, item.event, item.score, self._settings)
             except ValueError as exc:  # pydantic's ValidationError: the model said nonsense
@@ -176,10 +205,46 @@ class Pipeline:
                 decision=verdict.decision.value,
                 cached=item.cached,
             )
-        stored = {i.suffix: i.score for i in misses if i.score is not None}
+        scored = [i for i in misses if i.score is not None]
+        stored = {i.suffix: replace(i.score, evidence=tuple(i.evidence)) for i in scored if i.score}
         self._cache.store(list(stored.items()))
+        if self._evidence is not None:
+            self._evidence.remember(
+                [
+                    (i.hashed, i.suffix, i.score.model_version)
+                    for i in scored
+                    if i.hashed and i.score
+                ]
+            )
         done.outputs = [out for outs in per_record for out in outs]
         return done
+
+    def _examine(self, misses: list[_Item], version: str | None, done: Processed) -> None:
+        """The evidence stage (:mod:`worker.evidence.stage`) on the misses: near-duplicates
+        answered from the cache, and the signals of the rest."""
+        if self._evidence is None or not misses:
+            return
+        found = self._evidence.examine([(i.data, i.suffix) for i in misses], version)
+        for item, f in zip(misses, found, strict=True):
+            item.evidence, item.hashed = f.evidence, f.hashed
+            if f.reused is not None:
+                item.score, item.cached, item.near_duplicate_of = (
+                    f.reused,
+                    True,
+                    f.near_duplicate_of,
+                )
+                item.evidence = list(f.reused.evidence)
+                done.near_duplicates_reused += 1
+            done.evidence.update((e.kind, e.strength) for e in item.evidence)
+            done.generators.update(e.generator for e in item.evidence if e.generator)
+            done.evidence_ignored.update(f.ignored)
+            if f.ignored:
+                log.info(
+                    "evidence_ignored",
+                    **_where(item.record),
+                    event_id=item.event.event_id,
+                    reasons=f.ignored,
+                )
 
     def _validate(
         self, batch: Batch, per_record: list[list[Output]], done: Processed
@@ -246,6 +311,7 @@ class Pipeline:
                 ]
             else:
                 item.score = answer
+                item.evidence = [*item.evidence, *answer.evidence]  # read by the server
 
     def _internal(
         self,

@@ -3,13 +3,16 @@ beyond what the caller passes in."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from schemas import Decision, ImageEvent, PseudoLabel, ReviewItem, Timings, Verdict
 from schemas.codec import encode
-from schemas.decision import decide, name_generator
+from schemas.decision import EvidencePolicy, decide, fuse, name_generator
 from schemas.labels import UNKNOWN_GENERATOR
+from schemas.messages import Evidence, NearDuplicate
 from schemas.settings import Settings, WorkerSettings
+from schemas.settings_evidence import EvidenceSettings
 from worker.runtime.checkpoint import Output
 from worker.score import Score
 
@@ -25,21 +28,31 @@ def build_verdict(
     cached: bool,
     timings: Timings,
     settings: WorkerSettings,
+    evidence: Sequence[Evidence] = (),
+    near_duplicate_of: NearDuplicate | None = None,
+    policy: EvidencePolicy | None = None,
 ) -> Verdict:
+    """The verdict on ``score`` under the worker's bands, with ``evidence`` fused in by the
+    rule of :func:`schemas.decision.fuse` (``policy``: the evidence settings)."""
     decision = decide(score.p_ai, settings)
+    generator = name_generator(decision, score.p_ai, score.generator_probs, settings)
+    fused = fuse(decision, generator, evidence, policy or EvidenceSettings())
     return Verdict(
         event_id=event.event_id,
         external_id=event.external_id,
         source=event.source,
         image_sha256=image_sha256,
         p_ai=score.p_ai,
-        decision=decision,
-        generator=name_generator(decision, score.p_ai, score.generator_probs, settings),
+        decision=fused.decision,
+        generator=fused.generator[:64],
         generator_probs=score.generator_probs,
         model_name=score.model_name,
         model_version=score.model_version,
         cached=cached,
         timings=timings,
+        evidence=list(evidence),
+        decided_by=fused.decided_by,
+        near_duplicate_of=near_duplicate_of,
     )
 
 
@@ -55,13 +68,15 @@ def pseudo_label(
 ) -> PseudoLabel | None:
     """The pseudo-label for a confident verdict, or None.
 
-    Confident: a decision (not review), a named generator, and both Task A and Task B confidence
-    at least ``pseudo_label_confidence``. The label uses the model's own generator list, which
-    must put ``real`` first (the CT2 encoding) for labels to be comparable.
+    Confident: a decision of the model's own (not review, not one that evidence decided), a
+    named generator, and both Task A and Task B confidence at least ``pseudo_label_confidence``.
+    The label uses the model's own generator list, which must put ``real`` first (the CT2
+    encoding) for labels to be comparable.
     """
     threshold = settings.pseudo_label_confidence
     if (
         verdict.decision is Decision.NEEDS_REVIEW
+        or verdict.decided_by not in (None, "model")
         or verdict.generator == UNKNOWN_GENERATOR
         or score.confidence_a < threshold
         or score.confidence_b < threshold

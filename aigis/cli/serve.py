@@ -60,6 +60,11 @@ def register(app: typer.Typer) -> None:
         threads: int = typer.Option(
             0, "--threads", min=0, help="Torch threads per worker [default 0: cores / workers]."
         ),
+        watermark: bool = typer.Option(
+            False,
+            "--watermark",
+            help="Read the SDXL invisible watermark of each image (a second, full-size decode).",
+        ),
         force: bool = typer.Option(False, "--force", help="Replace an existing archive."),
     ) -> None:
         from serving.torchserve.archive import ExportOptions, export_archive
@@ -76,6 +81,7 @@ def register(app: typer.Typer) -> None:
                 precision=precision,
                 max_forward_batch=max_forward_batch,
                 threads=threads,
+                watermark=watermark,
             )
             info = export_archive(model, output, options, force=force)
         except AigisError as exc:

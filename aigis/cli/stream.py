@@ -199,8 +199,19 @@ def _verdict(v: Verdict) -> str:
     return (
         f"{escape(v.event_id):<34} [{style}]{v.decision.value:<12}[/{style}] p_ai={v.p_ai:.3f} "
         f"{escape(v.generator):<12} {cached} {escape(v.model_name)}:{escape(v.model_version)}"
-        f"{origin}"
+        f"{origin}{_basis(v)}"
     )
+
+
+def _basis(v: Verdict) -> str:
+    """What besides the model's scores the verdict rests on; empty when nothing."""
+    kinds = ",".join(dict.fromkeys(e.kind for e in v.evidence or []))
+    if v.near_duplicate_of is not None:
+        near = v.near_duplicate_of
+        return f"  copy of {near.image_sha256[:12]} (distance {near.distance})"
+    if v.decided_by in ("provenance", "evidence"):
+        return f"  by {v.decided_by}: {kinds}"
+    return f"  evidence: {kinds}" if kinds else ""
 
 
 def _open_manifest(path: Path | None) -> IO[str] | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -19,6 +20,9 @@ from schemas.limits import MAX_CAPTION_CHARS
 from serving.client.prediction import Prediction
 
 ITEM_KEYS: Final[frozenset[str]] = frozenset({"image_b64", "caption"})
+SIGNAL_KEYS: Final[tuple[str, ...]] = ("kind", "value", "generator", "strength")
+MAX_SIGNALS: Final[int] = 8
+"""Signals of one answer read; more are dropped."""
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,9 @@ class ItemResult(Prediction):
     model_version: str
     server_batch_size: int
     """How many requests TorchServe batched together with this item's request."""
+    signals: tuple[dict[str, str | None], ...] = ()
+    """Evidence the server read from the pixels (the invisible watermark), each
+    ``{kind, value, generator, strength}``; the answer's optional ``evidence`` list."""
 
 
 @dataclass(frozen=True)
@@ -119,10 +126,15 @@ def _b64decode(encoded: str) -> bytes:
 
 
 def result_json(
-    prediction: Prediction, *, model_name: str, model_version: str, server_batch_size: int
+    prediction: Prediction,
+    *,
+    model_name: str,
+    model_version: str,
+    server_batch_size: int,
+    signals: Sequence[dict[str, str | None]] = (),
 ) -> dict[str, Any]:
-    """One answer entry for a scored item."""
-    return {
+    """One answer entry for a scored item (with ``evidence`` only when there are signals)."""
+    entry: dict[str, Any] = {
         "p_ai": prediction.p_ai,
         "decision": prediction.decision,
         "generator": prediction.generator,
@@ -133,6 +145,9 @@ def result_json(
         "model_version": model_version,
         "server_batch_size": server_batch_size,
     }
+    if signals:
+        entry["evidence"] = list(signals)
+    return entry
 
 
 def error_json(reason: str, detail: str) -> dict[str, dict[str, str]]:
@@ -155,7 +170,12 @@ def read_answer(entry: Any) -> ItemResult | ItemError:
         model_name=str(entry["model_name"]),
         model_version=str(entry["model_version"]),
         server_batch_size=int(entry["server_batch_size"]),
+        signals=tuple(_signal(s) for s in entry.get("evidence", ())[:MAX_SIGNALS]),
     )
+
+
+def _signal(value: Any) -> dict[str, str | None]:
+    return {key: None if value.get(key) is None else str(value[key]) for key in SIGNAL_KEYS}
 
 
 def dumps(value: Any) -> str:

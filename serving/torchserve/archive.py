@@ -75,6 +75,9 @@ class ExportOptions:
     """Longer item lists are refused with HTTP 413."""
     threads: int = 0
     """Torch threads per worker; 0: the machine's cores divided by ``workers``."""
+    watermark: bool = False
+    """The handler reads the SDXL invisible watermark of each image (costs a second, full-size
+    decode and the DWT-DCT decoder; measured by ``bench/evidence.py``)."""
 
     def __post_init__(self) -> None:
         for label, value in (("name", self.name), ("version", self.version)):
@@ -218,6 +221,7 @@ def _model_config(options: ExportOptions, config: DetectorConfig) -> str:
             "max_forward_batch": options.max_forward_batch,
             "max_items_per_request": options.max_items_per_request,
             "threads": options.threads,
+            "watermark": options.watermark,
             "architecture": config.architecture,
             "aigis_version": aigis_version(),
         },

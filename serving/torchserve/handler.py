@@ -45,6 +45,7 @@ from serving.client import wire
 from serving.errors import ImageError
 from serving.imageio import MAX_IMAGE_BYTES, decode_image
 from serving.torchserve.items import Item, Request, read_request
+from serving.torchserve.watermark import read_watermark
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -79,6 +80,10 @@ class HandlerSettings:
     limit); 256 leaves the base model room on a 2 GiB server."""
     architecture: str = ""
     aigis_version: str = "unknown"
+    watermark: bool = False
+    """Read the SDXL invisible watermark of each image (a second, full-size decode)."""
+    watermark_max_pixels: int = 2048 * 2048
+    """Larger images are not read for the watermark (its decoder's time grows with the pixels)."""
 
     @classmethod
     def from_yaml(cls, section: dict[str, Any] | None) -> HandlerSettings:
@@ -255,6 +260,7 @@ class DetectorHandler:
                         model_name=self.served_name,
                         model_version=self.served_version,
                         server_batch_size=server_batch_size,
+                        signals=item.signals,
                     )
                 )
         if request.single:
@@ -268,6 +274,8 @@ class DetectorHandler:
         """The item's image, reduced for the model; None when the item failed instead."""
         data, item.data = item.data or b"", None
         settings = self.settings
+        if settings.watermark:
+            self._read_watermark(item, data)
         try:
             return decode_image(
                 data,
@@ -284,6 +292,25 @@ class DetectorHandler:
             failure = type(exc).__name__
         self._unscorable(item, "decode", failure)
         return None
+
+    def _read_watermark(self, item: Item, data: bytes) -> None:
+        """Add the watermark signal of ``data`` to ``item``; a failure costs the signal only."""
+        settings = self.settings
+        try:
+            full = decode_image(
+                data,
+                max_bytes=settings.max_image_bytes,
+                max_pixels=min(settings.max_image_pixels, settings.watermark_max_pixels),
+                max_aspect_ratio=settings.max_image_aspect_ratio,
+            )
+            signal = read_watermark(full, settings.watermark_max_pixels)
+        except ImageError:
+            return  # the decode for the model says what is wrong with the image
+        except Exception:
+            log.exception("reading the watermark of one image failed")
+            return
+        if signal is not None:
+            item.signals.append(signal)
 
     def _predict_alone(self, item: Item) -> None:
         failure = ""

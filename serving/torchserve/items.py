@@ -53,6 +53,8 @@ class Item:
     """The decoded image, while its forward pass is formed and run."""
     error: dict[str, str] | None = None
     result: Prediction | None = None
+    signals: list[dict[str, str | None]] = field(default_factory=list)
+    """Evidence read from the pixels (:mod:`serving.torchserve.watermark`), sent with the result."""
 
     def fail(self, reason: str, detail: str) -> None:
         """Give up on this item with ``reason``; whatever it held is released."""

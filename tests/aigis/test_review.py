@@ -15,11 +15,18 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from aigis.review import Reviewer, generators_of, image_suffix, open_reviewer, parse_answer
+from aigis.review import (
+    Reviewer,
+    evidence_lines,
+    generators_of,
+    image_suffix,
+    open_reviewer,
+    parse_answer,
+)
 from schemas.codec import encode
 from schemas.errors import AigisError
 from schemas.labels import GENERATORS, Decision
-from schemas.messages import PseudoLabel, ReviewItem, Verdict
+from schemas.messages import Evidence, NearDuplicate, PseudoLabel, ReviewItem, Verdict
 from schemas.settings import Settings
 from training.labelstore import LabelStore
 from worker import kafka
@@ -87,6 +94,33 @@ def test_images_get_a_suffix_a_viewer_understands_and_the_models_generator_list(
         update={"verdict": item.verdict.model_copy(update={"generator_probs": {"a": 1.0}})}
     )
     assert generators_of(other) == GENERATORS  # a list not starting with "real" is not trusted
+
+
+@pytest.mark.unit
+def test_the_reviewer_sees_the_evidence_and_the_copy_a_verdict_rests_on() -> None:
+    verdict = Verdict(
+        event_id="e",
+        image_sha256="a" * 64,
+        p_ai=0.1,
+        decision=Decision.NEEDS_REVIEW,
+        generator="sdxl",
+        model_name="detector",
+        model_version="1",
+        evidence=[
+            Evidence(
+                kind="a1111_parameters", value="Steps: 20", generator="sdxl", strength="claimed"
+            )
+        ],
+        decided_by="evidence",
+        near_duplicate_of=NearDuplicate(image_sha256="b" * 64, distance=3),
+    )
+    shown = evidence_lines(verdict)
+    assert "evidence: a1111_parameters (claimed, sdxl): Steps: 20" in shown
+    assert "copy of:  bbbbbbbbbbbbbbbb (distance 3)" in shown
+    assert "decided:  by evidence" in shown
+    assert (
+        evidence_lines(verdict.model_copy(update={"evidence": [], "near_duplicate_of": None})) == ""
+    )
 
 
 @pytest.mark.unit

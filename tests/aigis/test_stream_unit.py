@@ -8,6 +8,7 @@ import pytest
 
 from aigis.cli.stream import DETAIL_CHARS, SKIPS_SHOWN, _pretty, _skip_report
 from schemas import DeadLetter, Verdict
+from schemas.messages import Evidence, NearDuplicate
 from worker.publish import Skipped
 
 pytestmark = pytest.mark.unit
@@ -36,6 +37,17 @@ def test_a_verdict_without_them_shows_neither() -> None:
     line = _pretty(verdict(), 0, 7)
     assert "source=" not in line
     assert "external_id=" not in line
+
+
+def test_a_verdict_line_says_what_besides_the_model_it_rests_on() -> None:
+    signal = Evidence(kind="c2pa", value="v", generator="dalle3", strength="verified")
+    assert "by provenance: c2pa" in _pretty(
+        verdict(evidence=[signal], decided_by="provenance"), 0, 1
+    )
+    assert "evidence: c2pa" in _pretty(verdict(evidence=[signal], decided_by="model"), 0, 1)
+    copy = verdict(near_duplicate_of=NearDuplicate(image_sha256="a" * 64, distance=4), cached=True)
+    assert "copy of aaaaaaaaaaaa (distance 4)" in _pretty(copy, 0, 1)
+    assert "evidence" not in _pretty(verdict(decided_by="model"), 0, 1)
 
 
 def test_a_dead_letter_detail_is_never_cut_mid_word() -> None:

@@ -267,6 +267,19 @@ def test_the_handler_reads_what_the_client_writes_and_back() -> None:
     answer = wire.read_answer(json.loads(wire.dumps(entry)))
     assert isinstance(answer, ItemResult)
     assert (answer.p_ai, answer.generator, answer.model_version) == (0.9, "sdxl", "3")
+    assert answer.signals == ()
+    signal = {
+        "kind": "sd_watermark",
+        "value": "48 of 48",
+        "generator": "sdxl",
+        "strength": "claimed",
+    }
+    entry = wire.result_json(
+        prediction, model_name="d", model_version="3", server_batch_size=1, signals=[signal]
+    )
+    answer = wire.read_answer(json.loads(wire.dumps(entry)))
+    assert isinstance(answer, ItemResult)
+    assert answer.signals == (signal,)
     error = wire.read_answer(wire.error_json("bad_base64", "not base64"))
     assert error == ItemError("bad_base64", "not base64")
     with pytest.raises(wire.WireError) as refused:

@@ -405,3 +405,30 @@ def test_an_image_sent_as_it_is_is_scored_with_its_caption_from_a_header_or_the_
     assert answers[0]["p_ai"] == pytest.approx(uncaptioned["p_ai"], abs=1e-5)
     for answer in answers[1:4]:
         assert answer["p_ai"] == pytest.approx(expected["p_ai"], abs=1e-5)
+
+
+def test_with_the_watermark_setting_an_answer_carries_the_watermark_it_found(
+    handler: DetectorHandler,
+    serve: Callable[..., tuple[list[Any], list[int]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from aigis.samples import photo
+    from serving.torchserve.watermark import embed_sdxl_watermark
+
+    image = photo(8, (512, 512))
+    marked, plain = _png_of(embed_sdxl_watermark(image)), _png_of(image)
+    [answer], _ = serve([_item(marked)])
+    assert "evidence" not in answer[0]  # off unless the archive asks for it
+    monkeypatch.setattr(handler, "settings", replace(handler.settings, watermark=True))
+    [answers], _ = serve([_item(marked), _item(plain)])
+    assert [a.get("evidence") for a in answers] == [
+        [
+            {
+                "kind": "sd_watermark",
+                "value": "SDXL invisible watermark, 48 of 48 bits",
+                "generator": "sdxl",
+                "strength": "claimed",
+            }
+        ],
+        None,
+    ]

@@ -17,8 +17,11 @@ from schemas.settings import Settings
 from serving.torchserve.archive import ExportOptions, export_random
 from serving.torchserve.server import TorchServe
 
-# Small server batches that form quickly: the tests send few items at a time.
-EXPORT = ExportOptions(version="1", batch_size=8, max_batch_delay_ms=10, max_forward_batch=8)
+# Small server batches that form quickly: the tests send few items at a time. The watermark is
+# read (images under 512 pixels a side, the smoke set's, are not: they cost nothing).
+EXPORT = ExportOptions(
+    version="1", batch_size=8, max_batch_delay_ms=10, max_forward_batch=8, watermark=True
+)
 
 
 @dataclass(frozen=True)

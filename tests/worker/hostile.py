@@ -43,9 +43,74 @@ def _jpeg(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def _chunk(kind: bytes, data: bytes) -> bytes:
+def chunk(kind: bytes, data: bytes) -> bytes:
+    """A PNG chunk of ``kind`` holding ``data``, with its CRC."""
     body = kind + data
     return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+
+def with_chunks(png: bytes, *chunks: bytes) -> bytes:
+    """``png`` with ``chunks`` right after its header (where text chunks usually sit)."""
+    return png[:33] + b"".join(chunks) + png[33:]
+
+
+def xmp_chunk(packet: str) -> bytes:
+    """An uncompressed iTXt chunk holding an XMP packet."""
+    return chunk(b"iTXt", b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + packet.encode())
+
+
+def recursive_xmp() -> str:
+    """An XMP packet with nested entities (a billion laughs) inside 5 000 open elements."""
+    entities = "".join(
+        f'<!ENTITY e{i} "{f"&e{i - 1};" * 10 if i else "&a;" * 10}">' for i in range(9)
+    )
+    return (
+        f'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaaaaaaaa">{entities}]>'
+        + '<x:xmpmeta xmp:CreatorTool="' * 5_000
+        + "&e8;"
+        + "</x:xmpmeta>" * 5_000
+    )
+
+
+def evidence_cases(signed_jpeg: bytes, corrupted_manifest: bytes) -> list[Case]:
+    """Images whose provenance or metadata is malformed, oversized or adversarial: the evidence
+    is ignored with a reason and the image is scored (or dead-lettered where its decoder
+    refuses it)."""
+    png = _png(Image.effect_noise((64, 48), 50).convert("RGB"))
+    bomb = zlib.compress(b"Steps: 1, " * 10**7)
+    return [
+        Case("c2pa_signed", _event("e-c2pa", signed_jpeg), VERDICT),
+        Case("c2pa_corrupted_manifest", _event("e-c2pa-bad", corrupted_manifest), VERDICT),
+        Case(
+            "png_10mb_text_chunk",
+            _event(
+                "e-10mb",
+                with_chunks(png, chunk(b"tEXt", b"parameters\x00" + b"S" * 10_000_000)),
+            ),
+            VERDICT,
+        ),
+        # Pillow refuses text that inflates past its own limit, so the image is undecodable.
+        Case(
+            "png_text_zip_bomb",
+            _event("e-zbomb", with_chunks(png, chunk(b"zTXt", b"parameters\x00\x00" + bomb))),
+            "undecodable_image",
+        ),
+        Case(
+            "xmp_recursive",
+            _event("e-xmp-rec", with_chunks(png, xmp_chunk(recursive_xmp()))),
+            VERDICT,
+        ),
+        Case(
+            "xmp_huge",
+            _event("e-xmp-huge", with_chunks(png, xmp_chunk("<x>" + "A" * 2_000_000 + "</x>"))),
+            VERDICT,
+        ),
+        Case(
+            "png_many_text_chunks",
+            _event("e-chunks", with_chunks(png, *[chunk(b"tEXt", b"x\x00y")] * 20_000)),
+            VERDICT,
+        ),
+    ]
 
 
 def png_header(width: int, height: int) -> bytes:
@@ -53,10 +118,7 @@ def png_header(width: int, height: int) -> bytes:
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\x00" + b"\x00" * 3 * min(width, 64))
     return (
-        b"\x89PNG\r\n\x1a\n"
-        + _chunk(b"IHDR", header)
-        + _chunk(b"IDAT", idat)
-        + _chunk(b"IEND", b"")
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
     )
 
 

@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from aigis import samples as art
 from schemas import ImageEvent, encode
 from schemas.settings import FetchSettings, Settings
 from tests.streams import drain, events_for, publish_events, publish_raw, run_worker
 from tests.worker.fetch.origin import Origin, ok, redirect, trickle
-from tests.worker.hostile import VERDICT, Case, image_cases, message_cases
+from tests.worker.hostile import VERDICT, Case, evidence_cases, image_cases, message_cases
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -87,7 +88,13 @@ def uri_cases(origin: Origin, root: Path) -> list[Case]:
 
 
 def corpus(origin: Origin, root: Path) -> list[Case]:
-    return [*message_cases(_png()), *image_cases(), *uri_cases(origin, root)]
+    signed = art.signed_jpeg(art.credential(), art.photo(7))
+    return [
+        *message_cases(_png()),
+        *image_cases(),
+        *evidence_cases(signed, art.corrupt_manifest(signed)),
+        *uri_cases(origin, root),
+    ]
 
 
 def test_the_hostile_corpus_ends_in_one_outcome_each_and_stops_nothing(
