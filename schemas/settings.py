@@ -98,6 +98,8 @@ class RedisSettings(_Group):
     socket_timeout_s: Annotated[float, Field(gt=0)] = 0.5
     retry_interval_s: Annotated[float, Field(gt=0)] = 5.0
     """While Redis is down, how often to try it again (and log that it is still down)."""
+    override_prefix: str = "aigis:override"
+    """Keys of human review labels (no expiry), which the worker reads before its cache."""
 
     @property
     def namespace_key(self) -> str:

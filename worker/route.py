@@ -9,6 +9,7 @@ from schemas import Decision, ImageEvent, PseudoLabel, ReviewItem, Timings, Verd
 from schemas.codec import encode
 from schemas.decision import decide, name_generator
 from schemas.labels import UNKNOWN_GENERATOR
+from schemas.overrides import HumanLabel
 from schemas.settings import Settings, WorkerSettings
 from worker.runtime.checkpoint import Output
 from worker.score import Score
@@ -40,6 +41,27 @@ def build_verdict(
         model_version=score.model_version,
         cached=cached,
         timings=timings,
+    )
+
+
+def human_verdict(
+    event: ImageEvent, label: HumanLabel, model_name: str, model_version: str, timings: Timings
+) -> Verdict:
+    """The verdict of an image a reviewer has labelled: the human's answer, not the model's
+    (``decided_by: human``; ``p_ai`` is the label, 1.0 or 0.0; no generator probabilities)."""
+    return Verdict(
+        event_id=event.event_id,
+        external_id=event.external_id,
+        source=event.source,
+        image_sha256=label.image_sha256,
+        p_ai=float(label.label_a),
+        decision=label.decision,
+        generator=label.generator,
+        model_name=model_name,
+        model_version=model_version,
+        cached=True,
+        timings=timings,
+        decided_by="human",
     )
 
 
@@ -90,14 +112,17 @@ def pseudo_label(
 def route(
     verdict: Verdict,
     event: ImageEvent,
-    score: Score,
+    score: Score | None,
     settings: Settings,
 ) -> list[Output]:
     """The records one verdict produces: the verdict, and a review item or a pseudo-label, as
-    message version ``settings.message_version``."""
+    message version ``settings.message_version``. A human's verdict (``score`` None) produces
+    the verdict alone: its label is already a review decision."""
     topics, version = settings.topics, settings.message_version
     key = verdict.event_id.encode()
     outputs = [Output(topics.verdicts, key, encode(verdict, version))]
+    if score is None:
+        return outputs
     if verdict.decision is Decision.NEEDS_REVIEW:
         # The reviewer sees the image by its URI when the producer gave one, else inline.
         review = ReviewItem(
