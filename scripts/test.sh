@@ -22,6 +22,10 @@ $BIN/ruff format --check .
 $BIN/mypy
 $BIN/lint-imports
 
+echo "== system packages" >&2
+# The review console's tests drive Debian's chromium and start a PostgreSQL of their own.
+bash deploy/console/install.sh
+
 echo "== services" >&2
 # Stop the services on every exit: failures, Ctrl+C and SIGTERM (which skip EXIT traps otherwise).
 trap '$BIN/aigis dev down || true' EXIT

@@ -9,24 +9,10 @@ if command -v redis-server >/dev/null 2>&1; then
     exit 0
 fi
 
-SUDO=""
-if [[ "$(id -u)" != 0 ]]; then
-    if ! command -v sudo >/dev/null 2>&1; then
-        echo "redis-server is missing and this user cannot install packages;" \
-             "install it with: apt-get install -y redis-server" >&2
-        exit 1
-    fi
-    SUDO="sudo -n"
-fi
-
-export DEBIAN_FRONTEND=noninteractive
-# The package index may be stale or empty (fresh containers): refresh it once and retry.
-if ! $SUDO apt-get install -y --no-install-recommends redis-server; then
-    $SUDO apt-get update
-    $SUDO apt-get install -y --no-install-recommends redis-server
-fi
+bash "$(dirname "$0")/../apt-install.sh" redis-server
 # Debian enables a system-wide redis on port 6379; aigis runs its own, so keep that one off.
 if command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
+    SUDO=""; [[ "$(id -u)" == 0 ]] || SUDO="sudo -n"
     $SUDO systemctl disable --now redis-server >/dev/null 2>&1 || true
 fi
 command -v redis-server >/dev/null
