@@ -334,6 +334,26 @@ class DevSettings(_Group):
     """How long ``down`` waits after SIGTERM before it sends SIGKILL."""
 
 
+class ReviewSettings(_Group):
+    database_url: SecretStr | None = None
+    """The console's queue database as an SQLAlchemy URL (``postgresql+psycopg://user:pw@host/db``
+    for several console replicas); unset: SQLite at ``<state_dir>/review/console.db``."""
+    group_id: str = "aigis-review-console"
+    """Consumer group that feeds the console's queue from ``topics.review``."""
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8300
+    lease_s: Annotated[float, Field(gt=0)] = 300.0
+    """How long an item stays with the reviewer who opened it before it returns to the queue."""
+    publish_delay_s: Annotated[float, Field(ge=0)] = 15.0
+    """A decision waits this long in the outbox before it is published: an undo within it
+    publishes nothing."""
+    session_hours: Annotated[float, Field(gt=0)] = 12.0
+    """How long a login lasts."""
+    secure_cookies: bool = False
+    """Mark cookies ``Secure`` (only sent over HTTPS); set it whenever the console is behind TLS."""
+    session_timeout_ms: Annotated[int, Field(ge=6_000)] = 10_000
+
+
 class Settings(BaseSettings):
     """Everything aigis reads from its environment. Frozen: pass it down, never mutate it."""
 
@@ -366,6 +386,7 @@ class Settings(BaseSettings):
     fetch: FetchSettings = FetchSettings()
     store: StoreSettings = StoreSettings()
     retrain: RetrainSettings = RetrainSettings()
+    review: ReviewSettings = ReviewSettings()
     dev: DevSettings = DevSettings()
 
     @model_validator(mode="before")
@@ -382,6 +403,13 @@ class Settings(BaseSettings):
     @property
     def store_url(self) -> str:
         return self.store.url or str(self.state_dir / "labels")
+
+    @property
+    def review_database_url(self) -> str:
+        url = self.review.database_url
+        if url is not None:
+            return url.get_secret_value()
+        return f"sqlite:///{self.state_dir / 'review' / 'console.db'}"
 
     @property
     def registry_dir(self) -> Path:
