@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from aigis.cli import bench, demo, dev, evaluate, labels, model, serve, stream, train
+from aigis.cli import bench, demo, dev, evaluate, labels, model, review, serve, stream, train
 
 app = typer.Typer(
     name="aigis",
@@ -23,7 +23,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-for module in (dev, train, evaluate, serve, model, stream, labels, demo, bench):
+for module in (dev, train, evaluate, serve, model, stream, labels, review, demo, bench):
     module.register(app)
 
 
