@@ -169,6 +169,12 @@ class WorkerSettings(_Group):
     generator_min_confidence: Annotated[float, Field(ge=0, le=1)] = 0.5
     """Below this P(generator | AI) of the likeliest generator the verdict names the generator
     ``unknown`` (the rule of :mod:`schemas.decision`)."""
+    qa_sample_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
+    """Share of confident verdicts also sent to review as quality samples (``qa_sample``), so
+    the console can measure the model's precision on what it decides alone; 0 sends none."""
+    qa_sample_rates: dict[str, Annotated[float, Field(ge=0, le=1)]] = {}
+    """The same share per source (tenant), JSON (``{"tenant-a": 0.05}``); other sources use
+    ``qa_sample_rate``."""
     max_image_bytes: Annotated[int, Field(ge=1)] = 20 * 1024 * 1024
     """Largest image accepted, inline or by URI; a download stops as soon as it passes this."""
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9108

@@ -3,6 +3,7 @@ beyond what the caller passes in."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 
 from schemas import Decision, ImageEvent, PseudoLabel, ReviewItem, Timings, Verdict
@@ -109,6 +110,19 @@ def pseudo_label(
     )
 
 
+def quality_sampled(verdict: Verdict, settings: WorkerSettings) -> bool:
+    """Whether a confident verdict is also sent to review as a quality sample: its source's rate
+    (else ``qa_sample_rate``) decides, by a hash of the event id, so the choice is the same on
+    every retry of the event and needs no random state."""
+    if verdict.decision is Decision.NEEDS_REVIEW or verdict.decided_by == "human":
+        return False
+    rate = settings.qa_sample_rates.get(verdict.source or "", settings.qa_sample_rate)
+    if rate <= 0.0:
+        return False
+    draw = int.from_bytes(hashlib.sha256(verdict.event_id.encode()).digest()[:8], "big")
+    return draw / 2**64 < rate
+
+
 def route(
     verdict: Verdict,
     event: ImageEvent,
@@ -120,19 +134,24 @@ def route(
     the verdict alone: its label is already a review decision."""
     topics, version = settings.topics, settings.message_version
     key = verdict.event_id.encode()
+    sample = score is not None and quality_sampled(verdict, settings.worker)
+    if sample:
+        verdict = verdict.model_copy(update={"qa_sample": True})
     outputs = [Output(topics.verdicts, key, encode(verdict, version))]
     if score is None:
         return outputs
-    if verdict.decision is Decision.NEEDS_REVIEW:
+    if verdict.decision is Decision.NEEDS_REVIEW or sample:
         # The reviewer sees the image by its URI when the producer gave one, else inline.
         review = ReviewItem(
             verdict=verdict,
             caption=event.caption,
             image_uri=event.image_uri,
             image_b64=event.image_b64,
+            qa_sample=True if sample else None,
         )
         outputs.append(Output(topics.review, key, encode(review, version)))
-        return outputs
+        if not sample:
+            return outputs
     label = pseudo_label(verdict, event, score, settings.worker)
     if label is not None:
         outputs.append(
