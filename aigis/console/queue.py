@@ -270,19 +270,7 @@ class ReviewQueue:
     def waiting(self, filters: Filters = Filters(), limit: int = 200) -> list[Row[Any]]:
         """Open items in queue order, filtered."""
         query = (
-            select(
-                items.c.id,
-                items.c.event_id,
-                items.c.image_sha256,
-                items.c.source,
-                items.c.band,
-                items.c.p_ai,
-                items.c.generator,
-                items.c.enqueued_at,
-                items.c.leased_by,
-                items.c.lease_until,
-                items.c.unsure,
-            )
+            select(*(c for c in items.c if c.name != "item_json"))  # not the image bytes
             .where(items.c.state == "open", *self._conditions(filters))
             .order_by(items.c.position, items.c.id)
             .limit(limit)

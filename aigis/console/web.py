@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from aigis.console import auth
 from aigis.console.images import ImageSource
 from aigis.console.metrics import ConsoleMetrics
+from aigis.console.quality import quality_report
 from aigis.console.queue import Answer, Filters, NotLeased, ReviewQueue
 from aigis.review import generators_of
 from schemas.codec import decode
@@ -240,6 +241,13 @@ def create_app(
             counts=queue.counts(filters),
             filters=filters,
         )
+
+    @app.get("/quality")
+    def quality_page(request: Request) -> Response:
+        who = session(request)
+        if who is None:
+            return to_login()
+        return page("quality.html", who=who, rows=quality_report(engine))
 
     return app
 

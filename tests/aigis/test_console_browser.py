@@ -253,3 +253,4 @@ def check_hostile_requests(app: Console, bob: httpx.Client, csrf: str, item_id: 
     assert refused.status_code == 403
     page = bob.get("/queue")
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert "No quality sample" in bob.get("/quality").text

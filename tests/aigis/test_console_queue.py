@@ -13,9 +13,11 @@ from sqlalchemy import Engine, select
 
 from aigis.console import auth
 from aigis.console.db import audit, decisions, open_database, outbox, overrides
+from aigis.console.quality import quality_report, wilson
 from aigis.console.queue import Answer, Filters, NotLeased, ReviewQueue
 from schemas.codec import decode
 from schemas.errors import AigisError
+from schemas.labels import Decision
 from schemas.messages import ReviewDecision
 from schemas.overrides import HumanLabel
 from schemas.settings import Settings
@@ -220,3 +222,35 @@ def test_logins(database_url: str) -> None:
         with pytest.raises(auth.AuthError):
             auth.set_reviewer(engine, name, password, "reviewer")
     engine.dispose()
+
+
+def test_wilson_interval_matches_the_hand_computed_one() -> None:
+    low, high = wilson(8, 10)
+    assert (round(low, 4), round(high, 4)) == (0.4902, 0.9433)
+    assert wilson(0, 0) == (0.0, 1.0)
+    assert wilson(5, 5)[1] == 1.0
+
+
+def test_quality_report_measures_the_models_precision_on_its_samples(queue: ReviewQueue) -> None:
+    # Ten quality samples the model called AI (naming sdxl) from tenant-a: eight really are.
+    for i in range(10):
+        item = review_item(i, f"q-{i}", p_ai=0.9)
+        verdict = item.verdict.model_copy(
+            update={"decision": Decision.AI_GENERATED, "generator": "sdxl", "qa_sample": True}
+        )
+        queue.add(item.model_copy(update={"verdict": verdict, "qa_sample": True}))
+    queue.add(review_item(99, "uncertain"))  # not a sample: not counted
+    assert queue.counts()["qa_sample"] == 10
+    for _ in range(11):
+        row = queue.lease("ann")
+        assert row is not None
+        label = "human" if row.event_id in {"q-3", "q-7", "uncertain"} else "sdxl"
+        queue.decide(row.id, "ann", Answer(label))
+    report = {(p.by, p.group, p.decision): p for p in quality_report(queue.engine)}
+    assert set(report) == {
+        ("source", "tenant-a", "ai_generated"),
+        ("generator", "sdxl", "ai_generated"),
+    }
+    tenant = report[("source", "tenant-a", "ai_generated")]
+    assert (tenant.samples, tenant.correct) == (10, 8)
+    assert (round(tenant.low, 4), round(tenant.high, 4)) == (0.4902, 0.9433)
