@@ -8,7 +8,19 @@ from __future__ import annotations
 
 import typer
 
-from aigis.cli import bench, demo, dev, evaluate, labels, model, review, serve, stream, train
+from aigis.cli import (
+    bench,
+    demo,
+    dev,
+    evaluate,
+    labels,
+    model,
+    review,
+    serve,
+    stream,
+    thresholds,
+    train,
+)
 
 app = typer.Typer(
     name="aigis",
@@ -23,7 +35,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-for module in (dev, train, evaluate, serve, model, stream, labels, review, demo, bench):
+for module in (dev, train, evaluate, thresholds, serve, model, stream, labels, review, demo, bench):
     module.register(app)
 
 
