@@ -145,6 +145,26 @@ class Guarantee(StrEnum):
     AT_LEAST_ONCE = "at_least_once"
 
 
+class Bands(BaseModel):
+    """An operating point: the thresholds of :mod:`schemas.decision`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ai_threshold: float
+    human_threshold: float
+    generator_min_confidence: float
+
+
+class SourceBands(BaseModel):
+    """The decision bands of one source (tenant); a field left out is the worker's own."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ai_threshold: Annotated[float, Field(ge=0, le=1)] | None = None
+    human_threshold: Annotated[float, Field(ge=0, le=1)] | None = None
+    generator_min_confidence: Annotated[float, Field(ge=0, le=1)] | None = None
+
+
 class WorkerSettings(_Group):
     group_id: str = "aigis-worker"
     batch_size: Annotated[int, Field(ge=1)] = 32
@@ -173,6 +193,9 @@ class WorkerSettings(_Group):
     """Share of confident verdicts also sent to review as quality samples (``qa_sample``), so
     the console can measure the model's precision on what it decides alone; 0 sends none."""
     qa_sample_rates: dict[str, Annotated[float, Field(ge=0, le=1)]] = {}
+    bands_by_source: dict[str, SourceBands] = {}
+    """Decision bands per source (tenant), JSON (``{"tenant-a": {"ai_threshold": 0.9}}``);
+    other sources, and fields left out, use the thresholds above. Verdicts say which applied."""
     """The same share per source (tenant), JSON (``{"tenant-a": 0.05}``); other sources use
     ``qa_sample_rate``."""
     max_image_bytes: Annotated[int, Field(ge=1)] = 20 * 1024 * 1024
@@ -202,7 +225,28 @@ class WorkerSettings(_Group):
     def _bands_ordered(self) -> WorkerSettings:
         if self.human_threshold >= self.ai_threshold:
             raise ValueError("worker.human_threshold must be below worker.ai_threshold")
+        for source in self.bands_by_source:
+            bands = self.bands_for(source)
+            if bands.human_threshold >= bands.ai_threshold:
+                raise ValueError(
+                    f"worker.bands_by_source[{source!r}]: human_threshold must be below "
+                    "ai_threshold"
+                )
         return self
+
+    def bands_for(self, source: str | None) -> Bands:
+        """The bands that decide an event of ``source``: its own, else the worker's."""
+        own = self.bands_by_source.get(source or "") if source else None
+
+        def pick(name: str) -> float:
+            value = getattr(own, name, None) if own is not None else None
+            return float(getattr(self, name) if value is None else value)
+
+        return Bands(
+            ai_threshold=pick("ai_threshold"),
+            human_threshold=pick("human_threshold"),
+            generator_min_confidence=pick("generator_min_confidence"),
+        )
 
 
 class FetchSettings(_Group):

@@ -10,6 +10,7 @@ from schemas import Decision, ImageEvent, PseudoLabel, ReviewItem, Timings, Verd
 from schemas.codec import encode
 from schemas.decision import decide, name_generator
 from schemas.labels import UNKNOWN_GENERATOR
+from schemas.messages import AppliedBands
 from schemas.overrides import HumanLabel
 from schemas.settings import Settings, WorkerSettings
 from worker.runtime.checkpoint import Output
@@ -28,7 +29,8 @@ def build_verdict(
     timings: Timings,
     settings: WorkerSettings,
 ) -> Verdict:
-    decision = decide(score.p_ai, settings)
+    bands = settings.bands_for(event.source)
+    decision = decide(score.p_ai, bands)
     return Verdict(
         event_id=event.event_id,
         external_id=event.external_id,
@@ -36,12 +38,13 @@ def build_verdict(
         image_sha256=image_sha256,
         p_ai=score.p_ai,
         decision=decision,
-        generator=name_generator(decision, score.p_ai, score.generator_probs, settings),
+        generator=name_generator(decision, score.p_ai, score.generator_probs, bands),
         generator_probs=score.generator_probs,
         model_name=score.model_name,
         model_version=score.model_version,
         cached=cached,
         timings=timings,
+        bands=AppliedBands(**bands.model_dump()),
     )
 
 

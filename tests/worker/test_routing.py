@@ -166,3 +166,23 @@ def test_quality_samples_are_confident_verdicts_also_sent_to_review_at_their_sou
     verdict = build_verdict(ev, SHA, score(0.5), cached=False, timings=Timings(), settings=worker)
     (review,) = [o for o in route(verdict, ev, score(0.5), settings) if o.topic == TOPICS.review]
     assert decode(ReviewItem, review.value).qa_sample is None
+
+
+def test_a_source_with_bands_of_its_own_is_decided_by_them_and_the_verdict_says_which() -> None:
+    worker = WorkerSettings(bands_by_source={"strict": {"ai_threshold": 0.6}})
+    strict = ImageEvent.inline("ev-s", b"\x89PNG fake", source="strict")
+    other = ImageEvent.inline("ev-o", b"\x89PNG fake", source="other")
+    verdict = build_verdict(
+        strict, SHA, score(0.7), cached=False, timings=Timings(), settings=worker
+    )
+    assert verdict.decision is Decision.AI_GENERATED
+    assert verdict.bands is not None
+    assert (verdict.bands.ai_threshold, verdict.bands.human_threshold) == (0.6, 0.2)
+    verdict = build_verdict(
+        other, SHA, score(0.7), cached=False, timings=Timings(), settings=worker
+    )
+    assert verdict.decision is Decision.NEEDS_REVIEW
+    assert verdict.bands is not None
+    assert verdict.bands.ai_threshold == 0.8
+    with pytest.raises(ValueError, match="bands_by_source"):
+        WorkerSettings(bands_by_source={"bad": {"human_threshold": 0.9}})
