@@ -10,8 +10,9 @@ nothing):
 3. marks it published and switches its override on, in one transaction;
 4. copies overrides that changed to Redis (``SET`` without expiry, or ``DEL`` once undone).
 
-A crash between 2 and 3 publishes that row again at restart, under the same decision id, which
-consumers can drop; nothing else publishes twice.
+A row claimed before and still not marked published (its publisher stopped between 2 and 3, or
+lost the acknowledgement) is in doubt: before it is sent again, the topic is read from the time
+of that claim for its decision id, and a row found there is marked published, not sent twice.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ import redis
 import structlog
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
+from kafka.structs import TopicPartition
 from sqlalchemy import Engine, or_, select, update
 
 from aigis.console.db import outbox, overrides
 from aigis.console.metrics import ConsoleMetrics
+from schemas.errors import AigisError
 from schemas.overrides import override_key
 from schemas.settings import Settings
 from worker import kafka as kafka_clients
@@ -83,7 +86,8 @@ class OutboxPublisher:
         claimed = self._claim(now)
         if not claimed:
             return 0
-        sends = [r for r in claimed if r.payload]
+        on_topic = self._already_sent([r for r in claimed if r.claimed_until is not None])
+        sends = [r for r in claimed if r.payload and r.decision_id not in on_topic]
         if sends:
             producer = self._get_producer()
             futures = [
@@ -110,9 +114,46 @@ class OutboxPublisher:
             )
         self._metrics.published.inc(len(sends))
         log.info(
-            "review_decisions_published", count=len(sends), recorded_only=len(ids) - len(sends)
+            "review_decisions_published",
+            count=len(sends),
+            found_on_topic=len(on_topic),
+            recorded_only=len(ids) - len(sends) - len(on_topic),
         )
         return len(sends)
+
+    def _already_sent(self, doubtful: list[Any]) -> set[str]:
+        """The decision ids of ``doubtful`` rows that are on their topic already, read from a
+        little before the earliest of their claims to the end of each partition."""
+        if not doubtful:
+            return set()
+        wanted = {r.decision_id for r in doubtful}
+        since_ms = int((min(r.claimed_until for r in doubtful) - _CLAIM_S - 5.0) * 1000)
+        found: set[str] = set()
+        consumer = kafka_clients.consumer(self._settings, group_id=None)
+        try:
+            for topic in {r.topic for r in doubtful}:
+                parts = [
+                    TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()
+                ]
+                consumer.assign(parts)
+                starts = consumer.offsets_for_times(dict.fromkeys(parts, since_ms))
+                ends = consumer.end_offsets(parts)
+                for tp in parts:
+                    start = starts.get(tp)
+                    consumer.seek(tp, ends[tp] if start is None else start.offset)
+                deadline = time.monotonic() + 30
+                while any(consumer.position(tp) < ends[tp] for tp in parts):
+                    if time.monotonic() > deadline:  # rows stay in doubt: never send twice
+                        raise AigisError(f"could not read {topic} back to check for decisions")
+                    for records in consumer.poll(timeout_ms=500).values():
+                        for record in records:
+                            value = dict(record.headers or []).get(DECISION_HEADER, b"")
+                            if value.decode() in wanted:
+                                found.add(value.decode())
+        finally:
+            consumer.close(autocommit=False)
+        log.info("review_outbox_checked", in_doubt=len(wanted), found_on_topic=len(found))
+        return found
 
     def sync_overrides(self) -> int:
         """Copy changed overrides to Redis; the number copied."""
