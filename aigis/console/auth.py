@@ -26,6 +26,10 @@ Role = Literal["reviewer", "auditor"]
 ROLES: tuple[Role, ...] = ("reviewer", "auditor")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 _N, _R, _P = 2**14, 8, 1
+LOCK_AFTER = 5
+"""Wrong passwords in a row that lock a login..."""
+LOCK_S = 900.0
+"""...for this long (a right password meanwhile is refused too)."""
 MIN_PASSWORD = 10
 MAX_PASSWORD = 1024
 _DUMMY = "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$" + "A" * 88
@@ -82,14 +86,21 @@ def set_reviewer(engine: Engine, name: str, password: str, role: Role) -> bool:
         changed = conn.execute(
             update(reviewers)
             .where(reviewers.c.name == name)
-            .values(password_hash=hashed, role=role, disabled=False)
+            .values(
+                password_hash=hashed, role=role, disabled=False, failed_logins=0, locked_until=None
+            )
         ).rowcount
         if changed:
             conn.execute(delete(sessions).where(sessions.c.reviewer == name))
             return False
         conn.execute(
             insert(reviewers).values(
-                name=name, role=role, password_hash=hashed, created_at=time.time(), disabled=False
+                name=name,
+                role=role,
+                password_hash=hashed,
+                created_at=time.time(),
+                disabled=False,
+                failed_logins=0,
             )
         )
     return True
@@ -116,18 +127,31 @@ def list_reviewers(engine: Engine) -> list[tuple[str, str, bool]]:
 
 
 def login(engine: Engine, name: str, password: str, hours: float) -> str | None:
-    """A new session token for a good name and password, else None."""
+    """A new session token for a good name and password, else None. ``LOCK_AFTER`` wrong
+    passwords in a row lock the login for ``LOCK_S``."""
     if len(name) > 64 or len(password) > MAX_PASSWORD:
         return None
     with engine.connect() as conn:
-        row = conn.execute(
-            select(reviewers.c.password_hash, reviewers.c.disabled).where(reviewers.c.name == name)
-        ).first()
+        row = conn.execute(select(reviewers).where(reviewers.c.name == name)).first()
     good = check_password(password, row.password_hash if row else _DUMMY)
-    if row is None or row.disabled or not good:
+    now = time.time()
+    if row is None or row.disabled or (row.locked_until or 0.0) > now:
+        return None
+    if not good:
+        failed = row.failed_logins + 1
+        with engine.begin() as conn:
+            conn.execute(
+                update(reviewers)
+                .where(reviewers.c.name == name)
+                .values(
+                    failed_logins=0 if failed >= LOCK_AFTER else failed,
+                    locked_until=now + LOCK_S if failed >= LOCK_AFTER else row.locked_until,
+                )
+            )
         return None
     token = secrets.token_urlsafe(32)
     with engine.begin() as conn:
+        conn.execute(update(reviewers).where(reviewers.c.name == name).values(failed_logins=0))
         conn.execute(delete(sessions).where(sessions.c.expires_at < time.time()))
         conn.execute(
             insert(sessions).values(

@@ -121,6 +121,9 @@ reviewers = Table(
     Column("password_hash", String(512), nullable=False),
     Column("created_at", Float, nullable=False),
     Column("disabled", Boolean, nullable=False, default=False),
+    # Wrong passwords in a row; at LOCK_AFTER the login is refused until ``locked_until``.
+    Column("failed_logins", Integer, nullable=False, default=0),
+    Column("locked_until", Float),
 )
 
 sessions = Table(

@@ -216,6 +216,12 @@ def test_logins(database_url: str) -> None:
     assert session is not None
     assert (session.reviewer, session.role) == ("ann", "auditor")
     assert auth.session_of(engine, "forged-token") is None
+    for _ in range(auth.LOCK_AFTER):
+        assert auth.login(engine, "ann", "guessing wrong", 1) is None
+    assert auth.login(engine, "ann", "correct horse battery", 1) is None  # locked for a while
+    with engine.begin() as conn:
+        conn.execute(auth.reviewers.update().values(locked_until=0.0))
+    assert auth.login(engine, "ann", "correct horse battery", 1) is not None
     auth.disable_reviewer(engine, "ann")
     assert auth.session_of(engine, token) is None
     for name, password in (("a b", "long enough pw"), ("<x>", "long enough pw"), ("ok", "short")):
