@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -79,6 +80,7 @@ class Demo:
         self.logs = self.root / "logs"
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.started_serving = False
+        self.console_password = secrets.token_urlsafe(12)
         self.run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
 
     # -- steps ----------------------------------------------------------------------------
@@ -87,7 +89,7 @@ class Demo:
         t0 = time.monotonic()
         # Each tour starts with its own empty model store, registry and label store, so that a
         # second run never meets the versions and labels of the first.
-        for leftover in ("model-store", "registry", "labels", "logs"):
+        for leftover in ("model-store", "registry", "labels", "logs", "review"):
             shutil.rmtree(self.root / leftover, ignore_errors=True)
         self.logs.mkdir(parents=True, exist_ok=True)
         self.step("1/8 Kafka and Redis")
@@ -96,9 +98,10 @@ class Demo:
         model = self.train()
         self.step("3/8 export the model and serve it on TorchServe")
         self.serve(model)
-        self.step("4/8 start a worker and the label-store sink")
+        self.step("4/8 start a worker, the label-store sink and the review console")
         self.spawn("worker", ["worker"])
         self.spawn("sink", ["sink"])
+        self.start_console()
         self.step(f"5/8 publish the smoke test split ({self.events} images) and watch verdicts")
         known, first = self.publish_round("r1")
         self.summary(known, first)
@@ -288,6 +291,23 @@ class Demo:
             where = "" if live else f"; its log is {log}"
             raise DemoError(f"`aigis {' '.join(args)}` exited {done.returncode}{where}")
 
+    def start_console(self) -> None:
+        """The review console, with a login of this tour; the items that need review land there."""
+        from aigis.console import auth
+        from aigis.console.db import open_database
+
+        engine = open_database(self._env()["AIGIS_REVIEW__DATABASE_URL"])
+        auth.set_reviewer(engine, "demo", self.console_password, "reviewer")
+        engine.dispose()
+        self.spawn("console", ["review", "serve"])
+
+    def console_line(self) -> str:
+        review = self.settings.review
+        return (
+            f"the review console: http://{review.host}:{review.port}/ "
+            f"(login demo, password {self.console_password}; log {self.logs / 'console.log'})"
+        )
+
     def spawn(self, name: str, args: Sequence[str]) -> None:
         with (self.logs / f"{name}.log").open("ab") as log:
             child = subprocess.Popen(
@@ -307,6 +327,7 @@ class Demo:
         env.setdefault("AIGIS_STORE__FLUSH_INTERVAL_S", "2")
         env["AIGIS_STORE__URL"] = str(self.root / "labels")
         env["AIGIS_RETRAIN__REGISTRY_DIR"] = str(self.root / "registry")
+        env["AIGIS_REVIEW__DATABASE_URL"] = f"sqlite:///{self.root / 'review' / 'console.db'}"
         # The demo publishes images inline: its store must keep their bytes (an opt-in) for the
         # retraining step to have pseudo-labels to train on.
         env["AIGIS_STORE__KEEP_IMAGE_BYTES"] = "true"
@@ -315,7 +336,8 @@ class Demo:
     def close(self) -> None:
         if self.keep:
             console.print(
-                "\nleft running (--keep): the worker and sink "
+                f"\n{self.console_line()}\n"
+                "left running (--keep): the worker, the sink, the review console "
                 f"(pids {', '.join(str(c.pid) for _, c in self.children)}), TorchServe, Kafka "
                 "and Redis. Stop them with:\n"
                 f"  kill {' '.join(str(c.pid) for _, c in self.children)}; "
