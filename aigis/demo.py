@@ -303,9 +303,12 @@ class Demo:
 
     def console_line(self) -> str:
         review = self.settings.review
+        log = self.logs / "console.log"
+        if any(name == "console" and child.poll() is not None for name, child in self.children):
+            return f"the review console exited (is port {review.port} taken?); its log is {log}"
         return (
             f"the review console: http://{review.host}:{review.port}/ "
-            f"(login demo, password {self.console_password}; log {self.logs / 'console.log'})"
+            f"(login demo, password {self.console_password}; log {log})"
         )
 
     def spawn(self, name: str, args: Sequence[str]) -> None:
