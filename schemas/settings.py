@@ -347,6 +347,9 @@ class RetrainSettings(_Group):
     """The metric the promotion gate compares on the gold hold-out (``ece``: lower is better)."""
     min_improvement: Annotated[float, Field(ge=0)] = 0.005
     max_regression: Annotated[float, Field(ge=0)] = 0.01
+    max_fpr_increase: Annotated[float, Field(ge=0)] = 0.01
+    """A candidate whose false-positive rate at the worker's bands rises by more than this on
+    the gold hold-out is not promoted."""
     pseudo_label_threshold: Annotated[float, Field(ge=0, le=1)] = 0.8
     max_per_class: Annotated[int, Field(ge=1)] = 2_000
     base_data: str | None = None

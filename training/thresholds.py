@@ -77,6 +77,18 @@ def sweep(
     return points
 
 
+def operating_point(
+    p_ai: npt.ArrayLike, label_a: npt.ArrayLike, human: float, ai: float
+) -> OperatingPoint:
+    """The rates of the one band pair ``(human, ai)``."""
+    (point,) = [
+        q
+        for q in sweep(p_ai, label_a, sorted({human, ai}))
+        if q.human_threshold == human and q.ai_threshold == ai
+    ]
+    return point
+
+
 def suggest(
     points: list[OperatingPoint], *, max_fpr: float, max_review_rate: float
 ) -> OperatingPoint | None:

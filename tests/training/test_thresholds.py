@@ -11,7 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from training.thresholds import at, suggest, sweep
+from training.gate import SERVING_FPR, decide
+from training.thresholds import at, operating_point, suggest, sweep
 
 pytestmark = pytest.mark.unit
 
@@ -100,3 +101,19 @@ def test_the_commands_read_evaluates_predictions(tmp_path: Path) -> None:
     )
     assert swept.returncode == 0, swept.stderr
     assert len(csv_file.read_text().splitlines()) == 1 + 101 * 102 // 2
+
+
+def test_one_operating_point_is_the_sweeps() -> None:
+    assert operating_point(P_AI, LABELS, 0.2, 0.8) == at(sweep(P_AI, LABELS), 0.2, 0.8)
+
+
+def test_the_gate_refuses_a_candidate_whose_false_positive_rate_at_the_bands_rises() -> None:
+    champion = {"task_a.f1": 0.80, SERVING_FPR: 0.010}
+    better_but_accusing = {"task_a.f1": 0.90, SERVING_FPR: 0.030}
+    common = {"metric": "task_a.f1", "min_improvement": 0.005, "max_regression": 0.01}
+    refused = decide(better_but_accusing, champion, **common, max_fpr_increase=0.01)
+    assert not refused.promote
+    assert SERVING_FPR in refused.regressions
+    assert "false-positive rate at the serving bands rises 0.0100 -> 0.0300" in refused.summary()
+    assert decide(better_but_accusing, champion, **common, max_fpr_increase=0.05).promote
+    assert decide(better_but_accusing, champion, **common).promote  # not asked to check
