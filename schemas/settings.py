@@ -15,36 +15,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    IPvAnyNetwork,
-    SecretStr,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas import settings_env
-
-
-class _Group(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+from schemas.bands import Bands, SourceBands, resolve_bands
+from schemas.settings_env import Group as _Group
+from schemas.settings_env import RetentionMs
+from schemas.settings_review import ReviewSettings
 
 _DAY_MS = 24 * 3600 * 1000
-
-
-def _retention_ms(value: int) -> int:
-    if value != -1 and value < 60_000:
-        raise ValueError("must be -1 (keep forever) or at least 60000 (one minute)")
-    return value
-
-
-RetentionMs = Annotated[int, AfterValidator(_retention_ms)]
-"""A topic's ``retention.ms``: -1 keeps records forever, else at least one minute."""
 
 
 class KafkaSettings(_Group):
@@ -145,26 +125,6 @@ class Guarantee(StrEnum):
     AT_LEAST_ONCE = "at_least_once"
 
 
-class Bands(BaseModel):
-    """An operating point: the thresholds of :mod:`schemas.decision`."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    ai_threshold: float
-    human_threshold: float
-    generator_min_confidence: float
-
-
-class SourceBands(BaseModel):
-    """The decision bands of one source (tenant); a field left out is the worker's own."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    ai_threshold: Annotated[float, Field(ge=0, le=1)] | None = None
-    human_threshold: Annotated[float, Field(ge=0, le=1)] | None = None
-    generator_min_confidence: Annotated[float, Field(ge=0, le=1)] | None = None
-
-
 class WorkerSettings(_Group):
     group_id: str = "aigis-worker"
     batch_size: Annotated[int, Field(ge=1)] = 32
@@ -190,14 +150,11 @@ class WorkerSettings(_Group):
     """Below this P(generator | AI) of the likeliest generator the verdict names the generator
     ``unknown`` (the rule of :mod:`schemas.decision`)."""
     qa_sample_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
-    """Share of confident verdicts also sent to review as quality samples (``qa_sample``), so
-    the console can measure the model's precision on what it decides alone; 0 sends none."""
-    qa_sample_rates: dict[str, Annotated[float, Field(ge=0, le=1)]] = {}
-    bands_by_source: dict[str, SourceBands] = {}
-    """Decision bands per source (tenant), JSON (``{"tenant-a": {"ai_threshold": 0.9}}``);
-    other sources, and fields left out, use the thresholds above. Verdicts say which applied."""
-    """The same share per source (tenant), JSON (``{"tenant-a": 0.05}``); other sources use
-    ``qa_sample_rate``."""
+    """Share of confident verdicts also sent to review as quality samples (0: none)."""
+    qa_sample_rates: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(default_factory=dict)
+    """The same share per source (tenant), JSON: ``{"tenant-a": 0.05}``."""
+    bands_by_source: dict[str, SourceBands] = Field(default_factory=dict)
+    """Bands per source, JSON: ``{"tenant-a": {"ai_threshold": 0.9}}`` (see schemas.bands)."""
     max_image_bytes: Annotated[int, Field(ge=1)] = 20 * 1024 * 1024
     """Largest image accepted, inline or by URI; a download stops as soon as it passes this."""
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9108
@@ -226,27 +183,13 @@ class WorkerSettings(_Group):
         if self.human_threshold >= self.ai_threshold:
             raise ValueError("worker.human_threshold must be below worker.ai_threshold")
         for source in self.bands_by_source:
-            bands = self.bands_for(source)
-            if bands.human_threshold >= bands.ai_threshold:
-                raise ValueError(
-                    f"worker.bands_by_source[{source!r}]: human_threshold must be below "
-                    "ai_threshold"
-                )
+            if self.bands_for(source).human_threshold >= self.bands_for(source).ai_threshold:
+                raise ValueError(f"worker.bands_by_source[{source!r}]: human >= ai threshold")
         return self
 
     def bands_for(self, source: str | None) -> Bands:
         """The bands that decide an event of ``source``: its own, else the worker's."""
-        own = self.bands_by_source.get(source or "") if source else None
-
-        def pick(name: str) -> float:
-            value = getattr(own, name, None) if own is not None else None
-            return float(getattr(self, name) if value is None else value)
-
-        return Bands(
-            ai_threshold=pick("ai_threshold"),
-            human_threshold=pick("human_threshold"),
-            generator_min_confidence=pick("generator_min_confidence"),
-        )
+        return resolve_bands(self, self.bands_by_source.get(source or ""))
 
 
 class FetchSettings(_Group):
@@ -387,26 +330,6 @@ class DevSettings(_Group):
     """How long ``down`` waits after SIGTERM before it sends SIGKILL."""
 
 
-class ReviewSettings(_Group):
-    database_url: SecretStr | None = None
-    """The console's queue database as an SQLAlchemy URL (``postgresql+psycopg://user:pw@host/db``
-    for several console replicas); unset: SQLite at ``<state_dir>/review/console.db``."""
-    group_id: str = "aigis-review-console"
-    """Consumer group that feeds the console's queue from ``topics.review``."""
-    host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=1, le=65535)] = 8300
-    lease_s: Annotated[float, Field(gt=0)] = 300.0
-    """How long an item stays with the reviewer who opened it before it returns to the queue."""
-    publish_delay_s: Annotated[float, Field(ge=0)] = 15.0
-    """A decision waits this long in the outbox before it is published: an undo within it
-    publishes nothing."""
-    session_hours: Annotated[float, Field(gt=0)] = 12.0
-    """How long a login lasts."""
-    secure_cookies: bool = False
-    """Mark cookies ``Secure`` (only sent over HTTPS); set it whenever the console is behind TLS."""
-    session_timeout_ms: Annotated[int, Field(ge=6_000)] = 10_000
-
-
 class Settings(BaseSettings):
     """Everything aigis reads from its environment. Frozen: pass it down, never mutate it."""
 
@@ -456,13 +379,6 @@ class Settings(BaseSettings):
     @property
     def store_url(self) -> str:
         return self.store.url or str(self.state_dir / "labels")
-
-    @property
-    def review_database_url(self) -> str:
-        url = self.review.database_url
-        if url is not None:
-            return url.get_secret_value()
-        return f"sqlite:///{self.state_dir / 'review' / 'console.db'}"
 
     @property
     def registry_dir(self) -> Path:

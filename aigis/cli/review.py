@@ -93,7 +93,7 @@ def register(app: typer.Typer) -> None:
             if getpass.getpass("again: ") != password:
                 fail("the two passwords differ; nothing changed")
         try:
-            engine = open_database(settings().review_database_url)
+            engine = open_database(_database_url())
             created = auth.set_reviewer(engine, name, password, role)  # type: ignore[arg-type]
         except AigisError as err:
             fail(f"aigis review user add: {err}")
@@ -104,7 +104,7 @@ def register(app: typer.Typer) -> None:
         from aigis.console import auth
         from aigis.console.db import open_database
 
-        if not auth.disable_reviewer(open_database(settings().review_database_url), name):
+        if not auth.disable_reviewer(open_database(_database_url()), name):
             fail(f"no login named {name!r}")
         typer.echo(f"disabled {name}")
 
@@ -116,8 +116,11 @@ def register(app: typer.Typer) -> None:
         from aigis.console.db import open_database
 
         table = Table("name", "role", "disabled")
-        for name, role, disabled in auth.list_reviewers(
-            open_database(settings().review_database_url)
-        ):
+        for name, role, disabled in auth.list_reviewers(open_database(_database_url())):
             table.add_row(name, role, "yes" if disabled else "no")
         table_console().print(table)
+
+
+def _database_url() -> str:
+    loaded = settings()
+    return loaded.review.url_in(loaded.state_dir)

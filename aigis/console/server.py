@@ -35,7 +35,7 @@ _RETRY_S = 5.0
 
 def serve(settings: Settings, host: str, port: int) -> None:
     """Run the console until SIGTERM or Ctrl+C."""
-    engine = open_database(settings.review_database_url)
+    engine = open_database(settings.review.url_in(settings.state_dir))
     queue = ReviewQueue(engine, settings)
     stop = threading.Event()
     registry = CollectorRegistry(auto_describe=True)
