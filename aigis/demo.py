@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -86,6 +87,7 @@ class Demo:
         self.credential: Credential | None = None
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.started_serving = False
+        self.console_password = secrets.token_urlsafe(12)
         self.run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
 
     # -- steps ----------------------------------------------------------------------------
@@ -94,7 +96,7 @@ class Demo:
         t0 = time.monotonic()
         # Each tour starts with its own empty model store, registry and label store, so that a
         # second run never meets the versions and labels of the first.
-        for leftover in ("model-store", "registry", "labels", "logs"):
+        for leftover in ("model-store", "registry", "labels", "logs", "review"):
             shutil.rmtree(self.root / leftover, ignore_errors=True)
         self.trust_anchors.unlink(missing_ok=True)
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -104,11 +106,12 @@ class Demo:
         model = self.train()
         self.step("3/9 export the model and serve it on TorchServe")
         self.serve(model)
-        self.step("4/9 start a worker and the label-store sink")
+        self.step("4/9 start a worker, the label-store sink and the review console")
         # The worker trusts the demo's own C2PA issuer: manifests it signs decide (step 7).
         self.credential = trust_anchor(self.trust_anchors)
         self.spawn("worker", ["worker"])
         self.spawn("sink", ["sink"])
+        self.start_console()
         self.step(f"5/9 publish the smoke test split ({self.events} images) and watch verdicts")
         known, first = self.publish_round("r1")
         self.summary(known, first)
@@ -329,6 +332,26 @@ class Demo:
             where = "" if live else f"; its log is {log}"
             raise DemoError(f"`aigis {' '.join(args)}` exited {done.returncode}{where}")
 
+    def start_console(self) -> None:
+        """The review console, with a login of this tour; the items that need review land there."""
+        from aigis.console import auth
+        from aigis.console.db import open_database
+
+        engine = open_database(self._env()["AIGIS_REVIEW__DATABASE_URL"])
+        auth.set_reviewer(engine, "demo", self.console_password, "reviewer")
+        engine.dispose()
+        self.spawn("console", ["review", "serve"])
+
+    def console_line(self) -> str:
+        review = self.settings.review
+        log = self.logs / "console.log"
+        if any(name == "console" and child.poll() is not None for name, child in self.children):
+            return f"the review console exited (is port {review.port} taken?); its log is {log}"
+        return (
+            f"the review console: http://{review.host}:{review.port}/ "
+            f"(login demo, password {self.console_password}; log {log})"
+        )
+
     def spawn(self, name: str, args: Sequence[str]) -> None:
         with (self.logs / f"{name}.log").open("ab") as log:
             child = subprocess.Popen(
@@ -348,6 +371,7 @@ class Demo:
         env.setdefault("AIGIS_STORE__FLUSH_INTERVAL_S", "2")
         env["AIGIS_STORE__URL"] = str(self.root / "labels")
         env["AIGIS_RETRAIN__REGISTRY_DIR"] = str(self.root / "registry")
+        env["AIGIS_REVIEW__DATABASE_URL"] = f"sqlite:///{self.root / 'review' / 'console.db'}"
         # The demo publishes images inline: its store must keep their bytes (an opt-in) for the
         # retraining step to have pseudo-labels to train on.
         env["AIGIS_STORE__KEEP_IMAGE_BYTES"] = "true"
@@ -358,7 +382,8 @@ class Demo:
     def close(self) -> None:
         if self.keep:
             console.print(
-                "\nleft running (--keep): the worker and sink "
+                f"\n{self.console_line()}\n"
+                "left running (--keep): the worker, the sink, the review console "
                 f"(pids {', '.join(str(c.pid) for _, c in self.children)}), TorchServe, Kafka "
                 "and Redis. Stop them with:\n"
                 f"  kill {' '.join(str(c.pid) for _, c in self.children)}; "

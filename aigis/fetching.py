@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from schemas.settings import FetchSettings
+from schemas.settings_fetch import FetchSettings
 from training.labelstore.fetch import install_uri_reader
 from worker.fetch import UriReader
 

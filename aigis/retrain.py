@@ -19,6 +19,7 @@ Order of :func:`run_cycle`, under the registry's lock:
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
 import zipfile
@@ -110,14 +111,18 @@ def train_checkpoint(request: TrainRequest) -> Path:
 
 
 def evaluate_checkpoint(
-    path: Path, samples: Sequence[Sample], generators: tuple[str, ...]
+    path: Path,
+    samples: Sequence[Sample],
+    generators: tuple[str, ...],
+    bands: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
-    """:func:`training.evaluate.evaluate_model` of the checkpoint at ``path``, in fp32."""
+    """:func:`training.evaluate.evaluate_model` of the checkpoint at ``path``, in fp32, with the
+    rates of ``bands`` (human, AI threshold) when given."""
     from serving.model.predictor import Predictor
     from training.evaluate import EvalOptions, evaluate_model
 
     predictor = Predictor.from_checkpoint(path, precision="fp32")
-    return evaluate_model(predictor, samples, EvalOptions(generators=generators))
+    return evaluate_model(predictor, samples, EvalOptions(generators=generators, bands=bands))
 
 
 def run_cycle(
@@ -129,6 +134,9 @@ def run_cycle(
     control: ServiceControl | None = None,
 ) -> CycleResult:
     """Run one cycle (see the module docstring). Raises AigisError subclasses on failure."""
+    if evaluate is evaluate_checkpoint:  # the real one also measures the serving bands
+        bands = (settings.worker.human_threshold, settings.worker.ai_threshold)
+        evaluate = functools.partial(evaluate_checkpoint, bands=bands)
     registry = Registry(settings.registry_dir)
     install_fetch_policy(settings.fetch)
     with (
@@ -188,6 +196,7 @@ def run_cycle(
             metric=config.metric,
             min_improvement=config.min_improvement,
             max_regression=config.max_regression,
+            max_fpr_increase=config.max_fpr_increase,
         )
         record = ModelVersion(
             version=version,

@@ -36,11 +36,18 @@ from worker.runtime.handler import Handler, StreamConfig
 log = structlog.get_logger(__name__)
 
 _MAGIC: Final[tuple[tuple[bytes, str], ...]] = (
-    (b"\x89PNG", ".png"),
-    (b"\xff\xd8", ".jpg"),
-    (b"GIF8", ".gif"),
-    (b"BM", ".bmp"),
+    (b"\x89PNG", "image/png"),
+    (b"\xff\xd8", "image/jpeg"),
+    (b"GIF8", "image/gif"),
+    (b"BM", "image/bmp"),
 )
+_SUFFIXES: Final[dict[str, str]] = {
+    "image/png": ".png",
+    "image/jpeg": ".jpg",
+    "image/gif": ".gif",
+    "image/bmp": ".bmp",
+    "image/webp": ".webp",
+}
 
 
 @dataclass(frozen=True)
@@ -73,10 +80,16 @@ def generators_of(item: ReviewItem) -> tuple[str, ...]:
     return names if names and names[0] == GENERATORS[0] else GENERATORS
 
 
-def image_suffix(data: bytes) -> str:
+def media_type(data: bytes) -> str | None:
+    """The type of an image format a browser or viewer shows, from its first bytes; None for
+    anything else."""
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return ".webp"
-    return next((suffix for magic, suffix in _MAGIC if data.startswith(magic)), ".img")
+        return "image/webp"
+    return next((kind for magic, kind in _MAGIC if data.startswith(magic)), None)
+
+
+def image_suffix(data: bytes) -> str:
+    return _SUFFIXES.get(media_type(data) or "", ".img")
 
 
 @dataclass

@@ -23,7 +23,7 @@ from typing import Any
 from PIL import Image
 
 from schemas import ImageEvent, decode, encode
-from schemas.settings import FetchSettings
+from schemas.settings_fetch import FetchSettings
 from worker.fetch.policy import FetchPolicy
 from worker.runtime.batch import collect
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Install a Debian package for its binaries when one of them is missing, without its service.
-#   apt-install.sh PACKAGE SERVICE COMMAND...
-# aigis starts its own instances on the ports it is configured for, so the package's system
-# service SERVICE is kept from starting during the install (policy-rc.d) and disabled where
-# systemd runs. Used by redis/install.sh and prometheus/install.sh.
+#   apt-install.sh PACKAGE SERVICE [COMMAND...]
+# Without COMMANDs the package is installed (the caller has checked what is missing). aigis
+# starts its own instances on the ports it is configured for, so the package's system service
+# SERVICE is kept from starting during the install (policy-rc.d) and disabled where systemd runs.
+# Used by redis/install.sh, prometheus/install.sh and console/install.sh.
 set -euo pipefail
 
 package=$1 service=$2
@@ -12,7 +13,7 @@ missing=0
 for command in "$@"; do
     command -v "$command" >/dev/null 2>&1 || missing=1
 done
-[[ $missing == 0 ]] && exit 0
+[[ $# -gt 0 && $missing == 0 ]] && exit 0
 
 SUDO=""
 if [[ "$(id -u)" != 0 ]]; then

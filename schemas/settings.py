@@ -15,37 +15,18 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    IPvAnyNetwork,
-    SecretStr,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas import settings_env
+from schemas.bands import Bands, SourceBands, resolve_bands
+from schemas.settings_env import Group as _Group
+from schemas.settings_env import RetentionMs
 from schemas.settings_evidence import EvidenceSettings
-
-
-class _Group(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+from schemas.settings_fetch import FetchSettings
+from schemas.settings_review import ReviewSettings
 
 _DAY_MS = 24 * 3600 * 1000
-
-
-def _retention_ms(value: int) -> int:
-    if value != -1 and value < 60_000:
-        raise ValueError("must be -1 (keep forever) or at least 60000 (one minute)")
-    return value
-
-
-RetentionMs = Annotated[int, AfterValidator(_retention_ms)]
-"""A topic's ``retention.ms``: -1 keeps records forever, else at least one minute."""
 
 
 class KafkaSettings(_Group):
@@ -120,6 +101,8 @@ class RedisSettings(_Group):
     socket_timeout_s: Annotated[float, Field(gt=0)] = 0.5
     retry_interval_s: Annotated[float, Field(gt=0)] = 5.0
     """While Redis is down, how often to try it again (and log that it is still down)."""
+    override_prefix: str = "aigis:override"
+    """Keys of human review labels (no expiry), which the worker reads before its cache."""
 
     @property
     def namespace_key(self) -> str:
@@ -189,6 +172,12 @@ class WorkerSettings(_Group):
     generator_min_confidence: Annotated[float, Field(ge=0, le=1)] = 0.5
     """Below this P(generator | AI) of the likeliest generator the verdict names the generator
     ``unknown`` (the rule of :mod:`schemas.decision`)."""
+    qa_sample_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
+    """Share of confident verdicts also sent to review as quality samples (0: none)."""
+    qa_sample_rates: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(default_factory=dict)
+    """The same share per source (tenant), JSON: ``{"tenant-a": 0.05}``."""
+    bands_by_source: dict[str, SourceBands] = Field(default_factory=dict)
+    """Bands per source, JSON: ``{"tenant-a": {"ai_threshold": 0.9}}`` (see schemas.bands)."""
     max_image_bytes: Annotated[int, Field(ge=1)] = 20 * 1024 * 1024
     """Largest image accepted, inline or by URI; a download stops as soon as it passes this."""
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9108
@@ -225,65 +214,14 @@ class WorkerSettings(_Group):
     def _bands_ordered(self) -> WorkerSettings:
         if self.human_threshold >= self.ai_threshold:
             raise ValueError("worker.human_threshold must be below worker.ai_threshold")
+        for source in self.bands_by_source:
+            if self.bands_for(source).human_threshold >= self.bands_for(source).ai_threshold:
+                raise ValueError(f"worker.bands_by_source[{source!r}]: human >= ai threshold")
         return self
 
-
-class FetchSettings(_Group):
-    """The fetch policy: which image URIs a process may load, and for how long it may try.
-
-    Read by every process that loads images by URI. The defaults admit https on public addresses
-    only; each field below that is not a time widens what a producer can make a process read.
-    """
-
-    schemes: frozenset[Literal["https", "http"]] = frozenset({"https"})
-    """Web schemes loaded; ``http`` is off because nothing protects what it brings. ``s3`` and
-    ``file`` are not listed here: ``s3_buckets`` and ``file_roots`` admit them."""
-    ports: frozenset[Annotated[int, Field(ge=1, le=65535)]] = frozenset({80, 443})
-    """Ports an http(s) URI (or a redirect) may name."""
-    s3_buckets: frozenset[str] = frozenset()
-    """Buckets whose objects ``s3://`` URIs may name, read with this process's own credentials;
-    empty: no ``s3``."""
-    file_roots: tuple[Path, ...] = ()
-    """Absolute directories under which ``file://`` URIs may name regular files (symlinks are
-    resolved first and must stay inside); empty: no ``file``. Anyone who can write below a
-    root can choose what the process reads there."""
-    private_networks: tuple[IPvAnyNetwork, ...] = ()
-    """Non-public networks (CIDR) that http(s) hosts may resolve to, such as an internal image
-    store, loopback included when listed. Link-local (169.254.0.0/16, fe80::/10), multicast and
-    unspecified addresses are refused even when listed."""
-    private_hosts: frozenset[str] = frozenset()
-    """Host names whose non-public addresses are admitted, with the same exceptions as
-    ``private_networks``."""
-    timeout_s: Annotated[float, Field(gt=0)] = 10.0
-    """Wall-clock limit of one try, from the moment it starts: name lookup, connect, TLS, every
-    redirect and every read."""
-    retries: Annotated[int, Field(ge=0)] = 2
-    """Tries of an http(s) load after a timeout, an HTTP 5xx or an HTTP 429, before the event is
-    dead-lettered; other failures, and file and s3 loads, are not tried again."""
-    backoff_initial_s: Annotated[float, Field(gt=0)] = 0.5
-    """Wait before the second try; each later wait doubles (with jitter) up to ``backoff_max_s``."""
-    backoff_max_s: Annotated[float, Field(gt=0)] = 5.0
-    """Longest wait between tries; a server's Retry-After is honoured up to this."""
-    max_redirects: Annotated[int, Field(ge=0)] = 5
-    """Redirects followed per try; each hop is checked like the URI itself."""
-
-    @field_validator("file_roots")
-    @classmethod
-    def _absolute(cls, roots: tuple[Path, ...]) -> tuple[Path, ...]:
-        relative = [str(r) for r in roots if not r.is_absolute()]
-        if relative:
-            raise ValueError(f"fetch.file_roots must be absolute paths, not {relative}")
-        return roots
-
-    @field_validator("private_hosts")
-    @classmethod
-    def _lower_case(cls, hosts: frozenset[str]) -> frozenset[str]:
-        return frozenset(h.lower().rstrip(".") for h in hosts)
-
-    @property
-    def max_fetch_s(self) -> float:
-        """The longest one load can take: every try and every wait between them."""
-        return (self.retries + 1) * self.timeout_s + self.retries * self.backoff_max_s
+    def bands_for(self, source: str | None) -> Bands:
+        """The bands that decide an event of ``source``: its own, else the worker's."""
+        return resolve_bands(self, self.bands_by_source.get(source or ""))
 
 
 class StoreSettings(_Group):
@@ -326,6 +264,9 @@ class RetrainSettings(_Group):
     """The metric the promotion gate compares on the gold hold-out (``ece``: lower is better)."""
     min_improvement: Annotated[float, Field(ge=0)] = 0.005
     max_regression: Annotated[float, Field(ge=0)] = 0.01
+    max_fpr_increase: Annotated[float, Field(ge=0)] = 0.01
+    """A candidate whose false-positive rate at the worker's bands rises by more than this on
+    the gold hold-out is not promoted."""
     pseudo_label_threshold: Annotated[float, Field(ge=0, le=1)] = 0.8
     max_per_class: Annotated[int, Field(ge=1)] = 2_000
     base_data: str | None = None
@@ -396,6 +337,7 @@ class Settings(BaseSettings):
     evidence: EvidenceSettings = EvidenceSettings()
     store: StoreSettings = StoreSettings()
     retrain: RetrainSettings = RetrainSettings()
+    review: ReviewSettings = ReviewSettings()
     dev: DevSettings = DevSettings()
 
     @model_validator(mode="before")

@@ -1,4 +1,5 @@
-"""What :class:`schemas.settings.Settings` checks and derives before it validates its fields.
+"""What :class:`schemas.settings.Settings` checks and derives before it validates its fields,
+and the types its groups are built from.
 
 Two rules over the raw input (environment variables and keyword arguments): a misspelt settings
 group is an error, and ``dev.port_offset`` moves every default port of a local stack.
@@ -8,9 +9,25 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel, ConfigDict
+
+
+class Group(BaseModel):
+    """Base of every settings group: frozen, and an unknown field is an error."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _retention_ms(value: int) -> int:
+    if value != -1 and value < 60_000:
+        raise ValueError("must be -1 (keep forever) or at least 60000 (one minute)")
+    return value
+
+
+RetentionMs = Annotated[int, AfterValidator(_retention_ms)]
+"""A topic's ``retention.ms``: -1 keeps records forever, else at least one minute."""
 
 PORT_FIELDS: tuple[tuple[str, str], ...] = (
     ("kafka", "bootstrap_servers"),

@@ -22,9 +22,11 @@ $BIN/ruff format --check .
 $BIN/mypy
 $BIN/lint-imports
 
-echo "== tools" >&2
-# promtool and Prometheus for the observability tests (Debian's package, when missing).
+echo "== system packages" >&2
+# Debian's packages the tests need, installed when missing: promtool and Prometheus for the
+# observability tests; chromium and PostgreSQL for the review console's.
 bash deploy/prometheus/install.sh
+bash deploy/console/install.sh
 
 echo "== services" >&2
 # Stop the services on every exit: failures, Ctrl+C and SIGTERM (which skip EXIT traps otherwise).

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from training import metrics, plots
 from training.data import DataError, Sample, generators_of, load_split
 from training.data.encoding import decode, encode_jpeg
+from training.thresholds import operating_point
 
 if TYPE_CHECKING:
     from serving.model.predictor import Predictor
@@ -131,6 +132,9 @@ class EvalOptions:
     batch_size: int = 32
     progress: str | None = None
     """Label of a progress bar on stderr; None shows none."""
+    bands: tuple[float, float] | None = None
+    """``(human_threshold, ai_threshold)``: also report the rates of these decision bands
+    (``operating_point``, see :mod:`training.thresholds`)."""
 
 
 def evaluate_model(
@@ -171,6 +175,9 @@ def evaluate_scored(
         pred_b = metrics.predict_b(pred_a, clean.generator_given_ai)
         report["confusion"]["task_b"] = metrics.confusion(label_b, pred_b, len(model_generators))
     report["reliability"] = metrics.reliability(label_a, clean.p_ai)
+    if options.bands is not None:
+        human, ai = options.bands
+        report["operating_point"] = operating_point(clean.p_ai, label_a, human, ai).as_dict()
     if options.robustness:
         report["robustness"] = {
             name: _metrics(label_a, label_b, variant, model_generators)

@@ -18,6 +18,9 @@ GUARDED: Final[tuple[str, ...]] = ("task_a.f1", "task_b.f1_weighted")
 """Headline metric of each task; none may regress by more than the tolerance."""
 
 LOWER_IS_BETTER: Final[frozenset[str]] = frozenset({"ece"})
+
+SERVING_FPR: Final[str] = "operating_point.false_positive_rate"
+"""The false-positive rate at the serving bands, when the evaluation reported it."""
 """Metrics where a smaller value is the better model."""
 
 
@@ -65,8 +68,11 @@ def decide(
     min_improvement: float,
     max_regression: float,
     guarded: tuple[str, ...] = GUARDED,
+    max_fpr_increase: float | None = None,
 ) -> GateDecision:
-    """Compare flattened metrics of the candidate and the champion (see the module docstring)."""
+    """Compare flattened metrics of the candidate and the champion (see the module docstring).
+    With ``max_fpr_increase``, a candidate whose false-positive rate at the serving bands
+    (:data:`SERVING_FPR`) rises by more than that is refused too."""
     reasons: list[str] = []
     new, old = candidate.get(metric), champion.get(metric)
     improved = False
@@ -91,6 +97,14 @@ def decide(
             reasons.append(
                 f"{name} drops {champion[name]:.4f} -> {candidate[name]:.4f} "
                 f"(more than the {max_regression:.4f} allowed)"
+            )
+    if max_fpr_increase is not None and SERVING_FPR in candidate and SERVING_FPR in champion:
+        rise = candidate[SERVING_FPR] - champion[SERVING_FPR]
+        if rise > max_fpr_increase:
+            regressions[SERVING_FPR] = rise
+            reasons.append(
+                f"the false-positive rate at the serving bands rises {champion[SERVING_FPR]:.4f}"
+                f" -> {candidate[SERVING_FPR]:.4f} (more than the {max_fpr_increase:.4f} allowed)"
             )
     return GateDecision(
         promote=improved and not regressions,

@@ -6,6 +6,10 @@ captions. The version used for lookups is the one named by ``settings.redis.name
 when that key is absent the caller's version (the served model's) is used. So once a promotion
 has written the namespace, no event is answered from the previous model's entries.
 
+The same round trip reads the human review labels of the batch's images
+(:mod:`schemas.overrides`): a label a reviewer gave answers its image before any cached score,
+whatever the model version.
+
 Redis is an accelerator: when it fails, lookups answer "no cache" and stores are skipped until
 ``retry_interval_s`` has passed, with one log line per interval.
 """
@@ -21,6 +25,7 @@ from typing import TypeVar
 import redis
 import structlog
 
+from schemas.overrides import HumanLabel, override_key
 from schemas.settings import RedisSettings
 from worker.score import Score
 
@@ -28,14 +33,16 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
-# KEYS[1]: the namespace key. ARGV[1]: the version to use when it is absent; ARGV[2]: the key
-# prefix; ARGV[3..]: key suffixes. Returns {version, value or false per suffix}. The script builds
-# keys it was not given, which is fine on one Redis and not on a cluster (keys on many slots).
+# KEYS[1]: the namespace key; KEYS[2..]: override keys. ARGV[1]: the version to use when the
+# namespace is absent; ARGV[2]: the key prefix; ARGV[3..]: key suffixes. Returns {version, value
+# or false per suffix, value or false per override key}. The script builds keys it was not given,
+# which is fine on one Redis and not on a cluster (keys on many slots).
 _LOOKUP = """
 local version = redis.call('GET', KEYS[1])
 if not version then version = ARGV[1] end
 local keys = {}
 for i = 3, #ARGV do keys[#keys + 1] = ARGV[2] .. ':' .. version .. ':' .. ARGV[i] end
+for i = 2, #KEYS do keys[#keys + 1] = KEYS[i] end
 if #keys == 0 then return {version} end
 local values = redis.call('MGET', unpack(keys))
 table.insert(values, 1, version)
@@ -66,10 +73,12 @@ def cache_key(prefix: str, version: str, suffix: str) -> str:
 
 @dataclass(frozen=True)
 class Lookup:
-    """The outcome of one batch lookup: the version looked under, and a score or None per key."""
+    """The outcome of one batch lookup: the version looked under, a score or None per key, and
+    a human label or None per image hash asked about."""
 
     version: str
     scores: list[Score | None]
+    humans: list[HumanLabel | None]
 
 
 class VerdictCache:
@@ -101,22 +110,28 @@ class VerdictCache:
         """False while a recent failure says not to try Redis yet."""
         return time.monotonic() >= self._down_until
 
-    def lookup(self, suffixes: Sequence[str], default_version: str) -> Lookup | None:
-        """Scores for ``suffixes`` under the current namespace; None when Redis is unavailable."""
+    def lookup(
+        self, suffixes: Sequence[str], default_version: str, image_hashes: Sequence[str] = ()
+    ) -> Lookup | None:
+        """Scores for ``suffixes`` under the current namespace and human labels for
+        ``image_hashes``; None when Redis is unavailable."""
         if not self.available:
             return None
         ns = self._settings.namespace_key
+        humans = [override_key(self._settings.override_prefix, h) for h in image_hashes]
         try:
             reply = self._lookup(
-                keys=[ns], args=[default_version, self._settings.key_prefix, *suffixes]
+                keys=[ns, *humans], args=[default_version, self._settings.key_prefix, *suffixes]
             )
         except _REDIS_ERRORS as exc:
             self._failed("lookup", exc)
             return None
         self._recovered()
         version = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
-        scores = [None if v is None else Score.from_json(v) for v in reply[1:]]
-        return Lookup(version, scores)
+        values, humans_found = reply[1 : 1 + len(suffixes)], reply[1 + len(suffixes) :]
+        scores = [None if v is None else Score.from_json(v) for v in values]
+        labels = [None if v is None else HumanLabel.from_json(v) for v in humans_found]
+        return Lookup(version, scores, labels)
 
     def store(self, entries: Sequence[tuple[str, Score]]) -> None:
         """Write ``(suffix, score)`` pairs, each under the version that produced the score."""

@@ -1,6 +1,9 @@
 """One micro-batch from records to outputs: validate, fetch, probe, hash, look up, evidence,
 score, route.
 
+An image a reviewer has labelled is answered with the human's label (``decided_by: human``)
+before the cache and the model are consulted.
+
 Produces what the batch would publish without publishing it, so the caller decides how it is
 committed (and can retry the batch whole when the model server is unavailable). Each step that
 works on one record has a barrier: whatever that record makes it raise sends that record to the
@@ -19,6 +22,7 @@ import structlog
 from schemas import ImageEvent, SchemaError, Timings, decode
 from schemas.limits import MAX_IMAGE_PIXELS
 from schemas.messages import ConsumedRecord, Evidence, NearDuplicate
+from schemas.overrides import HumanLabel
 from schemas.settings import Settings
 from schemas.uris import redact_uri
 from serving.errors import ImageError
@@ -27,7 +31,7 @@ from worker.cache import VerdictCache, key_suffix, sha256_hex
 from worker.evidence.stage import EvidenceStage
 from worker.fetch import Fetcher, FetchError
 from worker.neardup import Hashed
-from worker.route import build_verdict, end_to_end_ms, route
+from worker.route import build_verdict, end_to_end_ms, human_verdict, route
 from worker.runtime.batch import Batch
 from worker.runtime.checkpoint import Output, dead_letter
 from worker.runtime.handler import where_raised
@@ -90,6 +94,7 @@ class _Item:
     evidence: list[Evidence] = field(default_factory=list)
     hashed: Hashed | None = None
     near_duplicate_of: NearDuplicate | None = None
+    human: HumanLabel | None = None
 
 
 class Pipeline:
@@ -126,50 +131,57 @@ class Pipeline:
             item.suffix = key_suffix(
                 item.sha256, item.event.caption, reads_caption=model.reads_caption
             )
-        lookup = self._cache.lookup([i.suffix for i in items], model.version)
+        lookup = self._cache.lookup(
+            [i.suffix for i in items], model.version, [i.sha256 for i in items]
+        )
         if lookup is None:
             done.cache_down = True
         else:
-            for item, score in zip(items, lookup.scores, strict=True):
-                item.score, item.cached = score, score is not None
+            for item, score, human in zip(items, lookup.scores, lookup.humans, strict=True):
+                item.score, item.cached, item.human = score, score is not None, human
                 item.evidence = list(score.evidence) if score else []
         cache_ms = _ms_since(t)
 
         t = time.monotonic()
-        self._examine(
-            [i for i in items if i.score is None], None if lookup is None else lookup.version, done
-        )
+        unanswered = [i for i in items if i.score is None and i.human is None]
+        self._examine(unanswered, None if lookup is None else lookup.version, done)
         done.evidence_s = time.monotonic() - t
 
         t = time.monotonic()
-        misses = [i for i in items if i.score is None]
+        misses = [i for i in items if i.score is None and i.human is None]
         self._score(misses, per_record, done)
         done.serving_s = time.monotonic() - t
-        done.cache_hits = sum(i.cached for i in items)
+        done.cache_hits = sum(i.cached or i.human is not None for i in items)
         done.cache_misses = len(misses)
 
         now = datetime.now(UTC)
         timings = dict(fetch_ms=fetch_ms, cache_ms=cache_ms, serving_ms=done.serving_s * 1000)
         for item in items:
-            if item.score is None:
+            if item.score is None and item.human is None:
                 continue  # rejected by the server: already a dead letter
+            item_timings = Timings(
+                **timings, total_ms=_ms_since(started), end_to_end_ms=end_to_end_ms(item.event, now)
+            )
             try:
-                verdict = build_verdict(
-                    item.event,
-                    item.sha256,
-                    item.score,
-                    cached=item.cached,
-                    timings=Timings(
-                        **timings,
-                        total_ms=_ms_since(started),
-                        end_to_end_ms=end_to_end_ms(item.event, now),
-                    ),
-                    settings=self._settings.worker,
-                    evidence=item.evidence,
-                    near_duplicate_of=item.near_duplicate_of,
-                    policy=self._settings.evidence,
-                )
-                per_record[item.index] = route(verdict, item.event, item.score, self._settings)
+                if item.human is not None:
+                    verdict = human_verdict(
+                        item.event, item.human, model.name, model.version, item_timings
+                    )
+                    per_record[item.index] = route(verdict, item.event, None, self._settings)
+                else:
+                    assert item.score is not None
+                    verdict = build_verdict(
+                        item.event,
+                        item.sha256,
+                        item.score,
+                        cached=item.cached,
+                        timings=item_timings,
+                        settings=self._settings.worker,
+                        evidence=item.evidence,
+                        near_duplicate_of=item.near_duplicate_of,
+                        policy=self._settings.evidence,
+                    )
+                    per_record[item.index] = route(verdict, item.event, item.score, self._settings)
             except ValueError as exc:  # pydantic's ValidationError: the model said nonsense
                 detail = f"the model's answer does not make a valid verdict: {exc}"
                 per_record[item.index] = [

@@ -3,6 +3,7 @@ beyond what the caller passes in."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -10,7 +11,8 @@ from schemas import Decision, ImageEvent, PseudoLabel, ReviewItem, Timings, Verd
 from schemas.codec import encode
 from schemas.decision import EvidencePolicy, decide, fuse, name_generator
 from schemas.labels import UNKNOWN_GENERATOR
-from schemas.messages import Evidence, NearDuplicate
+from schemas.messages import AppliedBands, Evidence, NearDuplicate
+from schemas.overrides import HumanLabel
 from schemas.settings import Settings, WorkerSettings
 from schemas.settings_evidence import EvidenceSettings
 from worker.runtime.checkpoint import Output
@@ -32,10 +34,11 @@ def build_verdict(
     near_duplicate_of: NearDuplicate | None = None,
     policy: EvidencePolicy | None = None,
 ) -> Verdict:
-    """The verdict on ``score`` under the worker's bands, with ``evidence`` fused in by the
-    rule of :func:`schemas.decision.fuse` (``policy``: the evidence settings)."""
-    decision = decide(score.p_ai, settings)
-    generator = name_generator(decision, score.p_ai, score.generator_probs, settings)
+    """The verdict on ``score`` under the bands of the event's source, with ``evidence`` fused
+    in by the rule of :func:`schemas.decision.fuse` (``policy``: the evidence settings)."""
+    bands = settings.bands_for(event.source)
+    decision = decide(score.p_ai, bands)
+    generator = name_generator(decision, score.p_ai, score.generator_probs, bands)
     fused = fuse(decision, generator, evidence, policy or EvidenceSettings())
     return Verdict(
         event_id=event.event_id,
@@ -53,6 +56,28 @@ def build_verdict(
         evidence=list(evidence),
         decided_by=fused.decided_by,
         near_duplicate_of=near_duplicate_of,
+        bands=AppliedBands(**bands.model_dump()),
+    )
+
+
+def human_verdict(
+    event: ImageEvent, label: HumanLabel, model_name: str, model_version: str, timings: Timings
+) -> Verdict:
+    """The verdict of an image a reviewer has labelled: the human's answer, not the model's
+    (``decided_by: human``; ``p_ai`` is the label, 1.0 or 0.0; no generator probabilities)."""
+    return Verdict(
+        event_id=event.event_id,
+        external_id=event.external_id,
+        source=event.source,
+        image_sha256=label.image_sha256,
+        p_ai=float(label.label_a),
+        decision=label.decision,
+        generator=label.generator,
+        model_name=model_name,
+        model_version=model_version,
+        cached=True,
+        timings=timings,
+        decided_by="human",
     )
 
 
@@ -102,27 +127,48 @@ def pseudo_label(
     )
 
 
+def quality_sampled(verdict: Verdict, settings: WorkerSettings) -> bool:
+    """Whether a confident verdict is also sent to review as a quality sample: its source's rate
+    (else ``qa_sample_rate``) decides, by a hash of the event id, so the choice is the same on
+    every retry of the event and needs no random state."""
+    if verdict.decision is Decision.NEEDS_REVIEW or verdict.decided_by == "human":
+        return False
+    rate = settings.qa_sample_rates.get(verdict.source or "", settings.qa_sample_rate)
+    if rate <= 0.0:
+        return False
+    draw = int.from_bytes(hashlib.sha256(verdict.event_id.encode()).digest()[:8], "big")
+    return draw / 2**64 < rate
+
+
 def route(
     verdict: Verdict,
     event: ImageEvent,
-    score: Score,
+    score: Score | None,
     settings: Settings,
 ) -> list[Output]:
     """The records one verdict produces: the verdict, and a review item or a pseudo-label, as
-    message version ``settings.message_version``."""
+    message version ``settings.message_version``. A human's verdict (``score`` None) produces
+    the verdict alone: its label is already a review decision."""
     topics, version = settings.topics, settings.message_version
     key = verdict.event_id.encode()
+    sample = score is not None and quality_sampled(verdict, settings.worker)
+    if sample:
+        verdict = verdict.model_copy(update={"qa_sample": True})
     outputs = [Output(topics.verdicts, key, encode(verdict, version))]
-    if verdict.decision is Decision.NEEDS_REVIEW:
+    if score is None:
+        return outputs
+    if verdict.decision is Decision.NEEDS_REVIEW or sample:
         # The reviewer sees the image by its URI when the producer gave one, else inline.
         review = ReviewItem(
             verdict=verdict,
             caption=event.caption,
             image_uri=event.image_uri,
             image_b64=event.image_b64,
+            qa_sample=True if sample else None,
         )
         outputs.append(Output(topics.review, key, encode(review, version)))
-        return outputs
+        if not sample:
+            return outputs
     label = pseudo_label(verdict, event, score, settings.worker)
     if label is not None:
         outputs.append(

@@ -16,8 +16,10 @@ from aigis.cli import (
     evaluate,
     labels,
     model,
+    review,
     serve,
     stream,
+    thresholds,
     train,
 )
 
@@ -34,7 +36,20 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-for module in (dev, train, evaluate, serve, model, stream, labels, demo, bench, dashboard):
+for module in (
+    dev,
+    train,
+    evaluate,
+    thresholds,
+    serve,
+    model,
+    stream,
+    labels,
+    review,
+    demo,
+    bench,
+    dashboard,
+):
     module.register(app)
 
 

@@ -1,4 +1,4 @@
-"""``aigis sink``, ``aigis retrain`` and ``aigis review``."""
+"""``aigis sink`` and ``aigis retrain``."""
 
 from __future__ import annotations
 
@@ -98,40 +98,6 @@ def register(app: typer.Typer) -> None:
             _cycle(loaded, options)
             typer.echo(f"next cycle in {every} (SIGTERM or Ctrl+C to stop)")
             stop.wait(interval)
-
-    @app.command(help="Label uncertain images from the review topic in the terminal.")
-    def review(
-        reviewer: str | None = typer.Option(
-            None,
-            "--reviewer",
-            help="Your reviewer id, recorded with each decision (default: $USER).",
-        ),
-        group: str = typer.Option(
-            "aigis-review", "--group", help="Consumer group; reviewers sharing it split the items."
-        ),
-        idle_exit: float | None = typer.Option(
-            None, "--idle-exit", metavar="SECONDS", help="Exit once no item has come for this long."
-        ),
-        limit: int | None = typer.Option(
-            None, "--limit", min=1, help="Exit after this many decisions."
-        ),
-    ) -> None:
-        import getpass
-        import sys
-
-        from aigis.review import open_reviewer
-
-        loaded = settings()
-        name = reviewer or getpass.getuser()
-        try:
-            with open_reviewer(
-                loaded, group_id=group, reviewer=name, answers=sys.stdin, out=sys.stdout
-            ) as session:
-                session.run(idle_exit_s=idle_exit, limit=limit)
-        except AigisError as err:
-            fail(f"aigis review: {err}")
-        except KeyboardInterrupt:
-            typer.echo("\nstopped; the item on screen was not labelled and will be shown again.")
 
 
 def _cycle(loaded: Settings, options: RetrainOptions) -> bool:

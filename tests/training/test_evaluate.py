@@ -79,6 +79,14 @@ def test_evaluate_model_scores_what_the_predictor_says() -> None:
     assert report["task_b"] == expected_b
     assert report["confusion"]["task_a"] == metrics.confusion(label_a, np.array([0, 1, 1, 0, 1]), 2)
     assert set(report["robustness"]) == {"jpeg_q75", "half_size", "half_size_jpeg_q75"}
+    assert "operating_point" not in report
+    banded = evaluate_model(KnownScores(), samples, EvalOptions(bands=(0.2, 0.8)))  # type: ignore[arg-type]
+    # p_ai about 0.08, 0.9, 0.94, 0.12, 0.98: one of two human images called AI, one AI missed.
+    point = banded["operating_point"]
+    assert point["false_positive_rate"] == pytest.approx(1 / 2)
+    assert point["recall"] == pytest.approx(2 / 3)
+    assert point["miss_rate"] == pytest.approx(1 / 3)
+    assert point["review_rate"] == 0.0
     assert report["robustness"]["half_size"]["task_a"] == report["task_a"]  # flat images
 
 

@@ -20,7 +20,7 @@ from PIL import Image
 
 from aigis.fetching import install_fetch_policy
 from schemas.labels import GENERATORS
-from schemas.settings import FetchSettings
+from schemas.settings_fetch import FetchSettings
 from training.data import load_split, make_sample
 from training.data.parquet import write_ct2
 from training.labelstore import ImageError, LabelRecord, LabelStore, Origin

@@ -16,7 +16,8 @@ from PIL import Image
 
 from aigis import samples as art
 from schemas import ImageEvent, encode
-from schemas.settings import FetchSettings, Settings
+from schemas.settings import Settings
+from schemas.settings_fetch import FetchSettings
 from tests.streams import drain, events_for, publish_events, publish_raw, run_worker
 from tests.worker.fetch.origin import Origin, ok, redirect, trickle
 from tests.worker.hostile import VERDICT, Case, evidence_cases, image_cases, message_cases

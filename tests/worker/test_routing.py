@@ -131,3 +131,58 @@ def test_dead_letters_keep_the_original_record() -> None:
     assert (letter.topic, letter.partition, letter.offset) == ("aigis.images", 3, 42)
     assert letter.original_value() == b"\x00not json"
     assert base64.b64decode(letter.original_key_b64 or "") == b"key-1"
+
+
+def test_quality_samples_are_confident_verdicts_also_sent_to_review_at_their_sources_rate() -> None:
+    worker = WorkerSettings(qa_sample_rate=0.25, qa_sample_rates={"strict": 1.0, "off": 0.0})
+    settings = Settings(worker=worker)
+    sampled = 0
+    for i in range(400):
+        ev = ImageEvent.inline(f"ev-{i}", b"\x89PNG fake", source="any")
+        verdict = build_verdict(
+            ev, SHA, score(0.95), cached=False, timings=Timings(), settings=worker
+        )
+        outputs = route(verdict, ev, score(0.95), settings)
+        topics = [o.topic for o in outputs]
+        if TOPICS.review in topics:
+            sampled += 1
+            item = decode(ReviewItem, outputs[topics.index(TOPICS.review)].value)
+            assert item.qa_sample is True
+            assert item.verdict.qa_sample is True
+            assert item.verdict.decision is Decision.AI_GENERATED
+            assert TOPICS.pseudo_labels in topics  # still a pseudo-label
+        again = route(verdict, ev, score(0.95), settings)
+        assert [o.topic for o in again] == topics  # the same choice on a retry
+    assert 60 <= sampled <= 140  # about a quarter
+    for source, expected in (("strict", 1), ("off", 0)):
+        ev = ImageEvent.inline("ev-x", b"\x89PNG fake", source=source)
+        verdict = build_verdict(
+            ev, SHA, score(0.05), cached=False, timings=Timings(), settings=worker
+        )
+        topics = [o.topic for o in route(verdict, ev, score(0.05), settings)]
+        assert topics.count(TOPICS.review) == expected
+    # Uncertain verdicts go to review anyway, unflagged.
+    ev = ImageEvent.inline("ev-y", b"\x89PNG fake", source="strict")
+    verdict = build_verdict(ev, SHA, score(0.5), cached=False, timings=Timings(), settings=worker)
+    (review,) = [o for o in route(verdict, ev, score(0.5), settings) if o.topic == TOPICS.review]
+    assert decode(ReviewItem, review.value).qa_sample is None
+
+
+def test_a_source_with_bands_of_its_own_is_decided_by_them_and_the_verdict_says_which() -> None:
+    worker = WorkerSettings(bands_by_source={"strict": {"ai_threshold": 0.6}})
+    strict = ImageEvent.inline("ev-s", b"\x89PNG fake", source="strict")
+    other = ImageEvent.inline("ev-o", b"\x89PNG fake", source="other")
+    verdict = build_verdict(
+        strict, SHA, score(0.7), cached=False, timings=Timings(), settings=worker
+    )
+    assert verdict.decision is Decision.AI_GENERATED
+    assert verdict.bands is not None
+    assert (verdict.bands.ai_threshold, verdict.bands.human_threshold) == (0.6, 0.2)
+    verdict = build_verdict(
+        other, SHA, score(0.7), cached=False, timings=Timings(), settings=worker
+    )
+    assert verdict.decision is Decision.NEEDS_REVIEW
+    assert verdict.bands is not None
+    assert verdict.bands.ai_threshold == 0.8
+    with pytest.raises(ValueError, match="bands_by_source"):
+        WorkerSettings(bands_by_source={"bad": {"human_threshold": 0.9}})

@@ -14,7 +14,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 import structlog
 
 from schemas import ImageEvent
-from schemas.settings import FetchSettings, WorkerSettings
+from schemas.settings import WorkerSettings
+from schemas.settings_fetch import FetchSettings
 from schemas.uris import redact_uri
 from worker.fetch.errors import FetchError, empty, timed_out, too_large, unreachable
 from worker.fetch.reader import UriReader

@@ -17,7 +17,7 @@ from urllib.parse import SplitResult, unquote, urlsplit
 
 import httpx
 
-from schemas.settings import FetchSettings
+from schemas.settings_fetch import FetchSettings
 from worker.fetch.errors import not_allowed
 
 IPAddress = IPv4Address | IPv6Address

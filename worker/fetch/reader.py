@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from schemas.settings import FetchSettings
+from schemas.settings_fetch import FetchSettings
 from worker.fetch.errors import empty
 from worker.fetch.policy import FetchPolicy, S3Object
 from worker.fetch.storage import read_file, read_s3

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from schemas.settings import FetchSettings
+from schemas.settings_fetch import FetchSettings
 from worker.fetch import UriReader
 
 BODY = b"\x89PNG" + b"x" * 2_000

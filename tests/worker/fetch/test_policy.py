@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.settings import FetchSettings
+from schemas.settings_fetch import FetchSettings
 from schemas.uris import redact_uri
 from worker.fetch import FetchError, FetchPolicy
 from worker.fetch.policy import S3Object, embedded_ipv4, is_public

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.settings import FetchSettings
+from schemas.settings_fetch import FetchSettings
 from worker.fetch import FetchError, UriReader
 from worker.fetch.storage import read_file
 
