@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Protocol
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.decision import Bands as OperatingPoint
 
 
 class Bands(BaseModel):
@@ -27,16 +29,7 @@ class SourceBands(BaseModel):
     generator_min_confidence: Annotated[float, Field(ge=0, le=1)] | None = None
 
 
-class _WorkerBands(Protocol):
-    @property
-    def ai_threshold(self) -> float: ...
-    @property
-    def human_threshold(self) -> float: ...
-    @property
-    def generator_min_confidence(self) -> float: ...
-
-
-def resolve_bands(worker: _WorkerBands, own: SourceBands | None) -> Bands:
+def resolve_bands(worker: OperatingPoint, own: SourceBands | None) -> Bands:
     """``own`` bands, each field left out taken from ``worker``'s."""
 
     def pick(name: str) -> float:
