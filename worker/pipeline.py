@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 import structlog
 
-from schemas import ImageEvent, SchemaError, Timings, decode
+from schemas import ImageEvent, SchemaError, Timings, decode, trace
 from schemas.limits import MAX_IMAGE_PIXELS
 from schemas.messages import ConsumedRecord, Evidence, NearDuplicate
 from schemas.overrides import HumanLabel
@@ -33,7 +33,7 @@ from worker.fetch import Fetcher, FetchError
 from worker.neardup import Hashed
 from worker.route import build_verdict, end_to_end_ms, human_verdict, route
 from worker.runtime.batch import Batch
-from worker.runtime.checkpoint import Output, dead_letter
+from worker.runtime.checkpoint import Output, dead_letter, traced
 from worker.runtime.handler import where_raised
 from worker.score import Score
 from worker.scorer import Rejected, Scorer
@@ -228,7 +228,11 @@ class Pipeline:
                     if i.hashed and i.score
                 ]
             )
-        done.outputs = [out for outs in per_record for out in outs]
+        # Every output of one event carries one child of the event's trace.
+        done.outputs = []
+        for record, outs in zip(batch.records, per_record, strict=True):
+            headers = traced(record)
+            done.outputs += [replace(out, headers=headers) for out in outs]
         return done
 
     def _examine(self, misses: list[_Item], version: str | None, done: Processed) -> None:
@@ -376,7 +380,16 @@ def _load_context(event: ImageEvent, err: FetchError | ImageError) -> dict[str, 
 
 
 def _where(record: ConsumedRecord) -> dict[str, object]:
-    return {"topic": record.topic, "partition": record.partition, "offset": record.offset}
+    """Where a log line's record is: its position, and its trace id when the producer sent one."""
+    where: dict[str, object] = {
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+    }
+    trace_id = trace.trace_id(trace.from_headers(getattr(record, "headers", None)))
+    if trace_id is not None:
+        where["trace_id"] = trace_id
+    return where
 
 
 def _ms_since(start: float) -> float:

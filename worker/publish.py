@@ -27,7 +27,7 @@ from typing import IO, Final, Literal
 from kafka.errors import KafkaError
 from pydantic import TypeAdapter, ValidationError
 
-from schemas import AigisError, ImageEvent, encode
+from schemas import AigisError, ImageEvent, encode, trace
 from schemas.codec import schema_error
 from schemas.limits import MAX_ID_CHARS, MAX_INLINE_IMAGE_BYTES
 from schemas.messages import Identifier
@@ -292,6 +292,7 @@ def publish(
                     topic,
                     value=encode(event, settings.message_version),
                     key=event.event_id.encode(),
+                    headers=[(trace.HEADER, trace.new().encode())],
                 )
             )
             if on_sent is not None:

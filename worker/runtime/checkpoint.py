@@ -19,7 +19,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from schemas import AigisError
+from schemas import AigisError, trace
 from schemas.codec import encode
 from schemas.messages import ConsumedRecord, DeadLetter
 from schemas.settings import Guarantee, Settings
@@ -43,6 +43,14 @@ class Output:
     topic: str
     key: bytes | None
     value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+def traced(record: ConsumedRecord) -> tuple[tuple[str, bytes], ...]:
+    """The headers of an output written for ``record``: a child of its trace
+    (:mod:`schemas.trace`), or a new trace when it has none."""
+    parent = trace.from_headers(getattr(record, "headers", None))
+    return ((trace.HEADER, trace.child(parent).encode()),)
 
 
 def dead_letter(
@@ -55,7 +63,8 @@ def dead_letter(
     """The DLQ output of ``record``: its bytes, key and position untouched (for replay), and
     why it was rejected."""
     letter = DeadLetter.for_record(record, reason, detail, event_id)
-    return Output(settings.topics.dlq, record.key, encode(letter, settings.message_version))
+    value = encode(letter, settings.message_version)
+    return Output(settings.topics.dlq, record.key, value, traced(record))
 
 
 class BatchCommitError(AigisError):
@@ -119,7 +128,7 @@ class TransactionalCheckpoint:
         try:
             producer.begin_transaction()
             for out in outputs:
-                producer.send(out.topic, value=out.value, key=out.key)
+                producer.send(out.topic, value=out.value, key=out.key, headers=list(out.headers))
             clients.send_offsets(producer, offsets, self._consumer.group_metadata(), self._id)
             clients.commit(producer, self._id)
         except StreamHalted:
@@ -192,7 +201,10 @@ class AtLeastOnceCheckpoint:
         before (3) re-publishes the batch on restart.
         """
         try:
-            futures = [self._producer.send(o.topic, value=o.value, key=o.key) for o in outputs]
+            futures = [
+                self._producer.send(o.topic, value=o.value, key=o.key, headers=list(o.headers))
+                for o in outputs
+            ]
             self._producer.flush(timeout=self._timeout_s)
             for future in futures:
                 future.get(timeout=self._timeout_s)
