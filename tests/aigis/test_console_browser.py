@@ -16,6 +16,7 @@ import httpx
 import pytest
 import redis
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -117,6 +118,9 @@ def shown(browser: WebDriver) -> str:
     return browser.find_element(By.ID, "item").get_attribute("data-event-id") or ""
 
 
+_STALE = (StaleElementReferenceException,)
+
+
 def press(browser: WebDriver, key: str, then: str | None) -> None:
     """Press ``key`` on the item page and wait for the page it leads to (item ``then``, or the
     empty queue when None)."""
@@ -128,7 +132,8 @@ def press(browser: WebDriver, key: str, then: str | None) -> None:
         items = b.find_elements(By.ID, "item")
         return bool(items) and items[0].get_attribute("data-event-id") == then
 
-    WebDriverWait(browser, 20, poll_frequency=0.1).until(arrived)
+    # The page may be replaced between finding an element and reading it: look again.
+    WebDriverWait(browser, 20, poll_frequency=0.1, ignored_exceptions=_STALE).until(arrived)
 
 
 def wait_for_items(browser: WebDriver, url: str, first: str) -> None:
@@ -136,7 +141,7 @@ def wait_for_items(browser: WebDriver, url: str, first: str) -> None:
         b.get(url)
         return bool(b.find_elements(By.ID, "item")) and shown(b) == first
 
-    WebDriverWait(browser, 60, poll_frequency=0.5).until(ready)
+    WebDriverWait(browser, 60, poll_frequency=0.5, ignored_exceptions=_STALE).until(ready)
 
 
 def test_review_in_the_browser(
