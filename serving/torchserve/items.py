@@ -124,7 +124,7 @@ def _raw_image(row: dict[str, Any]) -> bytes | None:
         body = row.get("data")
     if not isinstance(body, bytes | bytearray) or not body:
         return None
-    if body.lstrip()[:1] in (b"{", b"["):
+    if body[:64].lstrip()[:1] in (b"{", b"["):  # no copy of a large image to look
         return None
     return bytes(body)
 
