@@ -338,8 +338,9 @@ def _limits(
         f"{config.generator_min_confidence}."
     )
     lines.append(
-        "This card is rewritten by the trainer and by each `aigis evaluate --model` of this "
-        "checkpoint: it shows the latest evaluation only."
+        "This card is rewritten by the trainer, by each `aigis evaluate --model` of this "
+        "checkpoint and by the retraining cycle that promotes it: it shows the latest "
+        "evaluation only."
     )
     lines.append(
         "Licence: `other`. aigis's code is Apache-2.0; the weights' terms follow the data "
