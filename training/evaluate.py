@@ -3,8 +3,8 @@
 ``evaluate_model`` is the library call (the retraining gate uses it); ``run_evaluation`` is what
 ``aigis evaluate`` runs: it also writes ``metrics.json``, per-item ``predictions.parquet`` (hashes
 and scores, never pixels or captions), every band pair's rates (``thresholds.csv``), the PNG
-figures and a model card (``README.md``) to an output directory, and the card into the
-checkpoint when asked.
+figures and a model card (``README.md``) to an output directory (``aigis evaluate`` also
+rewrites the card in the checkpoint).
 """
 
 from __future__ import annotations
