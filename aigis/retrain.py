@@ -38,6 +38,7 @@ from schemas.settings import Settings
 from serving.client.management import ManagementClient
 from serving.model.config import DetectorConfig
 from serving.torchserve.archive import ExportOptions, export_archive
+from training.card import training_summary, write_card
 from training.data import Sample
 from training.gate import decide, flatten_metrics
 from training.labelstore import LabelStore
@@ -125,6 +126,16 @@ def evaluate_checkpoint(
     return evaluate_model(predictor, samples, EvalOptions(generators=generators, bands=bands))
 
 
+def _rewrite_card(checkpoint: Path, report: dict[str, Any], holdout: str) -> None:
+    """Rewrite a promoted candidate's model card with its scores on the gold hold-out."""
+    if "task_a" not in report:  # an Evaluate other than evaluate_checkpoint's shape
+        return
+    config = DetectorConfig.load(checkpoint)
+    data = {"spec": holdout, "split": "test", "generators": list(config.generators)}
+    evaluation = {**report, "data": {**data, "holdout_classes": None, "limit": None}}
+    write_card(checkpoint, config, training_summary(checkpoint), evaluation)
+
+
 def run_cycle(
     settings: Settings,
     options: RetrainOptions,
@@ -185,7 +196,8 @@ def run_cycle(
         version = registry.next_version(taken=tuple(service.served_versions()))
         output = registry.checkpoint_dir(version)
         candidate = train(_request(options, spec, output, champion, version))
-        metrics = flatten_metrics(evaluate(candidate, holdout.samples, generators))
+        report = evaluate(candidate, holdout.samples, generators)
+        metrics = flatten_metrics(report)
         champion_metrics = flatten_metrics(
             evaluate(Path(champion.checkpoint), holdout.samples, generators)
         )
@@ -229,6 +241,7 @@ def run_cycle(
             registry.record(record)
             shutil.rmtree(output, ignore_errors=True)
             return CycleResult("rejected", champion.version, gate.summary(), record)
+        _rewrite_card(candidate, report, f"{holdout_spec} + human labels of {snapshot.id}")
         archive = export_archive(
             candidate, registry.archives_dir, _export_options(champion, settings, version)
         )

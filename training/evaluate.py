@@ -2,14 +2,16 @@
 
 ``evaluate_model`` is the library call (the retraining gate uses it); ``run_evaluation`` is what
 ``aigis evaluate`` runs: it also writes ``metrics.json``, per-item ``predictions.parquet`` (hashes
-and scores, never pixels or captions) and the PNG figures to an output directory.
+and scores, never pixels or captions), every band pair's rates (``thresholds.csv``), the PNG
+figures and a model card (``README.md``) to an output directory (``aigis evaluate`` also
+rewrites the card in the checkpoint).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -20,10 +22,10 @@ import pyarrow.parquet as pq
 from PIL import Image
 from tqdm import tqdm
 
-from training import metrics, plots
+from training import metrics, plots, thresholds
+from training.card import training_summary, write_card
 from training.data import DataError, Sample, generators_of, load_split
 from training.data.encoding import decode, encode_jpeg
-from training.thresholds import operating_point
 
 if TYPE_CHECKING:
     from serving.model.predictor import Predictor
@@ -177,7 +179,8 @@ def evaluate_scored(
     report["reliability"] = metrics.reliability(label_a, clean.p_ai)
     if options.bands is not None:
         human, ai = options.bands
-        report["operating_point"] = operating_point(clean.p_ai, label_a, human, ai).as_dict()
+        point = thresholds.operating_point(clean.p_ai, label_a, human, ai)
+        report["operating_point"] = point.as_dict()
     if options.robustness:
         report["robustness"] = {
             name: _metrics(label_a, label_b, variant, model_generators)
@@ -239,10 +242,17 @@ def run_evaluation(
     batch_size: int = 32,
     limit: int | None = None,
     progress: bool = True,
+    bands: tuple[float, float] | None = None,
+    source_bands: Mapping[str, tuple[float, float]] | None = None,
+    checkpoint: Path | None = None,
 ) -> dict[str, Any]:
-    """Evaluate on ``split`` of ``spec`` and write metrics.json, predictions and figures.
+    """Evaluate on ``split`` of ``spec`` and write metrics.json, predictions, the band pairs'
+    rates, figures and a model card to ``output``.
 
-    With ``holdout_classes`` only those classes are scored, and only on Task A.
+    With ``holdout_classes`` only those classes are scored, and only on Task A. ``bands``
+    (``(human, ai)``, the worker's) and ``source_bands`` (per source) are reported as operating
+    points, and the AI threshold stepped at ``bands``' human one. ``checkpoint``, the directory
+    the predictor was loaded from, lends its ``training.json`` to the card.
     """
     generators = generators_of(spec)
     samples: Sequence[Sample] = load_split(spec, split)
@@ -250,7 +260,8 @@ def run_evaluation(
         samples = select_holdout(samples, generators, holdout_classes)
     if limit is not None:
         samples = samples[:limit]
-    options = EvalOptions(generators, robustness, batch_size, "evaluate" if progress else None)
+    label = "evaluate" if progress else None
+    options = EvalOptions(generators, robustness, batch_size, label, bands)
     report, clean = evaluate_scored(predictor, samples, options)
     if holdout_classes:
         _task_a_only(report)
@@ -266,14 +277,50 @@ def run_evaluation(
             "split": split,
             "generators": list(generators),
             "holdout_classes": list(holdout_classes) or None,
+            "limit": limit,
         },
         **report,
     }
     output.mkdir(parents=True, exist_ok=True)
+    # One pass over the (lazily read) samples for what the files need of them.
+    keys = [(sample.sha256, sample.label_a, sample.label_b) for sample in samples]
+    label_a = np.array([label for _, label, _ in keys], dtype=np.int64)
+    marks = _operating_points(report, output, label_a, clean.p_ai, bands, source_bands or {})
     (output / "metrics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    _write_predictions(output / "predictions.parquet", samples, clean, predictor)
-    _write_figures(output, report)
+    _write_predictions(output / "predictions.parquet", keys, clean, predictor)
+    figures = _write_figures(output, report)
+    figures += plots.curves_png(label_a, clean.p_ai, output, marks)
+    config = predictor.checkpoint.config
+    training = training_summary(checkpoint) if checkpoint is not None else None
+    write_card(output, config, training, report, figures=[path.name for path in figures])
     return report
+
+
+def _operating_points(
+    report: dict[str, Any],
+    output: Path,
+    label_a: np.ndarray,
+    p_ai: np.ndarray,
+    bands: tuple[float, float] | None,
+    source_bands: Mapping[str, tuple[float, float]],
+) -> dict[str, thresholds.OperatingPoint]:
+    """Add the sweep at ``bands``' human threshold and each source's operating point to
+    ``report``, write every band pair to ``thresholds.csv``; return the points to mark."""
+    points = thresholds.sweep(p_ai, label_a)
+    thresholds.write_csv(points, output / "thresholds.csv")
+    if bands is None:
+        return {}
+    marks = {"worker": thresholds.operating_point(p_ai, label_a, *bands)}
+    by_source = {
+        name: thresholds.operating_point(p_ai, label_a, *pair)
+        for name, pair in sorted(source_bands.items())
+    }
+    report["thresholds"] = [
+        p.as_dict() for p in thresholds.single_thresholds(points, bands[0], 0.1)
+    ]
+    if by_source:
+        report["operating_points_by_source"] = {k: p.as_dict() for k, p in by_source.items()}
+    return {**marks, **{f"source {name}": p for name, p in by_source.items()}}
 
 
 def _task_a_only(report: dict[str, Any]) -> None:
@@ -284,15 +331,16 @@ def _task_a_only(report: dict[str, Any]) -> None:
 
 
 def _write_predictions(
-    path: Path, samples: Sequence[Sample], clean: Scored, predictor: Predictor
+    path: Path, keys: Sequence[tuple[str, int, int]], clean: Scored, predictor: Predictor
 ) -> None:
+    """``keys``: each item's image hash, Task A and Task B label."""
     pred_a = metrics.predict_a(clean.p_ai)
     pred_b = metrics.predict_b(pred_a, clean.generator_given_ai)
     table = pa.table(
         {
-            "sha256": [sample.sha256 for sample in samples],
-            "label_a": [sample.label_a for sample in samples],
-            "label_b": [sample.label_b for sample in samples],
+            "sha256": [sha for sha, _, _ in keys],
+            "label_a": [label_a for _, label_a, _ in keys],
+            "label_b": [label_b for _, _, label_b in keys],
             "p_ai": clean.p_ai.astype(np.float64),
             "pred_a": pred_a,
             "pred_generator": [predictor.generators[b] for b in pred_b],
@@ -301,16 +349,23 @@ def _write_predictions(
     pq.write_table(table, path)
 
 
-def _write_figures(output: Path, report: dict[str, Any]) -> None:
+def _write_figures(output: Path, report: dict[str, Any]) -> list[Path]:
     generators = report["model"]["generators"]
     confusion = report["confusion"]
-    plots.confusion_png(
-        confusion["task_a"], ["human", "AI"], output / "confusion_task_a.png", "Task A"
-    )
-    if "task_b" in confusion:
+    written = [
         plots.confusion_png(
-            confusion["task_b"], generators, output / "confusion_task_b.png", "Task B"
+            confusion["task_a"], ["human", "AI"], output / "confusion_task_a.png", "Task A"
         )
-    plots.reliability_png(
-        report["reliability"], report["ece"], output / "reliability.png", "p_ai reliability"
+    ]
+    if "task_b" in confusion:
+        written.append(
+            plots.confusion_png(
+                confusion["task_b"], generators, output / "confusion_task_b.png", "Task B"
+            )
+        )
+    written.append(
+        plots.reliability_png(
+            report["reliability"], report["ece"], output / "reliability.png", "p_ai reliability"
+        )
     )
+    return written

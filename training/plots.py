@@ -1,4 +1,5 @@
-"""Evaluation figures as PNG files: confusion matrices and the reliability diagram.
+"""Evaluation figures as PNG files: confusion matrices, the reliability diagram, and the ROC,
+precision-recall and DET curves of p_ai.
 
 Uses matplotlib's object API (``Figure.savefig`` renders PNG with Agg), never pyplot, so it
 changes no global backend and works on machines without a display.
@@ -10,7 +11,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 from matplotlib.figure import Figure
+from scipy.stats import norm
+from sklearn.metrics import det_curve, precision_recall_curve, roc_auc_score, roc_curve
+
+from training.thresholds import OperatingPoint
 
 
 def confusion_png(
@@ -71,6 +77,65 @@ def reliability_png(
     bottom.set_xlabel("predicted p_ai")
     bottom.set_ylabel("items")
     return _save(figure, path)
+
+
+def curves_png(
+    label_a: npt.ArrayLike,
+    p_ai: npt.ArrayLike,
+    output: Path,
+    marks: Mapping[str, OperatingPoint] | None = None,
+) -> list[Path]:
+    """Draw ``roc.png``, ``precision_recall.png`` and ``det.png`` of p_ai into ``output``.
+
+    ``marks`` are named operating points (decision bands) whose AI calls are marked on each
+    curve. Needs both classes in ``label_a``; draws nothing and returns [] otherwise.
+    """
+    y = np.asarray(label_a).astype(np.int64)
+    p = np.asarray(p_ai, dtype=np.float64)
+    if np.unique(y).size < 2:
+        return []
+    marks = marks or {}
+    fpr, tpr, _ = roc_curve(y, p)
+    roc = _curve(f"ROC (AUROC {roc_auc_score(y, p):.3f})", "false-positive rate", "recall")
+    roc.axes[0].plot(fpr, tpr, color="tab:blue")
+    roc.axes[0].plot([0, 1], [0, 1], linestyle="--", color="grey")
+    precision, recall, _ = precision_recall_curve(y, p)
+    pr = _curve("Precision-recall of AI", "recall", "precision")
+    pr.axes[0].plot(recall, precision, color="tab:blue", drawstyle="steps-post")
+    pr.axes[0].axhline(y.mean(), linestyle="--", color="grey")
+    det_fpr, fnr, _ = det_curve(y, p)
+    det = _curve("DET", "false-positive rate", "miss rate")
+    # Normal-deviate axes, clipped so that a rate of 0 or 1 stays on the plot.
+    ticks = np.array([0.001, 0.01, 0.05, 0.2, 0.5, 0.8, 0.95])
+    det.axes[0].plot(_probit(det_fpr), _probit(fnr), color="tab:blue")
+    for set_ticks in (det.axes[0].set_xticks, det.axes[0].set_yticks):
+        set_ticks(_probit(ticks), labels=[f"{t:g}" for t in ticks])
+    for name, point in marks.items():
+        label = f"{name}: AI at {point.ai_threshold:.2f}"
+        fp_rate, recall_at = point.false_positive_rate, point.recall
+        roc.axes[0].plot(fp_rate, recall_at, "o", label=label)
+        pr.axes[0].plot(recall_at, point.precision, "o", label=label)
+        det.axes[0].plot(_probit(fp_rate), _probit(1.0 - recall_at), "o", label=label)
+    paths = []
+    for figure, name in ((roc, "roc.png"), (pr, "precision_recall.png"), (det, "det.png")):
+        if marks:
+            figure.axes[0].legend(loc="best", fontsize="small")
+        paths.append(_save(figure, output / name))
+    return paths
+
+
+def _curve(title: str, x: str, y: str) -> Figure:
+    figure = Figure(figsize=(5.0, 5.0), layout="constrained")
+    axes = figure.add_subplot()
+    axes.set_title(title)
+    axes.set_xlabel(x)
+    axes.set_ylabel(y)
+    axes.grid(alpha=0.3)
+    return figure
+
+
+def _probit(rate: npt.ArrayLike) -> np.ndarray:
+    return np.asarray(norm.ppf(np.clip(np.asarray(rate, dtype=np.float64), 1e-4, 1 - 1e-4)))
 
 
 def _save(figure: Figure, path: Path) -> Path:

@@ -15,7 +15,10 @@ Torch-free and pure: numpy only.
 
 from __future__ import annotations
 
+import csv
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -56,12 +59,15 @@ def sweep(
     human_at_or_above = n_human - np.searchsorted(human_scores, t, side="left")
     ai_at_or_below = np.searchsorted(ai_scores, t, side="right")
     human_at_or_below = np.searchsorted(human_scores, t, side="right")
+    # With human == ai a score equal to both is called AI (the rule checks AI first), not human.
+    ai_below = n_ai - ai_at_or_above
+    human_below = n_human - human_at_or_above
     points = []
     for j, a in enumerate(t):
         tp, fp = int(ai_at_or_above[j]), int(human_at_or_above[j])
         for i in range(j + 1):
-            misses = int(ai_at_or_below[i])
-            decided = tp + fp + misses + int(human_at_or_below[i])
+            misses = int(ai_at_or_below[i] if i < j else ai_below[j])
+            decided = tp + fp + misses + int(human_at_or_below[i] if i < j else human_below[j])
             points.append(
                 OperatingPoint(
                     human_threshold=float(t[i]),
@@ -118,3 +124,25 @@ def at(points: list[OperatingPoint], human: float, ai: float) -> OperatingPoint 
         ),
         None,
     )
+
+
+def single_thresholds(
+    points: Sequence[OperatingPoint], human: float, step: float = 0.05
+) -> list[OperatingPoint]:
+    """The AI threshold at every ``step`` with the human threshold at ``human`` (or at the AI
+    threshold, below it): what one threshold costs while the serving human band stays."""
+    return [
+        p
+        for p in points
+        if abs(p.human_threshold - min(human, p.ai_threshold)) < 1e-9
+        and abs(p.ai_threshold / step - round(p.ai_threshold / step)) < 1e-6
+    ]
+
+
+def write_csv(points: Sequence[OperatingPoint], path: Path) -> Path:
+    """Write every point's rates as CSV, one row per band pair."""
+    with path.open("w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=list(OperatingPoint.__dataclass_fields__))
+        writer.writeheader()
+        writer.writerows(p.as_dict() for p in points)
+    return path

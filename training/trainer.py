@@ -7,8 +7,9 @@ environment torchrun sets; nothing here is specific to it). The model computes t
 itself (:func:`serving.model.detector.detector_loss`), so the stock ``compute_loss`` applies.
 
 Order of :func:`train`: read the data; build the model (preset or ``init_from``); train; fit the
-head-A temperature on validation; write the checkpoint to ``output`` (config last) and a
-``training.json`` summary; delete the Trainer's working states unless asked to keep them.
+head-A temperature on validation; write the checkpoint to ``output`` (config last), a
+``training.json`` summary and the model card (``README.md``); delete the Trainer's working states
+unless asked to keep them.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from serving.model.detector import Detector
 from serving.model.presets import build_preset
 from training import metrics
 from training.calibration import binary_nll, fit_temperature
+from training.card import TRAINING_FILE, write_card
 from training.collate import DetectorCollator, SampleDataset
 from training.data import Sample, generators_of, load_split
 from training.hyperparams import Hyperparameters, default_hyperparameters, with_overrides
@@ -44,7 +46,7 @@ log = structlog.get_logger(__name__)
 
 STATE_DIR: Final[str] = "trainer-state"
 """Sub-directory of the output holding the Trainer's per-epoch states (for --resume)."""
-SUMMARY_FILE: Final[str] = "training.json"
+SUMMARY_FILE: Final[str] = TRAINING_FILE
 TINY_THREADS: Final[int] = 1
 """Measured on 2 shared cores: one tiny epoch on smoke took 9 s at 1 thread, 51 s at 2."""
 BEST_METRIC: Final[str] = "f1_a"
@@ -169,7 +171,8 @@ def _train(request: TrainRequest) -> TrainResult:
         save_checkpoint(
             model.eval(), components.tokenizer, components.image_processor, final, request.output
         )
-        _write_summary(request, final, hyper, scores, steps, seconds)
+        summary = _write_summary(request, final, hyper, scores, steps, seconds)
+        write_card(request.output, final, summary)
         if not request.keep_state:
             shutil.rmtree(state_dir, ignore_errors=True)
     log.info(
@@ -324,7 +327,7 @@ def _write_summary(
     metrics: dict[str, float],
     steps: int,
     seconds: float,
-) -> None:
+) -> dict[str, Any]:
     summary = {
         "name": config.name,
         "version": config.version,
@@ -342,6 +345,7 @@ def _write_summary(
     }
     path = request.output / SUMMARY_FILE
     path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return summary
 
 
 class _EvaluationLines(ProgressCallback):

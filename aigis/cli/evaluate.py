@@ -27,7 +27,10 @@ def register(app: typer.Typer) -> None:
         help=(
             "Evaluate a trained detector on a data set: print a table, write metrics.json "
             "(Task A, Task B scored competition-style, ECE, robustness to JPEG q75 and half-size "
-            "resizing), predictions.parquet, confusion matrices and a reliability diagram."
+            "resizing, the rates of the worker's bands and each source's), predictions.parquet, "
+            "thresholds.csv (every band pair's rates), confusion matrices, a reliability "
+            "diagram, ROC, precision-recall and DET curves, and a model card (README.md), "
+            "which also replaces the card in the --model checkpoint unless --no-card."
         )
     )
     def evaluate(
@@ -46,13 +49,17 @@ def register(app: typer.Typer) -> None:
         ),
         batch_size: int = _BATCH_SIZE,
         limit: int | None = typer.Option(None, "--limit", min=1, help="Score the first N only."),
+        card: bool = typer.Option(
+            True, "--card/--no-card", help="Rewrite the model card (README.md) in --model."
+        ),
         device: str | None = _DEVICE,
         threads: int | None = _THREADS,
     ) -> None:
         from schemas.errors import AigisError
         from training.evaluate import run_evaluation
 
-        settings()
+        worker = settings().worker
+        sources = {name: worker.bands_for(name) for name in worker.bands_by_source}
         classes = [name for name in (holdout_classes or "").split(",") if name.strip()]
         try:
             predictor = _predictor(model, device, batch_size, threads)
@@ -65,11 +72,19 @@ def register(app: typer.Typer) -> None:
                 robustness=robustness,
                 batch_size=batch_size,
                 limit=limit,
+                bands=(worker.human_threshold, worker.ai_threshold),
+                source_bands={k: (b.human_threshold, b.ai_threshold) for k, b in sources.items()},
+                checkpoint=model,
             )
         except AigisError as err:
             fail(f"aigis evaluate: {err}")
         _print_report(report)
-        typer.echo(f"wrote {output}/metrics.json, predictions.parquet and figures")
+        typer.echo(
+            f"wrote {output}/metrics.json, predictions.parquet, thresholds.csv, figures and "
+            "README.md"
+        )
+        if card:
+            _rewrite_card(model, predictor, report)
 
     @app.command(
         "pseudo-label",
@@ -134,6 +149,16 @@ def _predictor(model: Path, device: str | None, batch_size: int, threads: int | 
     if threads is not None:
         torch.set_num_threads(threads)
     return Predictor.from_checkpoint(model, device=device, max_batch=batch_size)
+
+
+def _rewrite_card(model: Path, predictor: Predictor, report: dict[str, Any]) -> None:
+    from training.card import training_summary, write_card
+
+    try:
+        path = write_card(model, predictor.checkpoint.config, training_summary(model), report)
+    except OSError as err:  # a read-only checkpoint: the results above are written all the same
+        fail(f"aigis evaluate: the model card in {model} was not rewritten ({err}); pass --no-card")
+    typer.echo(f"rewrote the model card {path}")
 
 
 def _print_report(report: dict[str, Any]) -> None:

@@ -3,7 +3,6 @@ serve."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,22 +40,17 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from rich.table import Table
 
+        from training.thresholds import single_thresholds, write_csv
         from training.thresholds import sweep as run_sweep
 
         loaded = settings()
         points = run_sweep(*_read(predictions))
-        human = loaded.worker.human_threshold
         table = Table("human ≤", "AI ≥", "FPR", "recall", "precision", "miss", "review")
-        for p in points:
-            on_step = abs(p.ai_threshold / step - round(p.ai_threshold / step)) < 1e-6
-            if abs(p.human_threshold - min(human, p.ai_threshold)) < 1e-9 and on_step:
-                table.add_row(*_cells(p))
+        for p in single_thresholds(points, loaded.worker.human_threshold, step):
+            table.add_row(*_cells(p))
         table_console().print(table)
         if output is not None:
-            with output.open("w", newline="") as out:
-                writer = csv.DictWriter(out, fieldnames=list(points[0].as_dict()))
-                writer.writeheader()
-                writer.writerows(p.as_dict() for p in points)
+            write_csv(points, output)
             typer.echo(f"wrote {len(points)} band pairs to {output}")
 
     @group.command(help="Print the bands that meet a false-positive and a review-rate limit.")

@@ -225,6 +225,9 @@ def test_a_better_candidate_is_promoted_and_new_verdicts_carry_its_version(
     assert service.default_version() == "2"
     assert registry.service_stack() == ["1", "2"]
     assert "PROMOTE" in result.describe()
+    card = (Path(str(record.checkpoint)) / "README.md").read_text()
+    assert f"| Task A F1 | {record.metrics['task_a.f1']:.4f} |" in card
+    assert "model-index:" in card
 
     publish_events(cycle_settings, events_for([image], prefix="after"))
     run_worker(cycle_settings)

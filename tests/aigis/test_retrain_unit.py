@@ -1,12 +1,15 @@
-"""Pieces of ``aigis retrain`` that need no services: intervals and the printed decision."""
+"""Pieces of ``aigis retrain`` that need no services: intervals, the printed decision, the card."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import typer
 
 from aigis.cli.labels import parse_duration
-from aigis.retrain import CycleResult
+from aigis.retrain import CycleResult, _rewrite_card
+from serving.model.config import DetectorConfig
 from training.gate import decide
 from training.registry import DataLineage, ModelVersion
 
@@ -63,3 +66,26 @@ def test_the_decision_shows_both_models_metrics_and_the_data() -> None:
     assert text.endswith("in service: 3")
     skipped = CycleResult("skipped", "2", "the label store has not changed").describe()
     assert skipped == "retrain: skipped (the label store has not changed); 2 stays in service"
+
+
+def test_a_promoted_candidates_card_shows_its_hold_out_scores(tmp_path: Path) -> None:
+    DetectorConfig(name="det", version="2", text_config={}, vision_config={}).save(tmp_path)
+    point = {
+        "human_threshold": 0.2,
+        "ai_threshold": 0.8,
+        "false_positive_rate": 0.25,
+        "recall": 0.5,
+        "precision": 0.8,
+        "miss_rate": 0.125,
+        "review_rate": 0.3,
+        "errors": 3,
+    }
+    task_a = {"accuracy": 0.75, "precision": 0.8, "recall": 0.5, "f1": 0.6153, "auroc": 0.9}
+    report = {"n": 13, "task_a": {**task_a, "f1_weighted": 0.7}, "task_b": None, "ece": 0.1}
+    _rewrite_card(tmp_path, {**report, "operating_point": point}, "ct2/ + human labels of s1")
+    card = (tmp_path / "README.md").read_text()
+    assert "- Evaluation: `ct2/ + human labels of s1`, test split, 13 items" in card
+    assert "| Task A F1 | 0.6153 |" in card
+    assert "| worker | 0.20 | 0.80 | 0.2500 | 0.5000 | 0.8000 | 0.1250 | 0.3000 |" in card
+    _rewrite_card(tmp_path / "none", {"f1": 1.0}, "x")  # another evaluator's shape: no card
+    assert not (tmp_path / "none").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,12 +15,15 @@ from typer.testing import CliRunner
 
 from aigis.cli import app
 from schemas.labels import GENERATORS
+from schemas.settings import load_settings
 from serving.model.predictor import Predictor, Scores
 from training import metrics
 from training.data import Sample, load_split, make_sample
 from training.data.parquet import write_ct2, write_generators
 from training.data.smoke import generate_split, photographs
 from training.evaluate import EvalOptions, evaluate_model, run_evaluation, select_holdout
+from training.plots import curves_png
+from training.thresholds import operating_point
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +121,15 @@ def test_run_evaluation_writes_metrics_predictions_and_figures(
     smoke_dir: Path, checkpoint: Path, tmp_path: Path
 ) -> None:
     predictor = Predictor.from_checkpoint(checkpoint, device="cpu", max_batch=8)
-    report = run_evaluation(predictor, str(smoke_dir), tmp_path, batch_size=8, progress=False)
+    report = run_evaluation(
+        predictor,
+        str(smoke_dir),
+        tmp_path,
+        batch_size=8,
+        progress=False,
+        bands=(0.2, 0.8),
+        source_bands={"tenant-a": (0.1, 0.9)},
+    )
 
     written = json.loads((tmp_path / "metrics.json").read_text())
     assert written == json.loads(json.dumps(report))
@@ -146,10 +158,32 @@ def test_run_evaluation_writes_metrics_predictions_and_figures(
     assert predictions.column("sha256").to_pylist() == [
         s.sha256 for s in load_split(str(smoke_dir), "test")
     ]
-    for png in ("confusion_task_a.png", "confusion_task_b.png", "reliability.png"):
+    p_ai = predictions.column("p_ai").to_pylist()
+    labels = predictions.column("label_a").to_pylist()
+    assert written["operating_point"] == operating_point(p_ai, labels, 0.2, 0.8).as_dict()
+    by_source = written["operating_points_by_source"]
+    assert by_source == {"tenant-a": operating_point(p_ai, labels, 0.1, 0.9).as_dict()}
+    assert [p["ai_threshold"] for p in written["thresholds"]][-3:] == [0.8, 0.9, 1.0]
+    assert len((tmp_path / "thresholds.csv").read_text().splitlines()) == 1 + 5151
+    figures = ("confusion_task_a.png", "confusion_task_b.png", "reliability.png")
+    for png in (*figures, "roc.png", "precision_recall.png", "det.png"):
         with Image.open(tmp_path / png) as image:
             assert image.format == "PNG"
             assert image.width > 200
+    card = (tmp_path / "README.md").read_text()
+    assert card.startswith("---\nlicense: other\n")
+    assert "![det](det.png)" in card
+    assert "| source `tenant-a` | 0.10 | 0.90 |" in card
+
+
+@pytest.mark.unit
+def test_curves_need_both_classes_and_mark_the_bands(tmp_path: Path) -> None:
+    p_ai, labels = [0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]
+    marks = {"worker": operating_point(p_ai, labels, 0.2, 0.8)}
+    drawn = curves_png(labels, p_ai, tmp_path, marks)
+    assert [path.name for path in drawn] == ["roc.png", "precision_recall.png", "det.png"]
+    assert curves_png([1, 1], [0.3, 0.9], tmp_path / "one-class") == []
+    assert not (tmp_path / "one-class").exists()
 
 
 @pytest.mark.slow
@@ -197,3 +231,47 @@ def test_cifake_style_data_on_a_ct2_model(checkpoint: Path, tmp_path: Path) -> N
     )
     assert report["task_b"] is None
     assert report["data"]["generators"] == ["real", "fake"]
+
+
+@pytest.mark.slow
+def test_a_trained_checkpoints_card_is_rewritten_by_evaluate(
+    trained_tiny: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> None:
+    trained = json.loads((trained_tiny / "training.json").read_text())
+    card = (trained_tiny / "README.md").read_text()
+    assert f"| Task A F1 | {trained['validation']['f1_a']:.4f} |" in card
+    assert "Evaluation: none yet" in card
+    model = shutil.copytree(trained_tiny, tmp_path / "model")  # the fixture is shared: read only
+    monkeypatch.setenv("AIGIS_WORKER__BANDS_BY_SOURCE", '{"tenant-a": {"ai_threshold": 0.95}}')
+    load_settings.cache_clear()  # read the environment afresh, and again after the test
+    request.addfinalizer(load_settings.cache_clear)
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "--model", str(model),
+            "--data", "smoke",
+            "--output", str(tmp_path / "e"),
+            "--no-robustness",
+            "--limit", "40",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    written = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    card = (model / "README.md").read_text()
+    assert "model-index:" in card
+    assert f"| Task A F1 | {written['task_a']['f1']:.4f} |" in card
+    assert "`smoke`, test split, 40 items, the first 40 items only" in card
+    point = written["operating_points_by_source"]["tenant-a"]
+    assert f"| source `tenant-a` | 0.20 | 0.95 | {point['false_positive_rate']:.4f} |" in card
+    assert "![" not in card  # the figures stay beside the evaluation's own card
+
+    untouched = shutil.copytree(trained_tiny, tmp_path / "kept")
+    before = (untouched / "README.md").read_text()
+    args = ["evaluate", "-m", str(untouched), "--data", "smoke", "-o", str(tmp_path / "e2")]
+    result = CliRunner().invoke(app, [*args, "--no-robustness", "--limit", "8", "--no-card"])
+    assert result.exit_code == 0, result.output
+    assert (untouched / "README.md").read_text() == before

@@ -12,7 +12,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from training.gate import SERVING_FPR, decide
-from training.thresholds import at, operating_point, suggest, sweep
+from training.thresholds import (
+    at,
+    operating_point,
+    single_thresholds,
+    suggest,
+    sweep,
+    write_csv,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -117,3 +124,31 @@ def test_the_gate_refuses_a_candidate_whose_false_positive_rate_at_the_bands_ris
     assert "false-positive rate at the serving bands rises 0.0100 -> 0.0300" in refused.summary()
     assert decide(better_but_accusing, champion, **common, max_fpr_increase=0.05).promote
     assert decide(better_but_accusing, champion, **common).promote  # not asked to check
+
+
+def test_one_threshold_calls_a_score_on_it_ai_as_the_rule_does() -> None:
+    # human == ai == 0.5: 0.5 is called AI (the rule checks AI first), never both.
+    point = at(sweep([0.5, 0.5, 0.2], [0, 1, 0]), 0.5, 0.5)
+    assert point is not None
+    assert (point.false_positive_rate, point.recall, point.miss_rate) == (0.5, 1.0, 0.0)
+    assert point.review_rate == 0.0
+    assert point.errors == 1
+
+
+def test_single_thresholds_step_the_ai_threshold_at_the_serving_human_one(
+    tmp_path: Path,
+) -> None:
+    points = sweep(P_AI, LABELS)
+    rows = single_thresholds(points, 0.2, 0.1)
+    assert [(p.human_threshold, p.ai_threshold) for p in rows[:4]] == [
+        (0.0, 0.0), (0.1, 0.1), (0.2, 0.2), (0.2, 0.3)
+    ]  # fmt: skip
+    assert len(rows) == 11
+    # AI >= 0.5 with human <= 0.2: called AI 0.6, 0.85 (human) and 0.5, 0.7, 0.9, 0.95 (AI);
+    # called human 0.05, 0.1 and 0.15 (AI); only 0.3 goes to review.
+    half = rows[5]
+    assert (half.false_positive_rate, half.recall, half.miss_rate) == (0.4, 0.8, 0.2)
+    assert half.review_rate == pytest.approx(0.1)
+    written = write_csv(points, tmp_path / "pairs.csv").read_text().splitlines()
+    assert written[0].startswith("human_threshold,ai_threshold,false_positive_rate")
+    assert len(written) == 1 + len(points) == 1 + 5151
