@@ -13,7 +13,6 @@ DLQ (``internal_error``, naming the exception's type, never its text) and the ba
 from __future__ import annotations
 
 import time
-from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -31,6 +30,7 @@ from worker.cache import VerdictCache, key_suffix, sha256_hex
 from worker.evidence.stage import EvidenceStage
 from worker.fetch import Fetcher, FetchError
 from worker.neardup import Hashed
+from worker.processed import DLQ, Processed, VerdictFacts
 from worker.route import build_verdict, end_to_end_ms, human_verdict, route
 from worker.runtime.batch import Batch
 from worker.runtime.checkpoint import Output, dead_letter, traced
@@ -39,44 +39,6 @@ from worker.score import Score
 from worker.scorer import Rejected, Scorer
 
 log = structlog.get_logger(__name__)
-
-DLQ = "dlq"
-"""The outcome of an event that went to the dead-letter topic."""
-
-
-@dataclass(frozen=True, slots=True)
-class VerdictFacts:
-    """What the metrics keep of one verdict: no ids, no content."""
-
-    model_version: str
-    decision: str
-    generator: str
-    p_ai: float
-    source: str | None
-    cached: bool
-
-
-@dataclass
-class Processed:
-    """What one batch produces, and counts for metrics (recorded once it is committed)."""
-
-    outputs: list[Output] = field(default_factory=list)
-    outcomes: Counter[str] = field(default_factory=Counter)
-    """Per event: its decision, or ``dlq``."""
-    dlq_reasons: Counter[str] = field(default_factory=Counter)
-    cache_hits: int = 0
-    cache_misses: int = 0
-    cache_down: bool = False
-    serving_s: float = 0.0
-    evidence_s: float = 0.0
-    evidence: Counter[tuple[str, str]] = field(default_factory=Counter)
-    """Signals found, by kind and strength."""
-    generators: Counter[str] = field(default_factory=Counter)
-    """Generators the evidence named."""
-    evidence_ignored: Counter[str] = field(default_factory=Counter)
-    near_duplicates_reused: int = 0
-    produced_at: list[datetime] = field(default_factory=list)
-    verdicts: list[VerdictFacts] = field(default_factory=list)
 
 
 @dataclass
