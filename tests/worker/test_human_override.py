@@ -99,7 +99,7 @@ def test_a_labelled_image_gets_the_humans_label_whatever_the_cache_and_model_say
     assert by_id["e-1"].decision.value == "ai_generated"
     assert by_id["e-1"].generator == "sdxl"
     assert by_id["e-1"].p_ai == 1.0
-    assert by_id["e-2"].decided_by is None
+    assert by_id["e-2"].decided_by == "model"
     assert by_id["e-2"].decision.value == "needs_review"
 
     # Cached now, the unlabelled image is answered from the cache; a garbled label is no label.
@@ -107,4 +107,4 @@ def test_a_labelled_image_gets_the_humans_label_whatever_the_cache_and_model_say
     scorer.scored = 0
     verdicts = run(local, scorer, [ImageEvent.inline("e-3", labelled, caption="x")])
     assert scorer.scored == 1
-    assert verdicts[0].decided_by is None
+    assert verdicts[0].decided_by == "model"
