@@ -2,7 +2,8 @@
 score, route.
 
 An image a reviewer has labelled is answered with the human's label (``decided_by: human``)
-before the cache and the model are consulted.
+before the cache and the model are consulted, and so is a near-duplicate of one within
+``evidence.reuse_distance`` (found by the evidence stage).
 
 Produces what the batch would publish without publishing it, so the caller decides how it is
 committed (and can retry the batch whole when the model server is unavailable). Each step that
@@ -127,7 +128,12 @@ class Pipeline:
             try:
                 if item.human is not None:
                     verdict = human_verdict(
-                        item.event, item.human, model.name, model.version, item_timings
+                        item.event,
+                        item.sha256,
+                        item.human,
+                        (model.name, model.version),
+                        item_timings,
+                        item.near_duplicate_of,
                     )
                     per_record[item.index] = route(verdict, item.event, None, self._settings)
                 else:
@@ -205,14 +211,11 @@ class Pipeline:
         found = self._evidence.examine([(i.data, i.suffix) for i in misses], version)
         for item, f in zip(misses, found, strict=True):
             item.evidence, item.hashed = f.evidence, f.hashed
+            item.human, item.near_duplicate_of = f.human, f.near_duplicate_of
             if f.reused is not None:
-                item.score, item.cached, item.near_duplicate_of = (
-                    f.reused,
-                    True,
-                    f.near_duplicate_of,
-                )
+                item.score, item.cached = f.reused, True
                 item.evidence = list(f.reused.evidence)
-                done.near_duplicates_reused += 1
+            done.near_duplicates_reused += f.near_duplicate_of is not None
             done.evidence.update((e.kind, e.strength) for e in item.evidence)
             done.generators.update(e.generator for e in item.evidence if e.generator)
             done.evidence_ignored.update(f.ignored)
