@@ -89,6 +89,37 @@ def human_verdict(
     )
 
 
+def proven_verdict(
+    event: ImageEvent,
+    image_sha256: str,
+    evidence: Sequence[Evidence],
+    model: tuple[str, str],
+    timings: Timings,
+    policy: EvidencePolicy,
+) -> Verdict:
+    """The verdict of an image whose provenance decided it and that the model did not score
+    (``evidence.skip_model_when_proven``): ``ai_generated``, ``decided_by: provenance``, ``p_ai``
+    1.0 as the manifest claims and no generator probabilities (the model's verdicts always
+    have them); ``model`` names the model in service, which was not asked."""
+    fused = fuse(Decision.NEEDS_REVIEW, UNKNOWN_GENERATOR, evidence, policy)
+    if fused.decided_by != "provenance":
+        raise ValueError("the evidence does not decide this image alone")
+    return Verdict(
+        event_id=event.event_id,
+        external_id=event.external_id,
+        source=event.source,
+        image_sha256=image_sha256,
+        p_ai=1.0,
+        decision=fused.decision,
+        generator=fused.generator[:64],
+        model_name=model[0],
+        model_version=model[1],
+        timings=timings,
+        evidence=list(evidence),
+        decided_by="provenance",
+    )
+
+
 def end_to_end_ms(event: ImageEvent, now: datetime) -> float | None:
     """Milliseconds from the producer's ``produced_at`` to ``now``; None when not given."""
     if event.produced_at is None:

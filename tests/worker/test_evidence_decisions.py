@@ -1,5 +1,6 @@
 """Decisions made without the model, through the real worker (Kafka, Redis, TorchServe with the
-tiny model): a reviewer's label answers the near-duplicates of the labelled image."""
+tiny model): a reviewer's label answers the near-duplicates of the labelled image, and a
+verified manifest can keep its image from the model altogether."""
 
 from __future__ import annotations
 
@@ -119,3 +120,50 @@ def test_a_reviewers_label_answers_the_near_duplicates_of_the_labelled_image(
     assert got["unrelated"].decided_by == "model"
     assert not got["unrelated"].evidence
     assert client.items_sent == len(copies) - answered + 1
+
+
+def test_a_verified_manifest_keeps_its_image_from_the_model_when_the_setting_says_so(
+    worker_settings: Settings, tmp_path: Path
+) -> None:
+    cred = art.credential()
+    anchors = tmp_path / "anchors.pem"
+    anchors.write_text(cred.root_pem)
+    s = worker_settings
+    settings = s.model_copy(
+        update={
+            "evidence": s.evidence.model_copy(
+                update={"trust_anchors_file": anchors, "skip_model_when_proven": True}
+            )
+        }
+    )
+    trusted = art.signed_jpeg(cred, art.photo(40))
+    images = {
+        "trusted": trusted,
+        "unlisted": art.signed_jpeg(art.credential(), art.photo(41)),
+        "plain": art.jpeg(art.photo(42)),
+    }
+    publish_events(settings, [ImageEvent.inline(k, v) for k, v in images.items()])
+    client = CountingClient(settings)
+    run_worker(settings, client=client)
+    client.close()
+    assert client.items_sent == 2  # the unlisted signature and the plain photo only
+
+    # Not cached (the model never scored it): sent again, it is read again, still unscored.
+    publish_events(settings, [ImageEvent.inline("trusted-again", trusted)])
+    client = CountingClient(settings)
+    run_worker(settings, client=client)
+    client.close()
+    assert client.items_sent == 0
+    got = {v.event_id: v for v in drain(settings, "verdicts", expect=len(images) + 1)}
+    for name in ("trusted", "trusted-again"):
+        v = got[name]
+        assert (v.decision, v.decided_by, v.generator) == (
+            Decision.AI_GENERATED,
+            "provenance",
+            "dalle3",
+        ), name
+        assert (v.p_ai, v.generator_probs, v.cached) == (1.0, {}, False)
+        assert [(e.kind, e.strength) for e in v.evidence] == [("c2pa", "verified")]
+    assert got["unlisted"].decided_by != "provenance"
+    assert got["unlisted"].generator_probs
+    assert got["plain"].generator_probs
