@@ -113,13 +113,18 @@ def _rank(signal: Signal) -> int:
     return STRENGTHS.index(signal.strength) if signal.strength in STRENGTHS else len(STRENGTHS)
 
 
+def proven(evidence: Sequence[Signal], policy: EvidencePolicy) -> bool:
+    """Whether ``evidence`` decides ``ai_generated`` alone, whatever the model would say."""
+    return policy.provenance_decides and any(s.strength == VERIFIED for s in evidence)
+
+
 def fuse(
     decision: Decision, generator: str, evidence: Sequence[Signal], policy: EvidencePolicy
 ) -> Fused:
     """The model's ``decision`` and ``generator`` with ``evidence`` taken into account."""
     ranked = sorted(evidence, key=_rank)
     named = next((s.generator for s in ranked if s.generator), None)
-    if policy.provenance_decides and any(s.strength == VERIFIED for s in ranked):
+    if proven(ranked, policy):
         verified = next(
             (s.generator for s in ranked if s.strength == VERIFIED and s.generator), None
         )

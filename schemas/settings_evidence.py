@@ -32,6 +32,9 @@ class EvidenceSettings(BaseModel):
     provenance_decides: bool = True
     """A manifest whose signature validates, chains to a trust anchor and declares generative AI
     makes the verdict ``ai_generated`` (``decided_by: provenance``) whatever the model says."""
+    skip_model_when_proven: bool = False
+    """Send no image that provenance decided (above) to the model: its verdict has ``p_ai`` 1.0
+    from the manifest, no generator probabilities, and is not cached (docs/evidence.md)."""
     review_strengths: frozenset[Strength] = frozenset(get_args(Strength))
     """Strengths of evidence that raise a ``human`` verdict to ``needs_review`` (``verified``
     matters here only when ``provenance_decides`` is off)."""

@@ -28,7 +28,8 @@ from worker.drift import DriftMonitor
 from worker.evidence.stage import EvidenceStage
 from worker.fetch import Fetcher
 from worker.metrics import WorkerMetrics
-from worker.pipeline import DLQ, Pipeline, Processed
+from worker.pipeline import Pipeline
+from worker.processed import DLQ, Processed
 from worker.redis_client import connect as connect_redis
 from worker.runtime.app import StreamRuntime
 from worker.runtime.batch import Batch

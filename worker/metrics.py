@@ -16,13 +16,10 @@ from worker.drift import DriftMonitor
 from worker.runtime.metrics import LATENCY_BUCKETS, LoopHeartbeat
 
 if TYPE_CHECKING:
-    from worker.pipeline import VerdictFacts
+    from worker.processed import Processed, VerdictFacts
 
 P_AI_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 20))
 """Twenty equal bins of p_ai (the last is above 0.95): fine enough for drift statistics."""
-
-if TYPE_CHECKING:
-    from worker.pipeline import Processed
 
 
 class WorkerMetrics:

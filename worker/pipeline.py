@@ -2,7 +2,10 @@
 score, route.
 
 An image a reviewer has labelled is answered with the human's label (``decided_by: human``)
-before the cache and the model are consulted.
+before the cache and the model are consulted, and so is a near-duplicate of one within
+``evidence.reuse_distance`` (found by the evidence stage). With
+``evidence.skip_model_when_proven``, an image whose provenance decided it is not sent to the
+model either.
 
 Produces what the batch would publish without publishing it, so the caller decides how it is
 committed (and can retry the batch whole when the model server is unavailable). Each step that
@@ -13,13 +16,13 @@ DLQ (``internal_error``, naming the exception's type, never its text) and the ba
 from __future__ import annotations
 
 import time
-from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import structlog
 
 from schemas import ImageEvent, SchemaError, Timings, decode, trace
+from schemas.decision import proven
 from schemas.limits import MAX_IMAGE_PIXELS
 from schemas.messages import ConsumedRecord, Evidence, NearDuplicate
 from schemas.overrides import HumanLabel
@@ -31,7 +34,8 @@ from worker.cache import VerdictCache, key_suffix, sha256_hex
 from worker.evidence.stage import EvidenceStage
 from worker.fetch import Fetcher, FetchError
 from worker.neardup import Hashed
-from worker.route import build_verdict, end_to_end_ms, human_verdict, route
+from worker.processed import DLQ, Processed, VerdictFacts
+from worker.route import build_verdict, end_to_end_ms, human_verdict, proven_verdict, route
 from worker.runtime.batch import Batch
 from worker.runtime.checkpoint import Output, dead_letter, traced
 from worker.runtime.handler import where_raised
@@ -39,44 +43,6 @@ from worker.score import Score
 from worker.scorer import Rejected, Scorer
 
 log = structlog.get_logger(__name__)
-
-DLQ = "dlq"
-"""The outcome of an event that went to the dead-letter topic."""
-
-
-@dataclass(frozen=True, slots=True)
-class VerdictFacts:
-    """What the metrics keep of one verdict: no ids, no content."""
-
-    model_version: str
-    decision: str
-    generator: str
-    p_ai: float
-    source: str | None
-    cached: bool
-
-
-@dataclass
-class Processed:
-    """What one batch produces, and counts for metrics (recorded once it is committed)."""
-
-    outputs: list[Output] = field(default_factory=list)
-    outcomes: Counter[str] = field(default_factory=Counter)
-    """Per event: its decision, or ``dlq``."""
-    dlq_reasons: Counter[str] = field(default_factory=Counter)
-    cache_hits: int = 0
-    cache_misses: int = 0
-    cache_down: bool = False
-    serving_s: float = 0.0
-    evidence_s: float = 0.0
-    evidence: Counter[tuple[str, str]] = field(default_factory=Counter)
-    """Signals found, by kind and strength."""
-    generators: Counter[str] = field(default_factory=Counter)
-    """Generators the evidence named."""
-    evidence_ignored: Counter[str] = field(default_factory=Counter)
-    near_duplicates_reused: int = 0
-    produced_at: list[datetime] = field(default_factory=list)
-    verdicts: list[VerdictFacts] = field(default_factory=list)
 
 
 @dataclass
@@ -95,6 +61,8 @@ class _Item:
     hashed: Hashed | None = None
     near_duplicate_of: NearDuplicate | None = None
     human: HumanLabel | None = None
+    proven: bool = False
+    """Decided by its provenance alone, and not to be scored."""
 
 
 class Pipeline:
@@ -148,32 +116,46 @@ class Pipeline:
         done.evidence_s = time.monotonic() - t
 
         t = time.monotonic()
-        misses = [i for i in items if i.score is None and i.human is None]
+        misses = [i for i in items if i.score is None and i.human is None and not i.proven]
         self._score(misses, per_record, done)
         done.serving_s = time.monotonic() - t
         done.cache_hits = sum(i.cached or i.human is not None for i in items)
-        done.cache_misses = len(misses)
+        done.cache_misses = len(items) - done.cache_hits
 
         now = datetime.now(UTC)
         timings = dict(fetch_ms=fetch_ms, cache_ms=cache_ms, serving_ms=done.serving_s * 1000)
         for item in items:
-            if item.score is None and item.human is None:
+            if item.score is None and item.human is None and not item.proven:
                 continue  # rejected by the server: already a dead letter
             item_timings = Timings(
                 **timings, total_ms=_ms_since(started), end_to_end_ms=end_to_end_ms(item.event, now)
             )
             try:
+                served = (model.name, model.version)
+                score = None if item.human is not None or item.proven else item.score
                 if item.human is not None:
                     verdict = human_verdict(
-                        item.event, item.human, model.name, model.version, item_timings
+                        item.event,
+                        item.sha256,
+                        item.human,
+                        served,
+                        item_timings,
+                        item.near_duplicate_of,
                     )
-                    per_record[item.index] = route(verdict, item.event, None, self._settings)
+                elif score is None:
+                    verdict = proven_verdict(
+                        item.event,
+                        item.sha256,
+                        item.evidence,
+                        served,
+                        item_timings,
+                        self._settings.evidence,
+                    )
                 else:
-                    assert item.score is not None
                     verdict = build_verdict(
                         item.event,
                         item.sha256,
-                        item.score,
+                        score,
                         cached=item.cached,
                         timings=item_timings,
                         settings=self._settings.worker,
@@ -181,7 +163,7 @@ class Pipeline:
                         near_duplicate_of=item.near_duplicate_of,
                         policy=self._settings.evidence,
                     )
-                    per_record[item.index] = route(verdict, item.event, item.score, self._settings)
+                per_record[item.index] = route(verdict, item.event, score, self._settings)
             except ValueError as exc:  # pydantic's ValidationError: the model said nonsense
                 detail = f"the model's answer does not make a valid verdict: {exc}"
                 per_record[item.index] = [
@@ -241,16 +223,20 @@ class Pipeline:
         if self._evidence is None or not misses:
             return
         found = self._evidence.examine([(i.data, i.suffix) for i in misses], version)
+        skip = self._settings.evidence.skip_model_when_proven
         for item, f in zip(misses, found, strict=True):
             item.evidence, item.hashed = f.evidence, f.hashed
+            item.human, item.near_duplicate_of = f.human, f.near_duplicate_of
             if f.reused is not None:
-                item.score, item.cached, item.near_duplicate_of = (
-                    f.reused,
-                    True,
-                    f.near_duplicate_of,
-                )
+                item.score, item.cached = f.reused, True
                 item.evidence = list(f.reused.evidence)
-                done.near_duplicates_reused += 1
+            done.near_duplicates_reused += f.near_duplicate_of is not None
+            item.proven = (
+                skip
+                and item.human is None
+                and item.score is None
+                and proven(item.evidence, self._settings.evidence)
+            )
             done.evidence.update((e.kind, e.strength) for e in item.evidence)
             done.generators.update(e.generator for e in item.evidence if e.generator)
             done.evidence_ignored.update(f.ignored)

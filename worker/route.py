@@ -61,23 +61,62 @@ def build_verdict(
 
 
 def human_verdict(
-    event: ImageEvent, label: HumanLabel, model_name: str, model_version: str, timings: Timings
+    event: ImageEvent,
+    image_sha256: str,
+    label: HumanLabel,
+    model: tuple[str, str],
+    timings: Timings,
+    near_duplicate_of: NearDuplicate | None = None,
 ) -> Verdict:
-    """The verdict of an image a reviewer has labelled: the human's answer, not the model's
-    (``decided_by: human``; ``p_ai`` is the label, 1.0 or 0.0; no generator probabilities)."""
+    """The verdict of an image a reviewer has labelled, or of a near-duplicate of one
+    (``near_duplicate_of``): the human's answer, not the model's (``decided_by: human``;
+    ``p_ai`` is the label, 1.0 or 0.0; no generator probabilities). ``model``: the served
+    model's name and version."""
     return Verdict(
         event_id=event.event_id,
         external_id=event.external_id,
         source=event.source,
-        image_sha256=label.image_sha256,
+        image_sha256=image_sha256,
         p_ai=float(label.label_a),
         decision=label.decision,
         generator=label.generator,
-        model_name=model_name,
-        model_version=model_version,
+        model_name=model[0],
+        model_version=model[1],
         cached=True,
         timings=timings,
         decided_by="human",
+        near_duplicate_of=near_duplicate_of,
+    )
+
+
+def proven_verdict(
+    event: ImageEvent,
+    image_sha256: str,
+    evidence: Sequence[Evidence],
+    model: tuple[str, str],
+    timings: Timings,
+    policy: EvidencePolicy,
+) -> Verdict:
+    """The verdict of an image whose provenance decided it and that the model did not score
+    (``evidence.skip_model_when_proven``): ``ai_generated``, ``decided_by: provenance``, ``p_ai``
+    1.0 as the manifest claims and no generator probabilities (the model's verdicts always
+    have them); ``model`` names the model in service, which was not asked."""
+    fused = fuse(Decision.NEEDS_REVIEW, UNKNOWN_GENERATOR, evidence, policy)
+    if fused.decided_by != "provenance":
+        raise ValueError("the evidence does not decide this image alone")
+    return Verdict(
+        event_id=event.event_id,
+        external_id=event.external_id,
+        source=event.source,
+        image_sha256=image_sha256,
+        p_ai=1.0,
+        decision=fused.decision,
+        generator=fused.generator[:64],
+        model_name=model[0],
+        model_version=model[1],
+        timings=timings,
+        evidence=list(evidence),
+        decided_by="provenance",
     )
 
 

@@ -1,4 +1,5 @@
-"""Human review labels answer their image before the cache and the model (real Redis)."""
+"""Human review labels answer their image, and its near-duplicates, before the cache and the
+model (real Redis)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ import pytest
 import redis
 from PIL import Image
 
+from aigis import samples as art
 from schemas import ImageEvent, Verdict, decode, encode
 from schemas.overrides import HumanLabel, override_key
 from schemas.settings import Settings
 from serving.client.http import ModelInfo
 from worker.cache import VerdictCache
+from worker.evidence.stage import EvidenceStage
 from worker.fetch import Fetcher
 from worker.pipeline import Pipeline
 from worker.runtime.batch import Batch
@@ -59,13 +62,23 @@ def png(seed: int) -> bytes:
     return out.getvalue()
 
 
-def run(settings: Settings, scorer: ModelNotToBeAsked, events: list[ImageEvent]) -> list[Verdict]:
+def run(
+    settings: Settings,
+    scorer: ModelNotToBeAsked,
+    events: list[ImageEvent],
+    *,
+    evidence: bool = False,
+) -> list[Verdict]:
     records = [Record("t", 0, i, e.event_id.encode(), encode(e)) for i, e in enumerate(events)]
     fetcher = Fetcher(settings.fetch, settings.worker)
     cache = VerdictCache(settings.redis)
+    stage = EvidenceStage(settings, cache) if evidence else None
     try:
-        done = Pipeline(settings, fetcher, cache, scorer).process(Batch(records))  # type: ignore[arg-type]
+        pipeline = Pipeline(settings, fetcher, cache, scorer, stage)  # type: ignore[arg-type]
+        done = pipeline.process(Batch(records))
     finally:
+        if stage is not None:
+            stage.close()
         fetcher.close()
         cache.close()
     verdicts = [o for o in done.outputs if o.topic == settings.topics.verdicts]
@@ -73,13 +86,18 @@ def run(settings: Settings, scorer: ModelNotToBeAsked, events: list[ImageEvent])
     return [decode(Verdict, o.value) for o in verdicts]
 
 
-def test_a_labelled_image_gets_the_humans_label_whatever_the_cache_and_model_say(
-    settings: Settings, redis_ready: Settings, redis_client: redis.Redis, redis_prefix: str
-) -> None:
+def isolated(settings: Settings, redis_prefix: str) -> Settings:
     redis_settings = settings.redis.model_copy(
         update={"key_prefix": f"{redis_prefix}:v", "override_prefix": f"{redis_prefix}:o"}
     )
-    local = settings.model_copy(update={"redis": redis_settings})
+    return settings.model_copy(update={"redis": redis_settings})
+
+
+def test_a_labelled_image_gets_the_humans_label_whatever_the_cache_and_model_say(
+    settings: Settings, redis_ready: Settings, redis_client: redis.Redis, redis_prefix: str
+) -> None:
+    local = isolated(settings, redis_prefix)
+    redis_settings = local.redis
     labelled, other = png(1), png(2)
     sha = hashlib.sha256(labelled).hexdigest()
     human = HumanLabel(
@@ -108,3 +126,37 @@ def test_a_labelled_image_gets_the_humans_label_whatever_the_cache_and_model_say
     verdicts = run(local, scorer, [ImageEvent.inline("e-3", labelled, caption="x")])
     assert scorer.scored == 1
     assert verdicts[0].decided_by == "model"
+
+
+def test_a_near_duplicate_of_a_labelled_image_gets_the_label_and_a_garbled_label_is_none(
+    settings: Settings, redis_ready: Settings, redis_client: redis.Redis, redis_prefix: str
+) -> None:
+    local = isolated(settings, redis_prefix)
+    original = art.photo(5, (256, 256))
+    first, copy = art.jpeg(original, quality=95), art.jpeg(original, quality=60)
+    sha = hashlib.sha256(first).hexdigest()
+    scorer = ModelNotToBeAsked()
+    run(local, scorer, [ImageEvent.inline("e-1", first)], evidence=True)  # scored, hash kept
+    key = override_key(local.redis.override_prefix, sha)
+
+    # A garbled label of the matched image is no label: the copy is answered from its score.
+    redis_client.set(key, b"{not json")
+    (verdict,) = run(local, scorer, [ImageEvent.inline("e-2", copy)], evidence=True)
+    assert (verdict.decided_by, verdict.cached) == ("model", True)
+    assert verdict.near_duplicate_of is not None
+    assert verdict.near_duplicate_of.image_sha256 == sha
+
+    label = HumanLabel(
+        image_sha256=sha, label_a=0, generator="real", decision_id="d-2", reviewer="ann"
+    )
+    redis_client.set(key, label.to_json())
+    (verdict,) = run(local, scorer, [ImageEvent.inline("e-3", copy)], evidence=True)
+    assert (verdict.decided_by, verdict.decision.value, verdict.generator) == (
+        "human",
+        "human",
+        "real",
+    )
+    assert verdict.image_sha256 == hashlib.sha256(copy).hexdigest()
+    assert verdict.near_duplicate_of is not None
+    assert verdict.near_duplicate_of.image_sha256 == sha
+    assert scorer.scored == 1  # the first image only

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from schemas.settings import WorkerSettings
 from serving.client.http import ModelInfo
 from worker.metrics import WorkerMetrics
-from worker.pipeline import VerdictFacts
+from worker.processed import VerdictFacts
 from worker.runtime.metrics import LoopHeartbeat, RuntimeMetrics, loop_age, serve_metrics
 from worker.scorer import Scorer
 

@@ -9,8 +9,11 @@ import pytest
 
 from schemas import DeadLetter, Decision, ImageEvent, PseudoLabel, ReviewItem, Timings, decode
 from schemas.decision import decide, name_generator
+from schemas.messages import Evidence, NearDuplicate
+from schemas.overrides import HumanLabel
 from schemas.settings import Settings, TopicSettings, WorkerSettings
-from worker.route import build_verdict, route
+from schemas.settings_evidence import EvidenceSettings
+from worker.route import build_verdict, human_verdict, proven_verdict, route
 from worker.runtime.checkpoint import dead_letter
 from worker.score import Score
 
@@ -186,3 +189,44 @@ def test_a_source_with_bands_of_its_own_is_decided_by_them_and_the_verdict_says_
     assert verdict.bands.ai_threshold == 0.8
     with pytest.raises(ValueError, match="bands_by_source"):
         WorkerSettings(bands_by_source={"bad": {"human_threshold": 0.9}})
+
+
+def test_a_near_duplicate_of_a_labelled_image_is_the_humans_verdict_on_its_own_hash() -> None:
+    label = HumanLabel(
+        image_sha256="ab" * 32, label_a=0, generator="real", decision_id="d-1", reviewer="ann"
+    )
+    near = NearDuplicate(image_sha256="ab" * 32, distance=4)
+    verdict = human_verdict(event(), SHA, label, ("detector", "3"), Timings(), near)
+    assert (verdict.image_sha256, verdict.near_duplicate_of) == (SHA, near)
+    assert (verdict.decision, verdict.generator, verdict.decided_by) == (
+        Decision.HUMAN,
+        "real",
+        "human",
+    )
+    assert route(verdict, event(), None, FULL) == [route(verdict, event(), None, FULL)[0]]
+
+
+def test_a_verdict_that_provenance_decided_without_the_model_says_so() -> None:
+    verified = Evidence(kind="c2pa", value="v", generator="dalle3", strength="verified")
+    policy = EvidenceSettings()
+    verdict = proven_verdict(event(), SHA, [verified], ("detector", "3"), Timings(), policy)
+    assert (verdict.decision, verdict.generator, verdict.decided_by) == (
+        Decision.AI_GENERATED,
+        "dalle3",
+        "provenance",
+    )
+    assert (verdict.p_ai, verdict.generator_probs, verdict.cached) == (1.0, {}, False)
+    assert [o.topic for o in route(verdict, event(), None, FULL)] == [TOPICS.verdicts]
+    # Evidence that does not decide alone never makes such a verdict.
+    signed = verified.model_copy(update={"strength": "signed"})
+    with pytest.raises(ValueError, match="does not decide"):
+        proven_verdict(event(), SHA, [signed], ("detector", "3"), Timings(), policy)
+    with pytest.raises(ValueError, match="does not decide"):
+        proven_verdict(
+            event(),
+            SHA,
+            [verified],
+            ("detector", "3"),
+            Timings(),
+            EvidenceSettings(provenance_decides=False),
+        )

@@ -3,10 +3,13 @@
 For each exact-cache miss, in order:
 
 1. Its PDQ hash is looked up among the images already scored (:mod:`worker.neardup`). A match
-   within ``reuse_distance`` whose verdict is still cached answers the miss: the matched score,
-   with its evidence, and ``near_duplicate_of``; the model is not asked. A match within
-   ``match_distance`` of an image decided ``ai_generated`` is a ``near_duplicate`` signal
-   (``similar``); a match with a human image says nothing (evidence only supports "AI").
+   within ``reuse_distance`` that a reviewer has labelled answers the miss with the human's
+   label (:mod:`schemas.overrides`, read in the round trip that reads the matched score);
+   otherwise one whose verdict is still cached answers it: the matched score, with its
+   evidence, and ``near_duplicate_of``; the model is not asked either way. A match within
+   ``match_distance`` of an image decided ``ai_generated`` (by a reviewer when one labelled it,
+   else by the matched score) is a ``near_duplicate`` signal (``similar``); a match with a
+   human image says nothing (evidence only supports "AI").
 2. The rest have their provenance and metadata read (:class:`worker.evidence.EvidenceReader`).
 
 Redis failing costs the near-duplicate step only (the exact cache's policy: an accelerator);
@@ -22,6 +25,7 @@ from functools import partial
 from schemas import Decision
 from schemas.decision import decide, fuse, name_generator
 from schemas.messages import Evidence, NearDuplicate
+from schemas.overrides import HumanLabel
 from schemas.settings import Settings
 from worker.cache import VerdictCache
 from worker.evidence import EvidenceReader
@@ -39,6 +43,8 @@ class Found:
     reused: Score | None = None
     """The matched image's score when a near-duplicate answers this miss."""
     near_duplicate_of: NearDuplicate | None = None
+    human: HumanLabel | None = None
+    """The reviewer's label of the matched image when it answers this miss."""
 
 
 class EvidenceStage:
@@ -63,7 +69,7 @@ class EvidenceStage:
             self._near_duplicates(misses, found, version)
         if self._reader is not None:
             for (data, _), f in zip(misses, found, strict=True):
-                if f.reused is None:
+                if f.reused is None and f.human is None:
                     reading = self._reader.read(data)
                     f.evidence += reading.signals
                     f.ignored += reading.ignored
@@ -102,32 +108,45 @@ class EvidenceStage:
             return
         hashed = [f for f in found if f.hashed]
         pairs = [(f, m) for f, m in zip(hashed, matches, strict=True) if m is not None]
-        lookup = self._cache.lookup([m.suffix for _, m in pairs], version) if pairs else None
+        lookup = None
+        if pairs:
+            matched = [m for _, m in pairs]
+            lookup = self._cache.lookup(
+                [m.suffix for m in matched], version, [m.image_sha256 for m in matched]
+            )
         if lookup is None:
             return
-        for (f, match), score in zip(pairs, lookup.scores, strict=True):
-            if score is None:
+        for (f, match), score, human in zip(pairs, lookup.scores, lookup.humans, strict=True):
+            if score is None and human is None:
                 continue  # the matched verdict has expired: no near-duplicate
             try:
-                self._apply(f, match, score)
+                self._apply(f, match, score, human)
             except ValueError:  # an entry in Redis that names no valid image
                 f.ignored.append("near_duplicate_unusable")
 
-    def _apply(self, f: Found, match: Match, score: Score) -> None:
+    def _apply(self, f: Found, match: Match, score: Score | None, human: HumanLabel | None) -> None:
+        """What the match says: a reviewer's label of the matched image comes before its
+        score, within the reuse distance and as evidence beyond it."""
         ev, bands = self._settings.evidence, self._settings.worker
         near = NearDuplicate(image_sha256=match.image_sha256, distance=match.distance)
         if match.distance <= ev.reuse_distance:
-            f.reused, f.near_duplicate_of = score, near
+            f.reused, f.human = (None, human) if human is not None else (score, None)
+            f.near_duplicate_of = near
             return
-        decision = decide(score.p_ai, bands)
-        generator = name_generator(decision, score.p_ai, score.generator_probs, bands)
-        fused = fuse(decision, generator, score.evidence, ev)
-        if fused.decision is Decision.AI_GENERATED:
+        if human is not None:
+            decision, generator = human.decision, human.generator
+        else:
+            assert score is not None
+            decided = decide(score.p_ai, bands)
+            generator = name_generator(decided, score.p_ai, score.generator_probs, bands)
+            fused = fuse(decided, generator, score.evidence, ev)
+            decision, generator = fused.decision, fused.generator
+        if decision is Decision.AI_GENERATED:
             f.evidence.append(
                 Evidence(
                     kind="near_duplicate",
                     value=f"near-duplicate of {match.image_sha256} at distance {match.distance}",
-                    generator=fused.generator[:128],
+                    generator=generator[:128],
                     strength="similar",
                 )
             )
