@@ -61,7 +61,7 @@ def test_a_reviewers_label_answers_the_near_duplicates_of_the_labelled_image(
             "evidence": s.evidence.model_copy(update={"reuse_distance": 6}),
         }
     )
-    original = art.photo(30, (256, 256))
+    original = art.photo(22, (256, 256))
     first = _jpeg(original, quality=95)
     publish_events(settings, [ImageEvent.inline("original", first)])
     run_worker(settings)

@@ -132,7 +132,7 @@ def test_a_near_duplicate_of_a_labelled_image_gets_the_label_and_a_garbled_label
     settings: Settings, redis_ready: Settings, redis_client: redis.Redis, redis_prefix: str
 ) -> None:
     local = isolated(settings, redis_prefix)
-    original = art.photo(5, (256, 256))
+    original = art.photo(6, (256, 256))
     first, copy = art.jpeg(original, quality=95), art.jpeg(original, quality=60)
     sha = hashlib.sha256(first).hexdigest()
     scorer = ModelNotToBeAsked()
