@@ -169,7 +169,8 @@ def review(settings: Settings, group: str, answers: str) -> tuple[str, tuple[int
     with open_reviewer(
         settings, group_id=group, reviewer="tester", answers=io.StringIO(answers), out=out
     ) as reviewer:
-        stats = reviewer.run(idle_exit_s=2.0)
+        # Idle from the assignment on: long enough for a loaded machine's first fetch.
+        stats = reviewer.run(idle_exit_s=6.0)
     return out.getvalue(), (stats.labelled, stats.skipped, stats.rejected)
 
 
@@ -249,7 +250,7 @@ def test_the_command_reads_answers_from_a_pipe(
         "AIGIS_LOG_FORMAT": "json",
     }
     done = subprocess.run(
-        [AIGIS, "review", "--reviewer", "ci", "--group", make_group_id(), "--idle-exit", "2"],
+        [AIGIS, "review", "--reviewer", "ci", "--group", make_group_id(), "--idle-exit", "6"],
         input="1\n",
         env=env,
         capture_output=True,
