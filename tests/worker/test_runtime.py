@@ -45,12 +45,17 @@ class Echo(Handler):
         self.set_aside_reasons.append(reason)
 
 
-def run_echo(settings: Settings, values: list[bytes]) -> Echo:
+def publish(settings: Settings, values: list[bytes]) -> None:
+    """``values`` on the images topic, keyed by their position."""
     producer = kafka.producer(settings)
     for i, value in enumerate(values):
         producer.send(settings.topics.images, key=f"k{i}".encode(), value=value)
     producer.flush(timeout=30)
     producer.close(timeout=5)
+
+
+def run_echo(settings: Settings, values: list[bytes]) -> Echo:
+    publish(settings, values)
     handler = Echo(settings)
     config = StreamConfig(
         name="echo",
@@ -112,11 +117,7 @@ def test_a_batch_held_through_a_rebalance_is_read_again_from_the_committed_offse
     then the dependency returns: every record gets its output exactly once."""
     settings = isolated_settings
     values = [f"v{i}".encode() for i in range(40)]
-    producer = kafka.producer(settings)
-    for i, value in enumerate(values):
-        producer.send(settings.topics.images, key=f"k{i}".encode(), value=value)
-    producer.flush(timeout=30)
-    producer.close(timeout=5)
+    publish(settings, values)
     handler = Outage(settings)
     handler.down.set()
     config = StreamConfig(
