@@ -17,7 +17,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,9 +29,16 @@ from rich.console import Console
 from rich.table import Table
 
 from aigis import devstack
-from aigis.demo_evidence import evidence_table, sample_images, trust_anchor
+from aigis.demo_evidence import (
+    add_console_login,
+    console_line,
+    evidence_events,
+    evidence_table,
+    trust_anchor,
+)
 from schemas import ImageEvent, PseudoLabel, ReviewItem, Verdict, decode, encode
 from schemas.errors import AigisError
+from schemas.labels import GENERATORS
 from schemas.settings import Settings
 from worker.kafka import consumer, producer
 
@@ -188,24 +196,16 @@ class Demo:
     def publish_evidence(self) -> None:
         """Images that carry each kind of evidence, and a JPEG copy of the first image of step
         5 (with its caption: the cache's namespace includes it), and how each was decided."""
-        from training.data import load_split
-
         assert self.credential is not None, "step 4 made it"
-        judged = load_split("smoke", "test")[0]
-        images = sample_images(self.credential, judged.image)
-        names: dict[str, str] = {}
+        names, events = evidence_events(self.credential, f"demo-{self.run_id}-evidence")
         with (
             contextlib.closing(self._verdict_reader()) as reader,
             contextlib.closing(producer(self.settings)) as out,
         ):
-            for i, (name, image) in enumerate(images.items()):
-                event_id = f"demo-{self.run_id}-evidence-{i:02d}"
-                copy = name.startswith("JPEG")
-                event = ImageEvent.inline(
-                    event_id, image, caption=judged.caption if copy else None, source="demo"
+            for event in events:
+                out.send(
+                    self.settings.topics.images, key=event.event_id.encode(), value=encode(event)
                 )
-                out.send(self.settings.topics.images, key=event_id.encode(), value=encode(event))
-                names[event_id] = name
             out.flush()
             result = Round()
             self._collect(reader, dict.fromkeys(names, Published(1, 0)), result, show=False)
@@ -251,7 +251,9 @@ class Demo:
         ids = sorted(first.verdicts)
         metrics = task_a([known[i].label_a for i in ids], [first.verdicts[i].p_ai for i in ids])
         names = {v.generator for v in first.verdicts.values()}
-        correct_b = sum(1 for i in ids if first.verdicts[i].generator == _generator_truth(known[i]))
+        correct_b = sum(
+            1 for i in ids if first.verdicts[i].generator == GENERATORS[known[i].label_b]
+        )
         table = Table(title="first pass over the smoke test split")
         table.add_column("measure")
         table.add_column("value", justify="right")
@@ -276,7 +278,7 @@ class Demo:
     def routing_summary(self, first: Round) -> None:
         review = self._count(self.settings.topics.review, ReviewItem)
         pseudo = self._count(self.settings.topics.pseudo_labels, PseudoLabel)
-        decisions = statistics_of(v.decision for v in first.verdicts.values())
+        decisions = dict(sorted(Counter(str(v.decision) for v in first.verdicts.values()).items()))
         console.print(f"decisions on the first pass: {decisions}")
         console.print(
             f"this run put {review} items on {self.settings.topics.review} and {pseudo} "
@@ -334,23 +336,12 @@ class Demo:
 
     def start_console(self) -> None:
         """The review console, with a login of this tour; the items that need review land there."""
-        from aigis.console import auth
-        from aigis.console.db import open_database
-
-        engine = open_database(self._env()["AIGIS_REVIEW__DATABASE_URL"])
-        auth.set_reviewer(engine, "demo", self.console_password, "reviewer")
-        engine.dispose()
+        add_console_login(self._env()["AIGIS_REVIEW__DATABASE_URL"], self.console_password)
         self.spawn("console", ["review", "serve"])
 
     def console_line(self) -> str:
-        review = self.settings.review
-        log = self.logs / "console.log"
-        if any(name == "console" and child.poll() is not None for name, child in self.children):
-            return f"the review console exited (is port {review.port} taken?); its log is {log}"
-        return (
-            f"the review console: http://{review.host}:{review.port}/ "
-            f"(login demo, password {self.console_password}; log {log})"
-        )
+        exited = any(name == "console" and c.poll() is not None for name, c in self.children)
+        return console_line(self.settings, self.logs / "console.log", self.console_password, exited)
 
     def spawn(self, name: str, args: Sequence[str]) -> None:
         with (self.logs / f"{name}.log").open("ab") as log:
@@ -404,20 +395,6 @@ class Demo:
                 self.aigis(["serve", "stop"])
         devstack.down(self.settings)
         console.print("stopped everything the demo started")
-
-
-def _generator_truth(known: Published) -> str:
-    """The true generator name (the smoke set uses the CT2 list)."""
-    from schemas.labels import GENERATORS
-
-    return GENERATORS[known.label_b]
-
-
-def statistics_of(values: Iterator[str] | Sequence[str]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for value in values:
-        counts[str(value)] = counts.get(str(value), 0) + 1
-    return dict(sorted(counts.items()))
 
 
 __all__ = ["Demo", "DemoError"]

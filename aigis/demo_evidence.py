@@ -1,5 +1,6 @@
-"""The demo's evidence step: images that carry each kind of evidence, and a re-encoded copy of
-an image already judged, published together; the table of how each was decided."""
+"""The demo's evidence step (images that carry each kind of evidence, and a re-encoded copy of
+an image already judged, published together; the table of how each was decided) and its review
+console's login and address line."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import TYPE_CHECKING
 from PIL import Image
 from rich.table import Table
 
-from schemas import Verdict
+from schemas import ImageEvent, Verdict
+from schemas.settings import Settings
 
 if TYPE_CHECKING:
     from aigis.samples import Credential
@@ -25,6 +27,43 @@ def trust_anchor(root: Path) -> Credential:
     credential = samples.credential()
     root.write_text(credential.root_pem)
     return credential
+
+
+def evidence_events(credential: Credential, prefix: str) -> tuple[dict[str, str], list[ImageEvent]]:
+    """The step's events (ids ``<prefix>-NN``, source ``demo``) and what each id shows. The copy
+    of the smoke set's first test image keeps that image's caption: the cache's namespace
+    includes it."""
+    from training.data import load_split
+
+    judged = load_split("smoke", "test")[0]
+    names: dict[str, str] = {}
+    events = []
+    for i, (name, image) in enumerate(sample_images(credential, judged.image).items()):
+        caption = judged.caption if name.startswith("JPEG") else None
+        events.append(ImageEvent.inline(f"{prefix}-{i:02d}", image, caption=caption, source="demo"))
+        names[events[-1].event_id] = name
+    return names, events
+
+
+def add_console_login(database_url: str, password: str) -> None:
+    """The demo's reviewer login ``demo`` in the console's database."""
+    from aigis.console import auth
+    from aigis.console.db import open_database
+
+    engine = open_database(database_url)
+    auth.set_reviewer(engine, "demo", password, "reviewer")
+    engine.dispose()
+
+
+def console_line(settings: Settings, log: Path, password: str, exited: bool) -> str:
+    """Where the demo's review console is and how to log in, or that it exited."""
+    review = settings.review
+    if exited:
+        return f"the review console exited (is port {review.port} taken?); its log is {log}"
+    return (
+        f"the review console: http://{review.host}:{review.port}/ "
+        f"(login demo, password {password}; log {log})"
+    )
 
 
 def sample_images(credential: Credential, judged: bytes) -> dict[str, bytes]:

@@ -148,10 +148,8 @@ class DetectorHandler:
         if context.get_request_header(0, "describe") == "True":
             return [json.dumps(self.describe())]
         started = time.monotonic()
-        requests = [
-            self.decode(row, context.get_all_request_header(index) or {})
-            for index, row in enumerate(data)
-        ]
+        headers = [context.get_all_request_header(i) or {} for i in range(len(data))]
+        requests = [self.decode(row, h) for row, h in zip(data, headers, strict=True)]
         items = [item for request in requests if request.refused is None for item in request.items]
         for chunk in self.batch(items):
             self.predict(chunk)

@@ -35,7 +35,7 @@ from worker import kafka as kafka_clients
 from worker.runtime import clients
 from worker.runtime.batch import Batch, collect
 from worker.runtime.checkpoint import BatchCommitError, Output, dead_letter, open_checkpoint
-from worker.runtime.group import RebalanceTracker, backlog
+from worker.runtime.group import RebalanceTracker, backlog, committed_offset
 from worker.runtime.handler import (
     DependencyDownError,
     Handler,
@@ -49,10 +49,6 @@ log = structlog.get_logger(__name__)
 
 _HOLD_POLL_MS = 500
 """While a batch is held, poll this often so the group keeps the consumer."""
-_COMMITTED_WAIT_S = 150.0
-"""How long a rewind keeps reading a partition's committed offset before the stream stops. A
-transaction left open on it (a producer killed mid-batch) answers "unstable" until its
-coordinator aborts it, at most the transaction timeout (60 s) later."""
 
 
 class StreamRuntime:
@@ -371,42 +367,13 @@ class StreamRuntime:
         group never committed one). Skipped once the stream is stopping: nothing is consumed or
         committed after that in this process."""
         for tp in self._consumer.assignment():
-            committed = self._committed(tp)
+            committed = committed_offset(self._consumer, tp, self._stop, self.config.name)
             if self._stop.is_set():
                 return
             if committed is None:
                 self._consumer.seek_to_beginning(tp)
             else:
                 self._consumer.seek(tp, committed)
-
-    def _committed(self, tp: TopicPartition) -> int | None:
-        """``tp``'s committed offset, read stably. A failed or unstable read is retried with
-        backoff for up to ``_COMMITTED_WAIT_S``; after that the stream stops with an error
-        rather than guess where to resume (a restart reads it afresh)."""
-        deadline = time.monotonic() + _COMMITTED_WAIT_S
-        attempt = 0
-        while not self._stop.is_set():
-            attempt += 1
-            try:
-                return self._consumer.committed(tp, timeout_ms=5_000)  # type: ignore[no-any-return]
-            except KafkaError as exc:
-                log.warning(
-                    f"{self.config.name}_committed_offset_unread",
-                    topic=tp.topic,
-                    partition=tp.partition,
-                    attempt=attempt,
-                    error=repr(exc),
-                )
-                if time.monotonic() >= deadline:
-                    break
-                self._stop.wait(backoff_delay(attempt, 0.5, 5.0))
-        if self._stop.is_set():
-            return None
-        raise kafka_clients.KafkaUnavailable(
-            f"could not read the committed offset of {tp.topic}/{tp.partition} within "
-            f"{_COMMITTED_WAIT_S:g} s; stopping rather than guessing where to resume (a restart "
-            "reads it again and loses nothing)"
-        )
 
     def _record_lag(self, batch: Batch) -> None:
         for tp, offset in batch.next_offsets().items():

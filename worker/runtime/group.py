@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from typing import Any
 
 import structlog
 from kafka import ConsumerRebalanceListener, KafkaConsumer
+from kafka.errors import KafkaError
 from kafka.structs import TopicPartition
 
+from schemas.backoff import backoff_delay
 from schemas.settings import Settings
+from worker.kafka import KafkaUnavailable
 
 log = structlog.get_logger(__name__)
+
+COMMITTED_WAIT_S = 150.0
+"""How long a rewind keeps reading a partition's committed offset before the stream stops. A
+transaction left open on it (a producer killed mid-batch) answers "unstable" until its
+coordinator aborts it, at most the transaction timeout (60 s) later."""
 
 
 def transactional_id(settings: Settings, slot: int) -> str:
@@ -50,3 +59,34 @@ def backlog(consumer: KafkaConsumer) -> int:
         return 0
     ends = consumer.end_offsets(partitions)
     return sum(max(0, ends[tp] - consumer.position(tp)) for tp in partitions)
+
+
+def committed_offset(
+    consumer: KafkaConsumer, tp: TopicPartition, stop: threading.Event, stream: str
+) -> int | None:
+    """``tp``'s committed offset, read stably (None: none committed, or ``stop`` set). A failed
+    or unstable read is retried with backoff for up to ``COMMITTED_WAIT_S``; after that
+    KafkaUnavailable stops the stream rather than guess where to resume (a restart reads it
+    afresh)."""
+    deadline = time.monotonic() + COMMITTED_WAIT_S
+    attempt = 0
+    while not stop.is_set():
+        attempt += 1
+        try:
+            return consumer.committed(tp, timeout_ms=5_000)  # type: ignore[no-any-return]
+        except KafkaError as exc:
+            log.warning(
+                f"{stream}_committed_offset_unread",
+                topic=tp.topic,
+                partition=tp.partition,
+                attempt=attempt,
+                error=repr(exc),
+            )
+            if time.monotonic() >= deadline:
+                raise KafkaUnavailable(
+                    f"could not read the committed offset of {tp.topic}/{tp.partition} within "
+                    f"{COMMITTED_WAIT_S:g} s; stopping rather than guessing where to resume (a "
+                    "restart reads it again and loses nothing)"
+                ) from exc
+            stop.wait(backoff_delay(attempt, 0.5, 5.0))
+    return None
