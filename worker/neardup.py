@@ -2,15 +2,20 @@
 
 Redis is the source of truth: every worker appends ``(hash, cache key suffix)`` of what it scored
 to one list per model version, ``{prefix}:pdq:{version}``, and each worker keeps a local copy of
-that list, reading only the entries it has not seen, in one round trip per lookup, so all workers
-search the same hashes. The list expires with the verdicts (``ttl_seconds`` after the last write);
-a list shorter than the copy (expired, or flushed) is read again whole.
+that list in a faiss binary index, reading only the entries it has not seen, in one round trip
+per lookup, so all workers search the same hashes. The list expires with the verdicts
+(``ttl_seconds`` after the last write); a list shorter than the copy (expired, or flushed) is read
+again whole.
 
-A lookup compares a miss's hash, and the hash of its mirror image (so a left-right flip matches;
-rotations do not), with every stored hash by Hamming distance: a linear scan that counts bits
-over four rows of 64-bit words, each row contiguous. Only entries with the miss's caption part
-match when the model reads captions, so the namespace is the exact cache's. Images whose PDQ
-quality is under ``min_quality`` are neither looked up nor stored.
+An image is decoded at a reduced size and resized to 64x64 pixels, PDQ's own working size, before
+it is hashed. At that size PDQ's eight dihedral hashes (the image rotated by 0, 90, 180 and 270
+degrees, and those mirrored) are exact: each equals the hash of the transformed pixels. A lookup
+searches a miss's orientations, all eight when ``evidence.match_rotations`` is on (the default),
+else the image and its left-right mirror, against the stored hashes (one orientation each) by
+Hamming distance, with faiss's exhaustive range search: no match within the distance is missed.
+Only entries with the miss's caption part match when the model reads captions, so the namespace is
+the exact cache's. Images whose PDQ quality is under ``min_quality`` are neither looked up nor
+stored.
 """
 
 from __future__ import annotations
@@ -19,10 +24,12 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import faiss
 import numpy as np
 import numpy.typing as npt
 import pdqhash
 import redis
+from PIL import Image
 
 from schemas.settings import Settings
 from serving.errors import ImageError
@@ -30,15 +37,29 @@ from serving.imageio import decode_image
 
 HASH_BYTES = 32
 """A PDQ hash is 256 bits."""
+PDQ_SIDE = 64
+"""The side PDQ downsamples to; resizing to it first makes the dihedral hashes exact."""
+MIRROR = 5
+"""Index of the left-right mirror among ``pdqhash.compute_dihedral``'s eight hashes (identity,
+rotations by 90, 180 and 270 degrees, top-bottom mirror, left-right mirror, transpose,
+transverse)."""
 
 
 @dataclass(frozen=True)
 class Hashed:
-    """The PDQ hash of an image and of its mirror, and the hash's quality (0-100)."""
+    """The PDQ hashes of an image's eight orientations, and the hash's quality (0-100)."""
 
-    hash: bytes
-    mirror: bytes
+    orientations: tuple[bytes, ...]
     quality: int
+
+    @property
+    def hash(self) -> bytes:
+        """The hash of the image as it is: what is stored."""
+        return self.orientations[0]
+
+    def queries(self, rotations: bool) -> tuple[bytes, ...]:
+        """What a lookup searches for: every orientation, or the image and its mirror."""
+        return self.orientations if rotations else (self.hash, self.orientations[MIRROR])
 
 
 @dataclass(frozen=True)
@@ -55,16 +76,15 @@ class Match:
 
 
 def pdq(data: bytes, side: int) -> Hashed | None:
-    """The PDQ hashes of an image file; None when it cannot be decoded here."""
+    """The PDQ hashes of an image file, decoded at about ``side`` pixels on its short side;
+    None when it cannot be decoded here."""
     try:
         image = decode_image(data, target_side=side)
     except ImageError:
         return None
-    image.thumbnail((side, side))
-    pixels = np.asarray(image)
-    bits, quality = pdqhash.compute(pixels)
-    mirror, _ = pdqhash.compute(np.ascontiguousarray(pixels[:, ::-1]))
-    return Hashed(_pack(bits), _pack(mirror), int(quality))
+    square = image.resize((PDQ_SIDE, PDQ_SIDE), Image.Resampling.BILINEAR)
+    hashes, quality = pdqhash.compute_dihedral(np.asarray(square))
+    return Hashed(tuple(_pack(bits) for bits in hashes), int(quality))
 
 
 def _pack(bits: npt.NDArray[np.integer]) -> bytes:
@@ -73,10 +93,10 @@ def _pack(bits: npt.NDArray[np.integer]) -> bytes:
 
 @dataclass
 class _Index:
-    """The local copy of one version's list: hashes as four rows of 64-bit words (a row is
-    contiguous, so a scan streams through memory), grown by doubling."""
+    """The local copy of one version's list: the hashes in a faiss binary index (exhaustive
+    search, 32 bytes a hash) and their key suffixes in the same order."""
 
-    words: npt.NDArray[np.uint64] = field(default_factory=lambda: np.zeros((4, 0), np.uint64))
+    hashes: faiss.IndexBinaryFlat = field(default_factory=lambda: faiss.IndexBinaryFlat(256))
     suffixes: list[str] = field(default_factory=list)
 
     def extend(self, entries: Sequence[bytes]) -> None:
@@ -84,35 +104,30 @@ class _Index:
         if not good:
             return
         raw = b"".join(e[:HASH_BYTES] for e in good)
-        new = np.frombuffer(raw, dtype=np.uint64).reshape(-1, 4).T
-        size, need = len(self.suffixes), len(self.suffixes) + len(good)
-        if need > self.words.shape[1]:
-            grown = np.zeros((4, max(need, 2 * self.words.shape[1], 1024)), np.uint64)
-            grown[:, :size] = self.words[:, :size]
-            self.words = grown
-        self.words[:, size:need] = new
+        self.hashes.add(np.frombuffer(raw, dtype=np.uint8).reshape(-1, HASH_BYTES))
         self.suffixes += [e[HASH_BYTES:].decode("ascii", "replace") for e in good]
 
-    def _distances(self, query: bytes) -> npt.NDArray[np.uint8]:
-        q = np.frombuffer(query, dtype=np.uint64)
-        words = self.words[:, : len(self.suffixes)]
-        distances: npt.NDArray[np.uint8] = np.bitwise_count(words[0] ^ q[0])
-        for row in range(1, 4):
-            distances += np.bitwise_count(words[row] ^ q[row])
-        return distances
-
-    def nearest(self, hashed: Hashed, caption: str, limit: int) -> Match | None:
-        if not self.suffixes:
-            return None
-        best: Match | None = None
-        for query in (hashed.hash, hashed.mirror):
-            distances = self._distances(query)
-            for i in np.flatnonzero(distances <= limit):
-                suffix = self.suffixes[int(i)]
-                d = int(distances[i])
-                if suffix.partition(":")[2] == caption and (best is None or d < best.distance):
-                    best = Match(suffix, d)
-        return best
+    def nearest(
+        self, queries: Sequence[tuple[Hashed, str]], limit: int, rotations: bool
+    ) -> list[Match | None]:
+        """The nearest entry with the same caption part within ``limit`` bits of any searched
+        orientation of each ``(hash, caption part)``; the earliest stored wins a tie."""
+        if not self.suffixes or not queries:
+            return [None] * len(queries)
+        each = len(queries[0][0].queries(rotations))
+        raw = b"".join(q for hashed, _ in queries for q in hashed.queries(rotations))
+        codes = np.frombuffer(raw, dtype=np.uint8).reshape(-1, HASH_BYTES)
+        bounds, distances, ids = self.hashes.range_search(codes, limit + 1)  # radius is strict
+        found: list[Match | None] = []
+        for i, (_, caption) in enumerate(queries):
+            lo, hi = int(bounds[i * each]), int(bounds[(i + 1) * each])
+            best: tuple[int, int] | None = None
+            for d, at in zip(distances[lo:hi].tolist(), ids[lo:hi].tolist(), strict=True):
+                same_caption = self.suffixes[at].partition(":")[2] == caption
+                if same_caption and (best is None or (d, at) < best):
+                    best = (d, at)
+            found.append(None if best is None else Match(self.suffixes[best[1]], best[0]))
+        return found
 
 
 class NearDuplicates:
@@ -128,14 +143,17 @@ class NearDuplicates:
 
     def lookup(self, version: str, queries: Sequence[tuple[Hashed, str]]) -> list[Match | None]:
         """The nearest match of each ``(hash, key suffix)`` within ``match_distance``, or None
-        (also for a hash under ``min_quality``). One round trip reads what other workers added."""
+        (also for a hash under ``min_quality``, and for the image itself). One round trip reads
+        what other workers added; one search covers the whole batch."""
         index = self._sync(version)
-        limit, quality = self._evidence.match_distance, self._evidence.min_quality
-        found: list[Match | None] = []
-        for hashed, suffix in queries:
-            image, _, caption = suffix.partition(":")
-            match = None if hashed.quality < quality else index.nearest(hashed, caption, limit)
-            found.append(None if match is None or match.image_sha256 == image else match)
+        ev = self._evidence
+        wanted = [i for i, (hashed, _) in enumerate(queries) if hashed.quality >= ev.min_quality]
+        asked = [(queries[i][0], queries[i][1].partition(":")[2]) for i in wanted]
+        found: list[Match | None] = [None] * len(queries)
+        matches = index.nearest(asked, ev.match_distance, ev.match_rotations)
+        for i, match in zip(wanted, matches, strict=True):
+            if match is not None and match.image_sha256 != queries[i][1].partition(":")[0]:
+                found[i] = match
         return found
 
     def store(self, version: str, entries: Sequence[tuple[Hashed, str]]) -> None:
@@ -157,7 +175,7 @@ class NearDuplicates:
         if index is None:
             return 0, 0
         suffixes = sum(sys.getsizeof(s) + 8 for s in index.suffixes)  # and its list slot
-        return len(index.suffixes), index.words.nbytes + suffixes
+        return len(index.suffixes), index.hashes.ntotal * HASH_BYTES + suffixes
 
     def _sync(self, version: str) -> _Index:
         key = f"{self._prefix}:{version}"

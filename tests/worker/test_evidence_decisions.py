@@ -39,12 +39,12 @@ def _png(image: Image.Image) -> bytes:
 
 
 def _distance(a: bytes, b: bytes) -> int:
-    first, second = pdq(a, 512), pdq(b, 512)
+    side = Settings().evidence.hash_side
+    first, second = pdq(a, side), pdq(b, side)
     assert first is not None
     assert second is not None
     return min(
-        (int.from_bytes(first.hash) ^ int.from_bytes(h)).bit_count()
-        for h in (second.hash, second.mirror)
+        (int.from_bytes(first.hash) ^ int.from_bytes(h)).bit_count() for h in second.orientations
     )
 
 

@@ -111,9 +111,10 @@ def test_near_duplicates_are_answered_from_the_first_verdict_or_carry_it_as_evid
     worker_settings: Settings, tmp_path: Path
 ) -> None:
     settings = _settings(worker_settings, tmp_path, None, model_says=Decision.AI_GENERATED)
-    # Tighter than the default, so that some copies (resized, WebP: 8-12 bits) are evidence only.
+    # Tighter than the default, so that some copies (JPEG q60, a mirrored rotation: 4 bits) are
+    # evidence only and the others (2 bits) are answered from the first verdict.
     settings = settings.model_copy(
-        update={"evidence": settings.evidence.model_copy(update={"reuse_distance": 6})}
+        update={"evidence": settings.evidence.model_copy(update={"reuse_distance": 3})}
     )
     original = art.photo(20, (256, 256))
     first = _encode(original, "JPEG", quality=95)
@@ -129,6 +130,8 @@ def test_near_duplicates_are_answered_from_the_first_verdict_or_carry_it_as_evid
         "half": _encode(original.resize((128, 128)), "PNG"),
         "webp": _encode(original, "WEBP", quality=70),
         "mirror": _encode(original.transpose(Image.Transpose.FLIP_LEFT_RIGHT), "JPEG", quality=90),
+        "rot90": _encode(original.transpose(Image.Transpose.ROTATE_90), "JPEG", quality=90),
+        "transverse": _encode(original.transpose(Image.Transpose.TRANSVERSE), "JPEG", quality=90),
     }
     others = {
         "unrelated": _encode(art.photo(21, (256, 256)), "JPEG", quality=95),
@@ -140,16 +143,15 @@ def test_near_duplicates_are_answered_from_the_first_verdict_or_carry_it_as_evid
     client.close()
     got = _by_id(settings, 2 + len(copies) + len(others))
 
-    base = pdq(first, 512)
+    base = pdq(first, settings.evidence.hash_side)
     assert base is not None
     reuse = settings.evidence.reuse_distance
     reused = 0
     for name, data in copies.items():
-        hashed = pdq(data, 512)
+        hashed = pdq(data, settings.evidence.hash_side)
         assert hashed is not None
         distance = min(
-            (int.from_bytes(base.hash) ^ int.from_bytes(h)).bit_count()
-            for h in (hashed.hash, hashed.mirror)
+            (int.from_bytes(base.hash) ^ int.from_bytes(h)).bit_count() for h in hashed.orientations
         )
         assert distance <= settings.evidence.match_distance, name
         v = got[name]

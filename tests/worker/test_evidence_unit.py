@@ -193,12 +193,13 @@ def test_fusion_follows_its_settings() -> None:
     assert (raised.decision, raised.decided_by) == (Decision.NEEDS_REVIEW, "evidence")
 
 
-def test_the_near_duplicate_index_matches_by_distance_mirror_and_caption() -> None:
-    from worker.neardup import Hashed, Match, _Index
+def test_the_near_duplicate_index_matches_by_distance_orientation_and_caption() -> None:
+    from worker.neardup import MIRROR, Hashed, Match, _Index
 
-    def hashed(first: int, mirror: int | None = None) -> Hashed:
-        one = first.to_bytes(32, "big")
-        return Hashed(one, (mirror or first).to_bytes(32, "big"), 100)
+    def hashed(first: int, **others: int) -> Hashed:
+        """A hash whose orientations all equal ``first`` but those named by index (``o5=...``)."""
+        values = [others.get(f"o{i}", first) for i in range(8)]
+        return Hashed(tuple(v.to_bytes(32, "big") for v in values), 100)
 
     stored = (1 << 255) - 1
     index = _Index()
@@ -206,12 +207,18 @@ def test_the_near_duplicate_index_matches_by_distance_mirror_and_caption() -> No
         [hashed(stored).hash + b"a" * 64, hashed(stored).hash + b"b" * 64 + b":" + b"c" * 64]
     )
     near = stored ^ 0b111  # three bits off
-    assert index.nearest(hashed(near), "", 31) == Match("a" * 64, 3)
-    assert index.nearest(hashed(near), "", 2) is None
-    # A mirrored copy is found through the hash of its mirror image.
-    assert index.nearest(hashed(0, mirror=stored), "", 31) == Match("a" * 64, 0)
-    # When captions are read, only an entry with the same caption part matches.
-    match = index.nearest(hashed(stored), "c" * 64, 31)
-    assert match is not None
-    assert match.image_sha256 == "b" * 64
-    assert index.nearest(hashed(stored), "d" * 64, 31) is None
+    assert index.nearest([(hashed(near), "")], 31, True) == [Match("a" * 64, 3)]
+    assert index.nearest([(hashed(near), "")], 2, True) == [None]
+    # A mirrored copy is found through the hash of its mirror image, with or without rotations.
+    mirrored = hashed(0, **{f"o{MIRROR}": stored})
+    assert index.nearest([(mirrored, "")], 31, False) == [Match("a" * 64, 0)]
+    # A rotated copy only when rotations are searched: its orientation 1 is the stored image.
+    rotated = hashed(0, o1=stored ^ 1)
+    assert index.nearest([(rotated, "")], 31, True) == [Match("a" * 64, 1)]
+    assert index.nearest([(rotated, "")], 31, False) == [None]
+    # When captions are read, only an entry with the same caption part matches; one search
+    # answers several images.
+    matches = index.nearest([(hashed(stored), "c" * 64), (hashed(stored), "d" * 64)], 31, True)
+    assert matches[0] is not None
+    assert matches[0].image_sha256 == "b" * 64
+    assert matches[1] is None
