@@ -54,7 +54,7 @@ from serving.torchserve.server import running_torchserve
 from serving.torchserve.watermark import embed_sdxl_watermark, read_watermark
 from worker import kafka
 from worker.evidence import EvidenceReader
-from worker.neardup import HASH_BYTES, Hashed, NearDuplicates, pdq
+from worker.neardup import HASH_BYTES, MIRROR, Hashed, NearDuplicates, pdq
 from worker.redis_client import connect
 
 
@@ -184,32 +184,37 @@ def lookups(base: Settings, sizes: list[int], repeat: int) -> dict[str, Any]:
                         for i, row in enumerate(raw[start : start + 10_000], start)
                     ],
                 )
-            reader = NearDuplicates(settings, client)
-            # A copy rotated by 90 degrees: its orientation 3 (rotated back) is stored image 7.
-            others = rng.integers(0, 256, size=(8, HASH_BYTES), dtype=np.uint8)
-            orientations = [row.tobytes() for row in others]
-            orientations[3] = raw[7].tobytes()
-            query = [(Hashed(tuple(orientations), 100), "f" * 64)]
-            batch = query + [
-                (
-                    Hashed(
-                        tuple(r.tobytes() for r in rng.integers(0, 256, (8, HASH_BYTES), np.uint8)),
-                        100,
+            hashes, memory = 0, 0
+            entry: dict[str, Any] = {}
+            for rotations in (False, True):
+                ev = settings.evidence.model_copy(update={"match_rotations": rotations})
+                reader = NearDuplicates(settings.model_copy(update={"evidence": ev}), client)
+                # A mirrored copy of stored image 7, or one rotated by 90 degrees: its
+                # orientation 5 (mirrored back) or 3 (rotated back) is the stored hash.
+                orientations = [
+                    r.tobytes() for r in rng.integers(0, 256, (8, HASH_BYTES), np.uint8)
+                ]
+                orientations[3 if rotations else MIRROR] = raw[7].tobytes()
+                query = [(Hashed(tuple(orientations), 100), "f" * 64)]
+                batch = query + [
+                    (Hashed(tuple(r.tobytes() for r in rows), 100), "f" * 64)
+                    for rows in rng.integers(0, 256, (31, 8, HASH_BYTES), np.uint8)
+                ]
+                started = time.perf_counter()
+                first = reader.lookup("1", query)
+                first_s = time.perf_counter() - started
+                assert first[0] is not None
+                assert first[0].distance == 0
+                hashes, memory = reader.footprint("1")
+                entry["rotations" if rotations else "mirror"] = {
+                    "first_lookup_ms": 1000 * first_s,
+                    "lookup": _timed(partial(reader.lookup, "1", query), repeat),
+                    "batch_of_32": _timed(
+                        partial(reader.lookup, "1", batch), max(repeat // 10, 10)
                     ),
-                    "f" * 64,
-                )
-                for _ in range(31)
-            ]
-            started = time.perf_counter()
-            first = reader.lookup("1", query)
-            first_s = time.perf_counter() - started
-            assert first[0] is not None
-            assert first[0].distance == 0
-            hashes, memory = reader.footprint("1")
+                }
             out[str(size)] = {
-                "first_lookup_ms": 1000 * first_s,
-                "lookup": _timed(partial(reader.lookup, "1", query), repeat),
-                "batch_of_32": _timed(partial(reader.lookup, "1", batch), max(repeat // 10, 10)),
+                **entry,
                 "bytes_per_hash_in_worker": memory / hashes,
                 "bytes_per_hash_in_redis": client.memory_usage(f"{prefix}:pdq:1", samples=0) / size,
             }
@@ -241,12 +246,15 @@ def report(r: dict[str, Any]) -> None:
             f"near-duplicates {phase('on')}, {w['on_over_off']:.2f} of off"
         )
     for size, c in r["lookups"].items():
-        lookup = c["lookup"]
+        for tag, what in (("mirror", "image and mirror"), ("rotations", "eight orientations")):
+            one, batch = c[tag]["lookup"], c[tag]["batch_of_32"]
+            print(
+                f"near-duplicate lookup at {int(size):>7} hashes, {what}: first"
+                f" {c[tag]['first_lookup_ms']:.1f} ms, then p50 {one['median_ms']:.2f} ms,"
+                f" p99 {one['p99_ms']:.2f} ms; a batch of 32: p50 {batch['median_ms']:.1f} ms"
+            )
         print(
-            f"near-duplicate lookup at {int(size):>7} hashes: first {c['first_lookup_ms']:.1f} ms,"
-            f" then p50 {lookup['median_ms']:.2f} ms, p99 {lookup['p99_ms']:.2f} ms"
-            f" (a batch of 32: p50 {c['batch_of_32']['median_ms']:.1f} ms);"
-            f" bytes a hash: {c['bytes_per_hash_in_worker']:.0f} in the worker,"
+            f"  bytes a hash: {c['bytes_per_hash_in_worker']:.0f} in the worker,"
             f" {c['bytes_per_hash_in_redis']:.0f} in Redis"
         )
 

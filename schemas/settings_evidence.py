@@ -59,9 +59,9 @@ class EvidenceSettings(BaseModel):
     min_quality: Annotated[int, Field(ge=0, le=100)] = 50
     """PDQ quality below which an image (flat, nearly featureless) is neither looked up nor
     stored: its hash matches too much."""
-    match_rotations: bool = True
-    """Match copies rotated by 90, 180 or 270 degrees, mirrored or not (PDQ's eight dihedral
-    hashes); off, only the image and its left-right mirror are searched."""
+    match_rotations: bool = False
+    """Also match copies rotated by 90, 180 or 270 degrees, mirrored or not (PDQ's eight dihedral
+    hashes): four times the search of the image and its left-right mirror alone."""
     hash_side: Annotated[int, Field(ge=64, le=1024)] = 128
     """Images are decoded at about this short side (a JPEG by its decoder) and then resized to
     PDQ's 64x64 before hashing."""

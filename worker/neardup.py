@@ -10,9 +10,10 @@ again whole.
 An image is decoded at a reduced size and resized to 64x64 pixels, PDQ's own working size, before
 it is hashed. At that size PDQ's eight dihedral hashes (the image rotated by 0, 90, 180 and 270
 degrees, and those mirrored) are exact: each equals the hash of the transformed pixels. A lookup
-searches a miss's orientations, all eight when ``evidence.match_rotations`` is on (the default),
-else the image and its left-right mirror, against the stored hashes (one orientation each) by
-Hamming distance, with faiss's exhaustive range search: no match within the distance is missed.
+searches the image and its left-right mirror, or all eight orientations when
+``evidence.match_rotations`` is on (four times the search), among the stored hashes (one
+orientation each) by Hamming distance, with faiss's exhaustive range search: no match within the
+distance is missed.
 Only entries with the miss's caption part match when the model reads captions, so the namespace is
 the exact cache's. Images whose PDQ quality is under ``min_quality`` are neither looked up nor
 stored.
@@ -21,6 +22,7 @@ stored.
 from __future__ import annotations
 
 import sys
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -91,13 +93,21 @@ def _pack(bits: npt.NDArray[np.integer]) -> bytes:
     return np.packbits(np.asarray(bits, dtype=np.uint8)).tobytes()
 
 
+# A worker shares its cores with the model server: OpenMP threads contending for them made a
+# search twice as slow as one thread on a loaded two-core machine.
+faiss.omp_set_num_threads(1)
+
+
 @dataclass
 class _Index:
     """The local copy of one version's list: the hashes in a faiss binary index (exhaustive
-    search, 32 bytes a hash) and their key suffixes in the same order."""
+    search, 32 bytes a hash), their key suffixes in the same order, and a number for each
+    suffix's caption part so that the caption filter runs in numpy."""
 
     hashes: faiss.IndexBinaryFlat = field(default_factory=lambda: faiss.IndexBinaryFlat(256))
     suffixes: list[str] = field(default_factory=list)
+    caption_ids: array[int] = field(default_factory=lambda: array("q"))
+    captions: dict[str, int] = field(default_factory=dict)
 
     def extend(self, entries: Sequence[bytes]) -> None:
         good = [e for e in entries if len(e) > HASH_BYTES]
@@ -105,7 +115,11 @@ class _Index:
             return
         raw = b"".join(e[:HASH_BYTES] for e in good)
         self.hashes.add(np.frombuffer(raw, dtype=np.uint8).reshape(-1, HASH_BYTES))
-        self.suffixes += [e[HASH_BYTES:].decode("ascii", "replace") for e in good]
+        for entry in good:
+            suffix = entry[HASH_BYTES:].decode("ascii", "replace")
+            caption = suffix.partition(":")[2]
+            self.suffixes.append(suffix)
+            self.caption_ids.append(self.captions.setdefault(caption, len(self.captions)))
 
     def nearest(
         self, queries: Sequence[tuple[Hashed, str]], limit: int, rotations: bool
@@ -118,15 +132,18 @@ class _Index:
         raw = b"".join(q for hashed, _ in queries for q in hashed.queries(rotations))
         codes = np.frombuffer(raw, dtype=np.uint8).reshape(-1, HASH_BYTES)
         bounds, distances, ids = self.hashes.range_search(codes, limit + 1)  # radius is strict
+        # Distance first, then position: the nearest, and the earliest of equally near ones.
+        keys = distances.astype(np.int64) << 40 | ids
+        caption_of = np.frombuffer(self.caption_ids, dtype=np.int64)[ids]
         found: list[Match | None] = []
         for i, (_, caption) in enumerate(queries):
             lo, hi = int(bounds[i * each]), int(bounds[(i + 1) * each])
-            best: tuple[int, int] | None = None
-            for d, at in zip(distances[lo:hi].tolist(), ids[lo:hi].tolist(), strict=True):
-                same_caption = self.suffixes[at].partition(":")[2] == caption
-                if same_caption and (best is None or (d, at) < best):
-                    best = (d, at)
-            found.append(None if best is None else Match(self.suffixes[best[1]], best[0]))
+            same = keys[lo:hi][caption_of[lo:hi] == self.captions.get(caption, -1)]
+            if not len(same):
+                found.append(None)
+                continue
+            best = int(same.min())
+            found.append(Match(self.suffixes[best & (1 << 40) - 1], best >> 40))
         return found
 
 
@@ -175,7 +192,8 @@ class NearDuplicates:
         if index is None:
             return 0, 0
         suffixes = sum(sys.getsizeof(s) + 8 for s in index.suffixes)  # and its list slot
-        return len(index.suffixes), index.hashes.ntotal * HASH_BYTES + suffixes
+        held = index.hashes.ntotal * HASH_BYTES + index.caption_ids.itemsize * len(index.suffixes)
+        return len(index.suffixes), held + suffixes
 
     def _sync(self, version: str) -> _Index:
         key = f"{self._prefix}:{version}"

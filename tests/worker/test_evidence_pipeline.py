@@ -113,8 +113,9 @@ def test_near_duplicates_are_answered_from_the_first_verdict_or_carry_it_as_evid
     settings = _settings(worker_settings, tmp_path, None, model_says=Decision.AI_GENERATED)
     # Tighter than the default, so that some copies (JPEG q60, a mirrored rotation: 4 bits) are
     # evidence only and the others (2 bits) are answered from the first verdict.
+    evidence = {"reuse_distance": 3, "match_rotations": True}
     settings = settings.model_copy(
-        update={"evidence": settings.evidence.model_copy(update={"reuse_distance": 3})}
+        update={"evidence": settings.evidence.model_copy(update=evidence)}
     )
     original = art.photo(20, (256, 256))
     first = _encode(original, "JPEG", quality=95)
