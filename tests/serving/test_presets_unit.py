@@ -56,7 +56,7 @@ def test_offline_and_not_cached_names_both_encoders_and_why(
     message = str(caught.value)
     assert BERT_ID in message
     assert CLIP_ID in message
-    assert "HF_HUB_OFFLINE=1 forbids a download" in message
+    assert "HF_HUB_OFFLINE=1 or local_files_only forbids a download" in message
 
 
 def test_online_the_encoders_are_downloaded_from_the_hub(tmp_path: Path) -> None:
