@@ -4,7 +4,9 @@ architecture (serving.model.detector) derives from, with the freeze helpers."""
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F  # noqa: N812 - the conventional name
@@ -62,6 +64,15 @@ class Detector(PreTrainedModel):
         super().__init__(hub)
         self.detector_config = hub.detector()
         self.backbones_frozen = False
+
+    def save_pretrained(  # type: ignore[override]  # the same call, one default changed
+        self, save_directory: str | os.PathLike[str], *args: Any, **kwargs: Any
+    ) -> None:
+        """As transformers saves, but with the weights under the modules' own names
+        (``save_original_format=False``): some backbones (DINOv2) rename their tensors on
+        disk, which the project's loader and the Trainer's best-epoch reload do not undo."""
+        kwargs.setdefault("save_original_format", False)
+        super().save_pretrained(save_directory, *args, **kwargs)
 
     @property
     def n_generators(self) -> int:

@@ -208,7 +208,13 @@ class DetectorConfig(_Frozen):
         one; any other unknown key is an error."""
         if not isinstance(values, dict):
             raise TypeError("config.json must hold a JSON object")
-        return cls.model_validate({k: v for k, v in values.items() if k not in HUB_KEYS})
+        config = cls.model_validate({k: v for k, v in values.items() if k not in HUB_KEYS})
+        written = values.get("model_type", config.model_type)
+        if written != config.model_type:
+            raise TypeError(
+                f"model_type {written!r} does not match architecture {config.architecture!r}"
+            )
+        return config
 
     @classmethod
     def load(cls, directory: str | Path) -> DetectorConfig:
