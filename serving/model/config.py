@@ -28,7 +28,8 @@ own ``model_type``), readable by ``AutoConfig``. 1 (before): the same fields wit
 HUB_KEYS: Final[frozenset[str]] = frozenset(
     {"model_type", "architectures", "transformers_version", "dtype", "torch_dtype", "_name_or_path"}
 )
-# The encoders of format 1 checkpoints, whose configs did not name their model_type.
+# The encoders of format 1 checkpoints, whose configs did not name their model_type (also the
+# default of a config that names none).
 _FORMAT1_TEXT_TYPES: Final[dict[str, str]] = {
     "fused": "bert",
     "clip-contrastive": "clip_text_model",
@@ -144,11 +145,15 @@ class DetectorConfig(_Frozen):
 
     @model_validator(mode="before")
     @classmethod
-    def _format1_encoder_types(cls, data: Any) -> Any:
-        """Name the encoder types a format 1 config left implicit."""
-        if not isinstance(data, dict) or data.get("format_version") != 1:
+    def _implicit_encoder_types(cls, data: Any) -> Any:
+        """An encoder config without a ``model_type`` (all of format 1) is the encoder the
+        architecture was built with before backbones were configurable; format 1 is read as
+        the current format."""
+        if not isinstance(data, dict):
             return data
-        filled = {**data, "format_version": FORMAT_VERSION}
+        filled = dict(data)
+        if filled.get("format_version") == 1:
+            filled["format_version"] = FORMAT_VERSION
         if isinstance(vision := filled.get("vision_config"), dict):
             filled["vision_config"] = {"model_type": _FORMAT1_VISION_TYPE, **vision}
         text_type = _FORMAT1_TEXT_TYPES.get(str(filled.get("architecture", "fused")))

@@ -101,7 +101,7 @@ def test_format1_checkpoints_load_and_upgrade(architecture: str, tmp_path: Path)
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
-        ({"vision_config": {"hidden_size": 64}}, "model_type"),
+        ({"vision_config": {"model_type": 7}}, "model_type"),
         ({"vision_config": {"model_type": "no-such-backbone"}}, "no-such-backbone"),
         ({"model_type": "aigis-fused", "architecture": "clip-linear"}, "does not match"),
         ({"temperature": -1}, "temperature"),
