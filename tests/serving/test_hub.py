@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 from huggingface_hub.errors import StrictDataclassClassValidationError
-from PIL import Image
 from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModel
 
@@ -20,19 +19,13 @@ from serving.model.config import FORMAT_VERSION, DetectorConfig
 from serving.model.detector import Detector
 from serving.model.hub import DetectorHubConfig, hub_config
 from serving.model.presets import build_preset
+from tests.serving.test_checkpoint import CAPTIONS, IMAGES
+from tests.serving.test_checkpoint import _outputs as _logits
 
 pytestmark = pytest.mark.unit
 
 ARCHITECTURES = ["fused", "clip-linear", "clip-contrastive"]
 FORMAT1 = Path(__file__).parent / "data" / "format1"
-IMAGES = [Image.new("RGB", (80, 60), (200, 30, 30)), Image.new("RGB", (60, 90), (10, 10, 240))]
-CAPTIONS = ["a red square", None]
-
-
-def _logits(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-    with torch.no_grad():
-        out = model.eval()(**inputs)
-    return torch.cat([out.logits_a[:, None], out.logits_b], dim=1)
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
