@@ -34,7 +34,7 @@ from schemas.errors import AigisError
 from serving.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from serving.model.config import Architecture, DetectorConfig
 from serving.model.detector import Detector
-from serving.model.presets import build_preset
+from serving.model.presets import Backbones, build_preset
 from training import metrics
 from training.calibration import binary_nll, fit_temperature
 from training.card import TRAINING_FILE, write_card
@@ -68,6 +68,13 @@ class TrainRequest:
     pretrained: Path | None = None
     init_from: Path | None = None
     """Fine-tune this checkpoint instead of starting from the preset's encoders."""
+    vision_backbone: str | None = None
+    """The vision encoder: a family for tiny (clip, siglip, dinov2, vit), a Hugging Face model
+    id or directory for base; None is the preset's (CLIP)."""
+    text_backbone: str | None = None
+    """The text encoder of fused (base only): a Hugging Face model id or directory."""
+    linear_probe: bool = False
+    """Freeze both encoders (kept in eval mode); only the heads train."""
     epochs: float | None = None
     learning_rate: float | None = None
     batch_size: int | None = None
@@ -127,6 +134,11 @@ def _train(request: TrainRequest) -> TrainResult:
     train_items = load_split(request.data, "train")
     validation_items = load_split(request.data, "validation")
     components = _initial_components(request, generators)
+    if request.linear_probe:
+        try:
+            components.model.freeze_backbones()
+        except ValueError as exc:
+            raise TrainingError(f"--linear-probe: {exc}") from None
     config = components.config
     hyper = with_overrides(
         default_hyperparameters(config.architecture, config.preset),
@@ -237,12 +249,20 @@ def _initial_components(request: TrainRequest, generators: tuple[str, ...]) -> C
     if request.init_from is None:
         if request.architecture is None:
             raise TrainingError("give --arch, or --init-from a checkpoint to fine-tune")
-        return build_preset(
-            request.preset,
-            request.architecture,
-            generators=generators,
-            pretrained_dir=request.pretrained,
-            name=request.name or f"aigis-{request.architecture}",
+        try:
+            return build_preset(
+                request.preset,
+                request.architecture,
+                generators=generators,
+                pretrained_dir=request.pretrained,
+                name=request.name or f"aigis-{request.architecture}",
+                backbones=Backbones(request.vision_backbone, request.text_backbone),
+            )
+        except ValueError as exc:  # a backbone the preset or architecture cannot use
+            raise TrainingError(str(exc)) from None
+    if request.vision_backbone or request.text_backbone:
+        raise TrainingError(
+            "--init-from keeps the checkpoint's encoders; drop --vision-backbone/--text-backbone"
         )
     loaded = load_checkpoint(request.init_from)
     config = loaded.config
@@ -335,6 +355,12 @@ def _write_summary(
         "preset": config.preset,
         "data": request.data,
         "init_from": str(request.init_from) if request.init_from else None,
+        "backbones": {
+            "vision": config.vision_config.get("model_type"),
+            "text": (config.text_config or {}).get("model_type"),
+            **config.sources,
+        },
+        "linear_probe": request.linear_probe,
         "seed": request.seed,
         "hyperparameters": asdict(hyper),
         "max_steps": request.max_steps,

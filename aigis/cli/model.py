@@ -63,6 +63,23 @@ def register(app: typer.Typer) -> None:
             return
         _print(rows, registry)
 
+    @model_app.command(
+        "upgrade",
+        help="Rewrite a checkpoint directory of an earlier format (config.json and weights) in "
+        "the current one, which AutoModel.from_pretrained loads. The model card stays.",
+    )
+    def upgrade(
+        checkpoint: Path = typer.Argument(..., help="A checkpoint directory."),
+    ) -> None:
+        from serving.errors import CheckpointError
+        from serving.model.checkpoint import upgrade_checkpoint
+
+        try:
+            upgrade_checkpoint(checkpoint)
+        except CheckpointError as err:
+            fail(f"aigis model upgrade: {err}")
+        typer.echo(f"upgraded {checkpoint}")
+
     @model_app.command("register", help="Add a model archive to the registry and TorchServe.")
     def register_(
         archive: Path = typer.Argument(..., exists=True, dir_okay=False, help="A .mar file."),

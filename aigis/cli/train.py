@@ -45,6 +45,21 @@ def register(app: typer.Typer) -> None:
         init_from: Path | None = typer.Option(
             None, "--init-from", help="Fine-tune this checkpoint instead of a preset."
         ),
+        vision_backbone: str | None = typer.Option(
+            None,
+            "--vision-backbone",
+            help="Vision encoder. tiny: clip, siglip, dinov2 or vit; base: a Hugging Face model "
+            "id or directory (default openai/clip-vit-base-patch32).",
+        ),
+        text_backbone: str | None = typer.Option(
+            None,
+            "--text-backbone",
+            help="Text encoder of fused, base preset: a Hugging Face model id or directory "
+            "(default bert-base-uncased).",
+        ),
+        linear_probe: bool = typer.Option(
+            False, "--linear-probe", help="Freeze the encoders; train only the heads."
+        ),
         epochs: float | None = typer.Option(None, "--epochs", min=0.01),
         lr: float | None = typer.Option(None, "--lr", min=0.0, help="Peak learning rate."),
         batch_size: int | None = typer.Option(
@@ -95,6 +110,9 @@ def register(app: typer.Typer) -> None:
             preset=preset,
             pretrained=pretrained,
             init_from=init_from,
+            vision_backbone=vision_backbone,
+            text_backbone=text_backbone,
+            linear_probe=linear_probe,
             epochs=epochs,
             learning_rate=lr,
             batch_size=batch_size,

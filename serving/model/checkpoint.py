@@ -2,11 +2,17 @@
 
 A checkpoint is a directory holding
 
-- ``config.json``: the :class:`~serving.model.config.DetectorConfig`;
+- ``config.json``: the :class:`~serving.model.config.DetectorConfig`, in the form
+  ``AutoConfig`` reads (so ``AutoModel.from_pretrained(directory)`` loads it too, once
+  :mod:`serving.model.detector` is imported);
 - ``model.safetensors``: the weights;
 - ``tokenizer_config.json`` and ``tokenizer.json`` (or ``vocab.txt`` / ``vocab.json``): the
   tokenizer;
-- ``preprocessor_config.json``: the image processor.
+- ``preprocessor_config.json``: the image processor;
+- ``README.md``: the model card, when training or evaluation wrote one (training.card).
+
+Format 1 checkpoints (written before the detector was a transformers model) load here as they
+are; :func:`upgrade_checkpoint` (``aigis model upgrade DIR``) rewrites one as format 2.
 
 Loading reads JSON, text and safetensors only, and refuses tokenizer classes outside a short list
 so a crafted ``tokenizer_config.json`` cannot make transformers import arbitrary code.
@@ -15,6 +21,8 @@ so a crafted ``tokenizer_config.json`` cannot make transformers import arbitrary
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -22,11 +30,11 @@ from typing import Final
 import torch
 import transformers
 from safetensors import SafetensorError
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_model
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from serving.errors import CheckpointError
-from serving.model.config import CONFIG_FILE, DetectorConfig
+from serving.model.config import CONFIG_FILE, FORMAT_VERSION, DetectorConfig
 from serving.model.detector import Detector, build_detector
 from serving.model.preprocess import ImageProcessor, Preprocessor
 
@@ -35,8 +43,23 @@ TOKENIZER_CONFIG_FILE: Final[str] = "tokenizer_config.json"
 TOKENIZER_FILES: Final[tuple[str, ...]] = ("tokenizer.json", "vocab.txt", "vocab.json")
 IMAGE_PROCESSOR_FILE: Final[str] = "preprocessor_config.json"
 _TOKENIZER_CLASSES: Final[frozenset[str]] = frozenset(
-    {"BertTokenizer", "BertTokenizerFast", "CLIPTokenizer", "CLIPTokenizerFast"}
+    {
+        "BertTokenizer",
+        "BertTokenizerFast",
+        "CLIPTokenizer",
+        "CLIPTokenizerFast",
+        "DistilBertTokenizer",
+        "DistilBertTokenizerFast",
+        "RobertaTokenizer",
+        "RobertaTokenizerFast",
+        "XLMRobertaTokenizer",
+        "XLMRobertaTokenizerFast",
+        "PreTrainedTokenizerFast",
+        "TokenizersBackend",
+    }
 )
+# Buffers format 1 rebuilt at load instead of saving: their absence is not a mismatch.
+_FORMAT1_UNSAVED: Final[frozenset[str]] = frozenset({"prompt_ids", "prompt_mask"})
 
 
 @dataclass(frozen=True)
@@ -69,9 +92,11 @@ def save_checkpoint(
     directory.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(str(directory))
     image_processor.save_pretrained(str(directory))
-    # save_model copes with shared tensors and writes contiguous copies of views.
-    save_model(model, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
-    # The config goes last: its presence marks a complete checkpoint.
+    # save_pretrained writes config.json before the weights; staged aside, the weights move in
+    # first and the config goes last, so its presence marks a complete checkpoint.
+    with tempfile.TemporaryDirectory(prefix=".weights-", dir=directory) as staging:
+        model.save_pretrained(staging)
+        os.replace(Path(staging) / WEIGHTS_FILE, directory / WEIGHTS_FILE)
     config.save(directory)
     return directory
 
@@ -91,10 +116,31 @@ def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu") -> 
     config = DetectorConfig.load(directory)
     tokenizer = load_tokenizer(directory)
     image_processor = load_image_processor(directory)
-    model = build_detector(config, tokenizer)
-    _load_weights(model, directory / WEIGHTS_FILE)
+    try:
+        model = build_detector(config, tokenizer)
+    except ValueError as exc:  # an encoder config transformers refuses
+        raise CheckpointError(
+            f"{directory / CONFIG_FILE} describes a model that cannot be built: {exc}",
+            str(directory / CONFIG_FILE),
+        ) from None
+    _load_weights(model, directory / WEIGHTS_FILE, format_version=_written_format(directory))
     model.to(device).eval()
-    return Checkpoint(config, model, tokenizer, image_processor)
+    return Checkpoint(model.detector_config, model, tokenizer, image_processor)
+
+
+def upgrade_checkpoint(path: str | Path) -> Path:
+    """Rewrite a checkpoint directory in the current format (config.json and weights), in
+    place; a current one is rewritten unchanged. Other files (the card) stay."""
+    loaded = load_checkpoint(path)
+    return save_checkpoint(
+        loaded.model, loaded.tokenizer, loaded.image_processor, loaded.config, path
+    )
+
+
+def _written_format(directory: Path) -> int:
+    """The format_version config.json was written in (DetectorConfig reads both as current)."""
+    values = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
+    return int(values.get("format_version", FORMAT_VERSION))
 
 
 def checkpoint_files(directory: str | Path) -> list[Path]:
@@ -154,7 +200,7 @@ def load_image_processor(directory: Path) -> ImageProcessor:
         raise CheckpointError(f"{path} cannot be loaded: {exc}", str(path)) from None
 
 
-def _load_weights(model: Detector, path: Path) -> None:
+def _load_weights(model: Detector, path: Path, *, format_version: int) -> None:
     _require(path, "the weights")
     try:
         missing, unexpected = load_model(model, str(path), strict=False)
@@ -164,6 +210,8 @@ def _load_weights(model: Detector, path: Path) -> None:
             f"({model.detector_config.architecture}): {exc}",
             str(path),
         ) from None
+    if format_version == 1:
+        missing = [name for name in missing if name not in _FORMAT1_UNSAVED]
     if missing or unexpected:
         raise CheckpointError(
             f"{path} does not match config.json ({model.detector_config.architecture}): "

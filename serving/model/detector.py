@@ -3,8 +3,10 @@
 Every architecture maps an image (and, for ``fused``, its caption) to ``logits_a`` (one logit per
 item: AI-generated vs human) and ``logits_b`` (one logit per generator of the checkpoint).
 Encoders are transformers modules built from the configs in
-:class:`~serving.model.config.DetectorConfig`;
-pre-trained weights arrive through :mod:`serving.model.presets` or a checkpoint, never from a hub.
+:class:`~serving.model.config.DetectorConfig` (any backbone ``AutoModel`` knows,
+:mod:`serving.model.backbones`); pre-trained weights arrive through :mod:`serving.model.presets`
+or a checkpoint. Importing this module registers the three architectures with ``AutoConfig`` and
+``AutoModel`` (model types ``aigis-fused``, ``aigis-clip-linear``, ``aigis-clip-contrastive``).
 
 Every trainable parameter takes part in every forward pass (BERT's unused pooler is not built,
 CLIP's learned logit scale is frozen in favour of the fixed prompt temperature), so the models run
@@ -13,151 +15,64 @@ under DistributedDataParallel without ``find_unused_parameters``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F  # noqa: N812 - the conventional name
 from torch import nn
-from transformers import (
-    BertConfig,
-    BertModel,
-    CLIPConfig,
-    CLIPModel,
-    CLIPVisionConfig,
-    CLIPVisionModel,
-)
+from transformers import AutoConfig, AutoModel, CLIPConfig, CLIPModel
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
-from transformers.utils.generic import ModelOutput
 
+from serving.model.backbones import build_encoder, first_token, pooled_image
+from serving.model.base import Detector, DetectorOutput, detector_loss
 from serving.model.config import DetectorConfig
+from serving.model.hub import (
+    ClipContrastiveConfig,
+    ClipLinearConfig,
+    DetectorHubConfig,
+    FusedConfig,
+)
 
-
-@dataclass
-class DetectorOutput(ModelOutput):
-    """``loss`` only when labels were given; ``logits_a`` is (batch,), ``logits_b`` (batch, G)."""
-
-    loss: torch.Tensor | None = None
-    logits_a: torch.Tensor | None = None
-    logits_b: torch.Tensor | None = None
-
-
-def detector_loss(
-    logits_a: torch.Tensor,
-    logits_b: torch.Tensor,
-    labels_a: torch.Tensor,
-    labels_b: torch.Tensor,
-) -> torch.Tensor:
-    """BCE on Task A over the batch plus cross-entropy on Task B over the true-AI items only.
-
-    Task B's term is the mean over items whose Label_A is 1, and exactly zero (with a gradient
-    path, so distributed training stays in step) when the batch holds none.
-    """
-    loss_a = F.binary_cross_entropy_with_logits(logits_a.float(), labels_a.float())
-    per_item_b = F.cross_entropy(logits_b.float(), labels_b.long(), reduction="none")
-    is_ai = (labels_a == 1).float()
-    loss_b = (per_item_b * is_ai).sum() / is_ai.sum().clamp(min=1.0)
-    return loss_a + loss_b
-
-
-class Detector(nn.Module):
-    """Base of the family; subclasses implement ``encode_image``, ``encode_text``, ``_logits``."""
-
-    def __init__(self, config: DetectorConfig) -> None:
-        super().__init__()
-        # Not named `config`: the Trainer treats a `config` attribute as a transformers config.
-        self.detector_config = config
-
-    @property
-    def n_generators(self) -> int:
-        return len(self.detector_config.generators)
-
-    def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Image features, shape (batch, dim)."""
-        raise NotImplementedError
-
-    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Text features, shape (batch, dim)."""
-        raise NotImplementedError
-
-    def _logits(
-        self,
-        pixel_values: torch.Tensor,
-        input_ids: torch.Tensor | None,
-        attention_mask: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
-
-    def forward(
-        self,
-        pixel_values: torch.Tensor,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        labels_a: torch.Tensor | None = None,
-        labels_b: torch.Tensor | None = None,
-    ) -> DetectorOutput:
-        """Logits for a batch; the multi-task loss too when both label tensors are given."""
-        logits_a, logits_b = self._logits(pixel_values, input_ids, attention_mask)
-        loss = None
-        if labels_a is not None and labels_b is not None:
-            loss = detector_loss(logits_a, logits_b, labels_a, labels_b)
-        return DetectorOutput(loss=loss, logits_a=logits_a, logits_b=logits_b)
-
-    # Freeze helpers. Subclasses name their encoders in ``_vision`` / ``_text``.
-    def _vision(self) -> list[nn.Module]:
-        return []
-
-    def _text(self) -> list[nn.Module]:
-        return []
-
-    def _always_frozen(self) -> list[nn.Parameter]:
-        return []
-
-    def freeze_vision(self) -> None:
-        """Stop training the image encoder (the heads and the text side keep training)."""
-        _set_trainable(self._vision(), trainable=False)
-
-    def freeze_text(self) -> None:
-        """Stop training the text encoder."""
-        _set_trainable(self._text(), trainable=False)
-
-    def unfreeze(self) -> None:
-        """Make every parameter trainable again (except those the architecture always fixes)."""
-        _set_trainable([self], trainable=True)
-        for parameter in self._always_frozen():
-            parameter.requires_grad_(False)
-
-
-def _set_trainable(modules: list[nn.Module], *, trainable: bool) -> None:
-    for module in modules:
-        for parameter in module.parameters():
-            parameter.requires_grad_(trainable)
+__all__ = [
+    "ClipContrastiveDetector",
+    "ClipLinearDetector",
+    "Detector",
+    "DetectorOutput",
+    "FusedDetector",
+    "build_detector",
+    "detector_loss",
+]
 
 
 class FusedDetector(Detector):
     """NAU-QMUL: BERT [CLS] of the caption + CLIP vision pooled output -> Linear+ReLU -> 2 heads.
 
-    A missing caption is fed as the empty string, i.e. ``[CLS] [SEP]``: the paper system always
-    tokenises the caption column as it is, so "no caption" is an empty caption to it as well.
+    Both encoders are the config's (BERT and CLIP ViT-B/32 by default; any text and vision
+    backbone, serving.model.backbones). A missing caption is fed as the empty string, i.e.
+    ``[CLS] [SEP]``: the paper system always tokenises the caption column as it is, so "no
+    caption" is an empty caption to it as well.
     """
 
-    def __init__(self, config: DetectorConfig) -> None:
+    config_class = FusedConfig
+
+    def __init__(self, config: DetectorHubConfig | DetectorConfig) -> None:
         super().__init__(config)
-        assert config.text_config is not None  # checked by DetectorConfig
-        self.text = BertModel(BertConfig(**config.text_config), add_pooling_layer=False)
-        self.vision = CLIPVisionModel(CLIPVisionConfig(**config.vision_config))
-        width = self.text.config.hidden_size + self.vision.config.hidden_size
-        self.fuse = nn.Sequential(nn.Linear(width, config.hidden_size), nn.ReLU())
-        self.dropout = nn.Dropout(config.dropout)
-        self.head_a = nn.Linear(config.hidden_size, 1)
-        self.head_b = nn.Linear(config.hidden_size, self.n_generators)
+        settings = self.detector_config
+        assert settings.text_config is not None  # checked by DetectorConfig
+        self.text = build_encoder(settings.text_config, text=True)
+        self.vision = build_encoder(settings.vision_config)
+        width = settings.text_config["hidden_size"] + settings.vision_config["hidden_size"]
+        self.fuse = nn.Sequential(nn.Linear(width, settings.hidden_size), nn.ReLU())
+        self.dropout = nn.Dropout(settings.dropout)
+        self.head_a = nn.Linear(settings.hidden_size, 1)
+        self.head_b = nn.Linear(settings.hidden_size, self.n_generators)
+        self.post_init()
 
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        pooled: torch.Tensor = self.vision(pixel_values=pixel_values).pooler_output
-        return pooled
+        return pooled_image(self.vision, pixel_values)
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden: torch.Tensor = self.text(input_ids, attention_mask=attention_mask).last_hidden_state
-        return hidden[:, 0]  # [CLS]
+        return first_token(hidden)
 
     def _logits(
         self,
@@ -187,21 +102,28 @@ class FusedDetector(Detector):
     def _text(self) -> list[nn.Module]:
         return [self.text]
 
+    def _heads(self) -> list[nn.Module]:
+        return [self.fuse, self.head_a, self.head_b]
+
 
 class ClipLinearDetector(Detector):
-    """arXiv 2404.08788: the CLIP vision encoder with linear heads for Task A and Task B."""
+    """arXiv 2404.08788: a vision encoder (CLIP's by default, any vision backbone) with linear
+    heads for Task A and Task B."""
 
-    def __init__(self, config: DetectorConfig) -> None:
+    config_class = ClipLinearConfig
+
+    def __init__(self, config: DetectorHubConfig | DetectorConfig) -> None:
         super().__init__(config)
-        self.vision = CLIPVisionModel(CLIPVisionConfig(**config.vision_config))
-        width = self.vision.config.hidden_size
-        self.dropout = nn.Dropout(config.dropout)
+        settings = self.detector_config
+        self.vision = build_encoder(settings.vision_config)
+        width = settings.vision_config["hidden_size"]
+        self.dropout = nn.Dropout(settings.dropout)
         self.head_a = nn.Linear(width, 1)
         self.head_b = nn.Linear(width, self.n_generators)
+        self.post_init()
 
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        pooled: torch.Tensor = self.vision(pixel_values=pixel_values).pooler_output
-        return pooled
+        return pooled_image(self.vision, pixel_values)
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         raise ValueError("the clip-linear detector has no text encoder; it reads images only")
@@ -218,6 +140,9 @@ class ClipLinearDetector(Detector):
     def _vision(self) -> list[nn.Module]:
         return [self.vision]
 
+    def _heads(self) -> list[nn.Module]:
+        return [self.head_a, self.head_b]
+
 
 class ClipContrastiveDetector(Detector):
     """CLIP fine-tuned against class prompts; logits are prompt similarities / temperature.
@@ -225,32 +150,41 @@ class ClipContrastiveDetector(Detector):
     Task A's logit is sim(AI prompt) - sim(real prompt), so its sigmoid equals the two-prompt
     softmax and BCE on it is the contrastive loss against the two prompts; Task B's logits are
     the similarities to one prompt per generator. Captions are not read. There are no new layers,
-    so with pre-trained CLIP weights the model works zero-shot before any fine-tuning.
+    so with pre-trained CLIP weights the model works zero-shot before any fine-tuning. Its
+    encoders must be a CLIP pair (CLIP text and CLIP vision configs of any size).
     """
 
-    def __init__(
-        self,
-        config: DetectorConfig,
-        prompt_ids: torch.Tensor,
-        prompt_mask: torch.Tensor,
-    ) -> None:
+    config_class = ClipContrastiveConfig
+
+    def __init__(self, config: DetectorHubConfig | DetectorConfig) -> None:
         super().__init__(config)
-        assert config.text_config is not None  # checked by DetectorConfig
+        settings = self.detector_config
+        assert settings.text_config is not None  # checked by DetectorConfig
+        kinds = (settings.text_config["model_type"], settings.vision_config["model_type"])
+        if kinds != ("clip_text_model", "clip_vision_model"):
+            raise ValueError(
+                f"clip-contrastive needs CLIP text and vision encoders, not {' and '.join(kinds)}; "
+                "use fused or clip-linear for other backbones"
+            )
+        if not settings.prompt_token_ids:
+            raise ValueError(
+                "clip-contrastive needs its tokenised prompts: build it with "
+                "build_detector(config, tokenizer)"
+            )
         self.clip = CLIPModel(
             CLIPConfig(
-                text_config=config.text_config,
-                vision_config=config.vision_config,
-                projection_dim=config.projection_dim,
+                text_config=settings.text_config,
+                vision_config=settings.vision_config,
+                projection_dim=settings.projection_dim,
             )
         )
         # The temperature is fixed (config.prompt_temperature); CLIP's learned scale stays unused.
         self.clip.logit_scale.requires_grad_(False)
-        expected = 2 + self.n_generators
-        if prompt_ids.shape[0] != expected:
-            raise ValueError(f"expected {expected} tokenised prompts, got {prompt_ids.shape[0]}")
-        # Not saved with the weights: rebuilt from the tokenizer and the config's prompts at load.
-        self.register_buffer("prompt_ids", prompt_ids, persistent=False)
-        self.register_buffer("prompt_mask", prompt_mask, persistent=False)
+        ids, mask = _padded(settings.prompt_token_ids, settings.text_config.get("pad_token_id"))
+        # Saved with the weights, so from_pretrained (which builds on the meta device) has them.
+        self.register_buffer("prompt_ids", ids)
+        self.register_buffer("prompt_mask", mask)
+        self.post_init()
 
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
         pooled = self.clip.vision_model(pixel_values=pixel_values).pooler_output
@@ -282,19 +216,60 @@ class ClipContrastiveDetector(Detector):
         return [self.clip.logit_scale]
 
 
+def _padded(
+    prompts: tuple[tuple[int, ...], ...], pad_id: int | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids padded on the right to the longest prompt, and their attention mask."""
+    longest = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), longest), pad_id or 0, dtype=torch.long)
+    mask = torch.zeros((len(prompts), longest), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        ids[row, : len(prompt)] = torch.tensor(prompt, dtype=torch.long)
+        mask[row, : len(prompt)] = 1
+    return ids, mask
+
+
+def tokenised_prompts(
+    config: DetectorConfig, tokenizer: PreTrainedTokenizerBase
+) -> tuple[tuple[int, ...], ...]:
+    """The class prompts of a clip-contrastive config as token ids, without padding."""
+    prompts = [*config.prompts_a, *config.class_prompts_b]
+    encoded = tokenizer(prompts, truncation=True)
+    return tuple(tuple(int(i) for i in ids) for ids in encoded["input_ids"])
+
+
+ARCHITECTURE_CLASSES: dict[str, type[Detector]] = {
+    "fused": FusedDetector,
+    "clip-linear": ClipLinearDetector,
+    "clip-contrastive": ClipContrastiveDetector,
+}
+
+
 def build_detector(
     config: DetectorConfig, tokenizer: PreTrainedTokenizerBase | None = None
 ) -> Detector:
     """A randomly initialised detector of ``config.architecture``.
 
-    clip-contrastive needs the ``tokenizer`` to turn its class prompts into token ids.
+    clip-contrastive needs the ``tokenizer`` to turn its class prompts into token ids, unless the
+    config already holds them; the model's ``detector_config`` then holds them.
     """
-    if config.architecture == "fused":
-        return FusedDetector(config)
-    if config.architecture == "clip-linear":
-        return ClipLinearDetector(config)
-    if tokenizer is None:
-        raise ValueError("clip-contrastive needs its tokenizer to encode the class prompts")
-    prompts = [*config.prompts_a, *config.class_prompts_b]
-    encoded = tokenizer(prompts, padding="longest", truncation=True, return_tensors="pt")
-    return ClipContrastiveDetector(config, encoded["input_ids"], encoded["attention_mask"])
+    if config.architecture == "clip-contrastive" and not config.prompt_token_ids:
+        if tokenizer is None:
+            raise ValueError("clip-contrastive needs its tokenizer to encode the class prompts")
+        config = config.model_copy(
+            update={"prompt_token_ids": tokenised_prompts(config, tokenizer)}
+        )
+    return ARCHITECTURE_CLASSES[config.architecture](config)
+
+
+def _register() -> None:
+    """Make AutoConfig and AutoModel know the three architectures (once per process)."""
+    for architecture, model_class in ARCHITECTURE_CLASSES.items():
+        hub_class = model_class.config_class
+        if hub_class.model_type not in CONFIG_MAPPING:
+            AutoConfig.register(hub_class.model_type, hub_class)
+            AutoModel.register(hub_class, model_class)
+        assert hub_class.architecture_name == architecture
+
+
+_register()

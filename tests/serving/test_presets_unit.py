@@ -9,9 +9,17 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from transformers import (
+    Dinov2Config,
+    Dinov2Model,
+    SiglipConfig,
+    SiglipImageProcessorPil,
+    SiglipModel,
+)
 
 from serving.errors import CheckpointError
-from serving.model.presets import BERT_ID, CLIP_ID, build_preset
+from serving.model.presets import BERT_ID, CLIP_ID, Backbones, build_preset
 
 pytestmark = pytest.mark.unit
 
@@ -56,7 +64,7 @@ def test_offline_and_not_cached_names_both_encoders_and_why(
     message = str(caught.value)
     assert BERT_ID in message
     assert CLIP_ID in message
-    assert "HF_HUB_OFFLINE=1 forbids a download" in message
+    assert "HF_HUB_OFFLINE=1 or local_files_only forbids a download" in message
 
 
 def test_online_the_encoders_are_downloaded_from_the_hub(tmp_path: Path) -> None:
@@ -87,3 +95,70 @@ def test_online_the_encoders_are_downloaded_from_the_hub(tmp_path: Path) -> None
     assert "loading failed" in result.stdout
     assert BERT_ID in result.stdout
     assert CLIP_ID in result.stdout
+
+
+def test_named_backbone_offline_is_named_with_how_to_get_it(tmp_path: Path) -> None:
+    """HF_HUB_OFFLINE=1 in the environment, as a user sets it: a named backbone that is not
+    cached is refused before anything is built, with the command that fetches it."""
+    script = (
+        "from serving.errors import CheckpointError\n"
+        "from serving.model.presets import Backbones, build_preset\n"
+        "try:\n"
+        "    build_preset('base', 'clip-linear', backbones=Backbones('facebook/dinov2-small'))\n"
+        "except CheckpointError as exc:\n"
+        "    print(exc)\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")}
+    env.pop("AIGIS_PRETRAINED_DIR", None)
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "hf download facebook/dinov2-small" in result.stdout
+    assert "HF_HUB_OFFLINE=1 or local_files_only forbids a download" in result.stdout
+    assert CLIP_ID not in result.stdout
+
+
+def test_local_files_only_never_downloads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.delenv("AIGIS_PRETRAINED_DIR", raising=False)
+    with pytest.raises(CheckpointError, match="local_files_only forbids a download"):
+        build_preset("base", "fused", backbones=Backbones(local_files_only=True))
+
+
+def test_a_dual_encoder_directory_gives_its_vision_tower_and_preprocessing(tmp_path: Path) -> None:
+    """A SigLIP model saved as the hub lays it out: the vision tower is taken, and the image
+    size, mean and std come from its image processor."""
+    small = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1}
+    siglip = SiglipModel(
+        SiglipConfig(
+            text_config={**small, "num_attention_heads": 2},
+            vision_config={**small, "num_attention_heads": 2, "image_size": 64, "patch_size": 16},
+        )
+    )
+    siglip.save_pretrained(tmp_path / "siglip")
+    SiglipImageProcessorPil(size={"height": 64, "width": 64}).save_pretrained(tmp_path / "siglip")
+    dinov2 = Dinov2Model(Dinov2Config(**small, num_attention_heads=2, image_size=64, patch_size=16))
+    dinov2.save_pretrained(tmp_path / "dinov2")  # no image processor: the family's constants
+
+    built = build_preset("base", "clip-linear", backbones=Backbones(str(tmp_path / "siglip")))
+    assert built.config.vision_config["model_type"] == "siglip_vision_model"
+    assert built.config.preprocess.image_size == 64
+    assert built.config.preprocess.image_mean == (0.5, 0.5, 0.5)
+    loaded = built.model.vision.state_dict()
+    saved = siglip.vision_model.state_dict()
+    assert len(loaded) == len(saved)
+    for name, weight in saved.items():
+        (match,) = [key for key in loaded if key.endswith(name)]
+        assert torch.equal(loaded[match], weight), name
+
+    built = build_preset("base", "clip-linear", backbones=Backbones(str(tmp_path / "dinov2")))
+    assert built.config.vision_config["model_type"] == "dinov2"
+    assert built.config.preprocess.image_mean == (0.485, 0.456, 0.406)
+    assert built.config.sources == {"vision": str(tmp_path / "dinov2")}
+    with torch.no_grad():
+        pixels = torch.zeros(1, 3, 64, 64)
+        assert built.model.eval()(pixel_values=pixels).logits_a.shape == (1,)
