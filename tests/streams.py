@@ -29,9 +29,9 @@ class CountingClient(ServingClient):
         self.items_sent += len(items)
         return super().predict_many(items, **kwargs)
 
-    def predict(self, items: Any) -> Any:
+    def predict(self, items: Any, **kwargs: Any) -> Any:
         self.items_sent += len(items)
-        return super().predict(items)
+        return super().predict(items, **kwargs)
 
 
 def events_for(images: Sequence[tuple[bytes, str | None]], prefix: str = "ev") -> list[ImageEvent]:
