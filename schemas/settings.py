@@ -207,6 +207,9 @@ class WorkerSettings(_Group):
     the same host stops with an error. One process only: not with ``aigis worker -p N``."""
     model_refresh_s: Annotated[float, Field(gt=0)] = 5.0
     """How often to re-read the served model's version when Redis names none."""
+    canary_refresh_s: Annotated[float, Field(gt=0)] = 2.0
+    """How often to re-read the canary (``aigis model canary``) from Redis: a worker follows a
+    canary's start, promotion or abort within this long, without a restart."""
     session_timeout_ms: Annotated[int, Field(ge=6_000)] = 10_000
     """A worker silent this long (killed, host lost) leaves the group; its partitions move on."""
 
@@ -280,6 +283,10 @@ class RetrainSettings(_Group):
     max_steps: Annotated[int, Field(ge=1)] | None = None
     keep_served: Annotated[int, Field(ge=1)] = 2
     """Versions kept registered in TorchServe after a promotion (the new one and its rollback)."""
+    canary_percent: Annotated[float, Field(gt=0, le=100)] | None = None
+    """Set, a candidate that passes the gate starts as a canary answering this share of cache
+    misses instead of being promoted (``aigis model canary promote`` finishes it); unset, the
+    default, it is promoted at once."""
     min_usable_items: Annotated[int, Field(ge=1)] = 1
     """Fewest selected pseudo-labels whose image is usable (readable within the worker's limits
     and still hashing to the labelled image) for a cycle to train; below it the cycle stops
