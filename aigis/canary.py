@@ -101,10 +101,18 @@ class CanaryControl:
         log.info("canary_promoted", version=state.version, previous=event.previous)
         return event
 
-    def abort(self, *, keep: bool = False) -> CanaryState:
+    def abort(self, *, keep: bool = False) -> CanaryState | None:
         """End the canary; unregister the candidate once the workers have left it (unless
-        ``keep``, or when it has become the default meanwhile)."""
-        state = self._running()
+        ``keep``, or when it has become the default meanwhile). A state that cannot be read is
+        removed all the same (None: no candidate is known to unregister)."""
+        try:
+            state = self._running()
+        except CanaryError:
+            if self._guarded("read", lambda: self._redis.exists(self._key)) == 0:
+                raise  # there is no canary at all
+            self._guarded("remove", lambda: self._redis.delete(self._key))
+            log.warning("canary_state_removed", key=self._key, reason="unreadable")
+            return None
         self._end(state)
         if not keep and state.version != self._control.default_version():
             # Workers re-read the canary this often; after it none sends to the candidate.

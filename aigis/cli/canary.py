@@ -56,9 +56,12 @@ def add(model_app: typer.Typer, service: Service) -> None:
                 event = canaries.promote()
                 typer.echo(f"version {event.version} in service (was {event.previous})")
             elif target == "abort":
-                state = canaries.abort(keep=keep)
-                kept = "kept registered" if keep else "unregistered"
-                typer.echo(f"canary of version {state.version} ended; {kept}")
+                ended = canaries.abort(keep=keep)
+                if ended is None:
+                    typer.echo("the canary's state could not be read; it was removed")
+                else:
+                    kept = "kept registered" if keep else "unregistered"
+                    typer.echo(f"canary of version {ended.version} ended; {kept}")
             else:
                 assert percent is not None
                 state = canaries.start(target, percent)

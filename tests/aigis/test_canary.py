@@ -255,6 +255,7 @@ def test_a_running_worker_follows_a_start_and_an_abort_without_restart(
             assert (v.model_version == "2") == chosen[v.event_id]  # type: ignore[attr-defined]
 
         stopped = canaries.abort()
+        assert stopped is not None
         assert stopped.version == "2"
         assert redis_client.get(canary_key(canary_settings.redis.key_prefix)) is None
         assert "2" not in control.served_versions()  # unregistered
@@ -276,8 +277,18 @@ def test_refusals_say_what_to_do(canary_settings: Settings, control: ServiceCont
     with pytest.raises(CanaryError, match="already the canary"):
         canaries.start("3", 5.0)
     assert canaries.start("2", 10.0).percent == 10.0  # the same candidate: a new share
-    canaries.abort(keep=True)
+    ended = canaries.abort(keep=True)
+    assert ended is not None
     assert "2" in control.served_versions()
+    # A state no one can read is reported, and abort removes it.
+    key = canary_key(canary_settings.redis.key_prefix)
+    control.redis.set(key, b"\xff not a canary")
+    with pytest.raises(CanaryError, match="cannot be read"):
+        canaries.status()
+    assert canaries.abort() is None
+    assert control.redis.get(key) is None
+    with pytest.raises(CanaryError, match="no canary is running"):
+        canaries.abort()
 
 
 def test_a_candidate_that_cannot_answer_leaves_the_slice_to_the_default(
