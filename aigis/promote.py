@@ -60,6 +60,16 @@ class ServiceControl:
         except ModelNotFoundError:
             return None
 
+    @property
+    def redis(self) -> redis.Redis:
+        """The Redis client of the cache namespace (the canary's state lives beside it)."""
+        return self._cache
+
+    def unregister(self, version: str) -> None:
+        """Remove ``version`` from TorchServe (not from the registry)."""
+        self._management.unregister(self._name, check_id(version))
+        log.info("unregistered", version=version)
+
     def namespace(self) -> str | None:
         """The version the cache namespace key names now (None when unset)."""
         key = self._settings.redis.namespace_key
@@ -126,14 +136,26 @@ class ServiceControl:
         return removed
 
     def _guarded(self, action: str, call: Callable[[], T]) -> T:
-        try:
-            return call()
-        except (redis.RedisError, OSError) as exc:
-            raise ServiceChangeError(
-                f"could not {action} the cache namespace in Redis at {self._settings.redis.url} "
-                f"({type(exc).__name__}: {exc}); nothing was switched in TorchServe. Start Redis "
-                "(`aigis dev status`) and run the command again"
-            ) from None
+        return redis_guarded(
+            call,
+            ServiceChangeError,
+            f"could not {action} the cache namespace in Redis at {self._settings.redis.url}",
+            "nothing was switched in TorchServe",
+        )
+
+
+def redis_guarded(
+    call: Callable[[], T], error: type[AigisError], problem: str, consequence: str
+) -> T:
+    """``call()``; a Redis failure raises ``error`` saying ``problem``, why, ``consequence`` and
+    what to do."""
+    try:
+        return call()
+    except (redis.RedisError, OSError) as exc:
+        raise error(
+            f"{problem} ({type(exc).__name__}: {exc}); {consequence}. Start Redis "
+            "(`aigis dev status`) and run the command again"
+        ) from None
 
 
 def _redis(settings: Settings) -> redis.Redis:

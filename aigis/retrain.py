@@ -11,8 +11,9 @@ Order of :func:`run_cycle`, under the registry's lock:
    champion's checkpoint on base data + those pseudo-labels;
 5. evaluate candidate and champion on the same hold-out and apply the gate;
 6. record the candidate with its lineage; on promotion export its archive and put it in service
-   (cache namespace first, then TorchServe's default); a rejected candidate's checkpoint is
-   deleted, its record kept.
+   (cache namespace first, then TorchServe's default), or, with ``retrain.canary_percent`` set,
+   start it as a canary (:mod:`aigis.canary`) that an operator promotes or aborts; a rejected
+   candidate's checkpoint is deleted, its record kept.
 
 ``train`` and ``evaluate`` are parameters so that tests can inject a candidate of known quality.
 """
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import structlog
 import yaml
 
+from aigis.canary import CanaryControl
 from aigis.fetching import install_fetch_policy
 from aigis.promote import ServiceControl
 from schemas.settings import Settings
@@ -75,7 +77,7 @@ class RetrainOptions:
 
 @dataclass(frozen=True)
 class CycleResult:
-    outcome: Literal["promoted", "rejected", "skipped"]
+    outcome: Literal["promoted", "canary", "rejected", "skipped"]
     champion: str
     reason: str
     record: ModelVersion | None = None
@@ -210,10 +212,11 @@ def run_cycle(
             max_regression=config.max_regression,
             max_fpr_increase=config.max_fpr_increase,
         )
+        canary = settings.retrain.canary_percent if gate.promote else None
         record = ModelVersion(
             version=version,
             name=settings.serving.model_name,
-            status="promoted" if gate.promote else "rejected",
+            status=("registered" if canary else "promoted") if gate.promote else "rejected",
             parent=champion.version,
             checkpoint=str(candidate) if gate.promote else None,
             data=DataLineage(
@@ -247,6 +250,10 @@ def run_cycle(
         )
         record = record.model_copy(update={"archive": str(archive.path)})
         registry.record(record)
+        if canary is not None:
+            CanaryControl(settings, service).start(version, canary)
+            reason = f"{gate.summary()}; a canary answers {canary:g}% of cache misses"
+            return CycleResult("canary", champion.version, reason, record)
         service.activate(version, action="promote", note=gate.summary())
         service.prune(settings.retrain.keep_served)
         return CycleResult("promoted", champion.version, gate.summary(), record)

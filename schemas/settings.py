@@ -207,6 +207,9 @@ class WorkerSettings(_Group):
     the same host stops with an error. One process only: not with ``aigis worker -p N``."""
     model_refresh_s: Annotated[float, Field(gt=0)] = 5.0
     """How often to re-read the served model's version when Redis names none."""
+    canary_refresh_s: Annotated[float, Field(gt=0)] = 2.0
+    """How often to re-read the canary (``aigis model canary``) from Redis: a worker follows a
+    canary's start, promotion or abort within this long, without a restart."""
     session_timeout_ms: Annotated[int, Field(ge=6_000)] = 10_000
     """A worker silent this long (killed, host lost) leaves the group; its partitions move on."""
 
@@ -241,8 +244,9 @@ class StoreSettings(_Group):
     vacuum_grace_s: Annotated[float, Field(ge=0)] = 3600.0
     """Superseded shards are deleted this long after compaction (readers may still be on them),
     and kept image bytes that no remaining record names once they are this old."""
-    metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0
-    """Prometheus metrics port of ``aigis sink``; 0 turns the endpoint off."""
+    metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9109
+    """Prometheus metrics port of ``aigis sink`` (moved by ``dev.port_offset`` like the other
+    local ports); 0 turns the endpoint off."""
     metrics_host: str = "127.0.0.1"
     """Address the sink's metrics endpoint binds; ``0.0.0.0`` lets a scraper on another host in."""
 
@@ -279,6 +283,10 @@ class RetrainSettings(_Group):
     max_steps: Annotated[int, Field(ge=1)] | None = None
     keep_served: Annotated[int, Field(ge=1)] = 2
     """Versions kept registered in TorchServe after a promotion (the new one and its rollback)."""
+    canary_percent: Annotated[float, Field(gt=0, le=100)] | None = None
+    """Set, a candidate that passes the gate starts as a canary answering this share of cache
+    misses instead of being promoted (``aigis model canary promote`` finishes it); unset, the
+    default, it is promoted at once."""
     min_usable_items: Annotated[int, Field(ge=1)] = 1
     """Fewest selected pseudo-labels whose image is usable (readable within the worker's limits
     and still hashing to the labelled image) for a cycle to train; below it the cycle stops
@@ -289,10 +297,10 @@ class RetrainSettings(_Group):
 class DevSettings(_Group):
     """How ``aigis dev up`` runs Kafka and Redis on this machine (not used in production)."""
 
-    port_offset: Annotated[int, Field(ge=0, le=65535 - 9108)] = 0
+    port_offset: Annotated[int, Field(ge=0, le=65535 - 9109)] = 0
     """Added to every default port (Kafka broker and controller, Redis, TorchServe's three, the
-    worker's metrics) so that a second local stack runs beside the first; ports set explicitly
-    are kept as given."""
+    worker's and the sink's metrics) so that a second local stack runs beside the first; ports
+    set explicitly are kept as given."""
 
     kafka_controller_port: Annotated[int, Field(ge=1, le=65535)] | None = None
     """KRaft controller listener; default: the broker's port + 1."""

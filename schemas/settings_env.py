@@ -36,6 +36,7 @@ PORT_FIELDS: tuple[tuple[str, str], ...] = (
     ("serving", "management_url"),
     ("serving", "metrics_url"),
     ("worker", "metrics_port"),
+    ("store", "metrics_port"),
 )
 """The settings ``dev.port_offset`` moves when they are not given. The Kafka controller's default
 (the broker's port + 1) follows the broker, so it moves with it."""

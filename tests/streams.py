@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from schemas import ImageEvent, encode
-from schemas.settings import Settings
+from schemas.settings import Settings, WorkerSettings
 from serving.client.http import ServingClient
 from worker.loop import Worker, WorkerStats
 from worker.publish import publish
@@ -29,9 +29,22 @@ class CountingClient(ServingClient):
         self.items_sent += len(items)
         return super().predict_many(items, **kwargs)
 
-    def predict(self, items: Any) -> Any:
+    def predict(self, items: Any, **kwargs: Any) -> Any:
         self.items_sent += len(items)
-        return super().predict(items)
+        return super().predict(items, **kwargs)
+
+
+def quick_worker(settings: Settings, instance_id: str, **overrides: Any) -> WorkerSettings:
+    """Worker settings for a test's own workers: short batch timeouts and sessions, no metrics
+    port, a fixed instance id, the served model re-read often; ``overrides`` on top."""
+    quick = {
+        "batch_timeout_ms": 50,
+        "metrics_port": 0,
+        "session_timeout_ms": 6_000,
+        "instance_id": instance_id,
+        "model_refresh_s": 0.5,
+    }
+    return settings.worker.model_copy(update={**quick, **overrides})
 
 
 def events_for(images: Sequence[tuple[bytes, str | None]], prefix: str = "ev") -> list[ImageEvent]:

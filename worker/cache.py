@@ -4,7 +4,9 @@ Key: ``{prefix}:{model_version}:{image_sha256}``, plus ``:{caption_sha256}`` whe
 captions. The version used for lookups is the one named by ``settings.redis.namespace_key``
 (promotion and rollback write it), read in the same round trip as the lookups by a Lua script;
 when that key is absent the caller's version (the served model's) is used. So once a promotion
-has written the namespace, no event is answered from the previous model's entries.
+has written the namespace, no event is answered from the previous model's entries. The images
+in a canary's slice (:mod:`worker.canary`) are looked up under the candidate's version instead,
+in the same round trip.
 
 The same round trip reads the human review labels of the batch's images
 (:mod:`schemas.overrides`): a label a reviewer gave answers its image before any cached score,
@@ -34,14 +36,19 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 # KEYS[1]: the namespace key; KEYS[2..]: override keys. ARGV[1]: the version to use when the
-# namespace is absent; ARGV[2]: the key prefix; ARGV[3..]: key suffixes. Returns {version, value
-# or false per suffix, value or false per override key}. The script builds keys it was not given,
-# which is fine on one Redis and not on a cluster (keys on many slots).
+# namespace is absent; ARGV[2]: the key prefix; ARGV[3]: a canary's candidate version; ARGV[4]:
+# one character per suffix, '1' where that suffix is looked up under the candidate; ARGV[5..]:
+# key suffixes. Returns {version, value or false per suffix, value or false per override key}.
+# The script builds keys it was not given, which is fine on one Redis and not on a cluster.
 _LOOKUP = """
 local version = redis.call('GET', KEYS[1])
 if not version then version = ARGV[1] end
 local keys = {}
-for i = 3, #ARGV do keys[#keys + 1] = ARGV[2] .. ':' .. version .. ':' .. ARGV[i] end
+for i = 5, #ARGV do
+  local v = version
+  if string.sub(ARGV[4], i - 4, i - 4) == '1' then v = ARGV[3] end
+  keys[#keys + 1] = ARGV[2] .. ':' .. v .. ':' .. ARGV[i]
+end
 for i = 2, #KEYS do keys[#keys + 1] = KEYS[i] end
 if #keys == 0 then return {version} end
 local values = redis.call('MGET', unpack(keys))
@@ -111,17 +118,23 @@ class VerdictCache:
         return time.monotonic() >= self._down_until
 
     def lookup(
-        self, suffixes: Sequence[str], default_version: str, image_hashes: Sequence[str] = ()
+        self,
+        suffixes: Sequence[str],
+        default_version: str,
+        image_hashes: Sequence[str] = (),
+        canary: tuple[str, Sequence[bool]] | None = None,
     ) -> Lookup | None:
         """Scores for ``suffixes`` under the current namespace and human labels for
-        ``image_hashes``; None when Redis is unavailable."""
+        ``image_hashes``; None when Redis is unavailable. ``canary``: a candidate version and,
+        per suffix, whether it is looked up in that version's namespace instead."""
         if not self.available:
             return None
         ns = self._settings.namespace_key
         humans = [override_key(self._settings.override_prefix, h) for h in image_hashes]
         try:
             reply = self._lookup(
-                keys=[ns, *humans], args=[default_version, self._settings.key_prefix, *suffixes]
+                keys=[ns, *humans],
+                args=[default_version, self._settings.key_prefix, *_canary_args(canary), *suffixes],
             )
         except _REDIS_ERRORS as exc:
             self._failed("lookup", exc)
@@ -179,3 +192,10 @@ class VerdictCache:
         if self._down_since is not None:
             log.info("redis_recovered", down_for_s=round(time.monotonic() - self._down_since, 1))
             self._down_since = None
+
+
+def _canary_args(canary: tuple[str, Sequence[bool]] | None) -> tuple[str, str]:
+    if canary is None:
+        return "", ""
+    version, chosen = canary
+    return version, "".join("1" if c else "0" for c in chosen)

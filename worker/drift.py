@@ -7,17 +7,22 @@ commit updates ``aigis_worker_drift_psi{model_version,source,statistic}`` (``p_a
 ``generator``) and ``aigis_worker_drift_threshold`` says ``worker.drift_psi_threshold`` for the
 alert. PSI below 0.1 is usually read as stable, above 0.25 as a shift worth a look. Each worker
 sees only its partitions' traffic, which Kafka spreads by event key; a restart starts a new
-reference.
+reference. The worker also keeps its latest indices in Redis (:mod:`schemas.drift`), where
+``aigis model status`` reads every worker's.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Gauge
+
+from schemas.drift import DriftEntry, drift_key
+from worker.cache import VerdictCache
 
 P_AI_BINS = 10
 _FLOOR = 1e-4
@@ -92,11 +97,15 @@ class DriftMonitor:
         )
         threshold_gauge.set(threshold)
 
-    def observe(self, verdicts: Iterable[tuple[str, str, float, str]]) -> None:
+    def observe(
+        self, verdicts: Iterable[tuple[str, str, float, str]]
+    ) -> dict[tuple[str, str, str], float]:
         """Add ``(model_version, source, p_ai, generator)`` of committed verdicts and update
-        the indices of the windows they touched."""
+        the indices of the windows they touched; return those indices by (model version,
+        source, statistic)."""
+        updated: dict[tuple[str, str, str], float] = {}
         if self._window == 0:
-            return
+            return updated
         touched = set()
         for version, source, p_ai, generator in verdicts:
             key = (version, source)
@@ -107,3 +116,28 @@ class DriftMonitor:
             if windows.ready():
                 for statistic, value in windows.indices().items():
                     self.psi.labels(*key, statistic).set(value)
+                    updated[(*key, statistic)] = value
+        return updated
+
+
+class DriftBoard:
+    """Writes this worker's latest drift indices to Redis (skipped while Redis fails)."""
+
+    def __init__(self, cache: VerdictCache, key_prefix: str, worker: str) -> None:
+        self._cache = cache
+        self._key = drift_key(key_prefix)
+        self._worker = worker
+
+    def publish(self, indices: Mapping[tuple[str, str, str], float]) -> None:
+        if not indices:
+            return
+        now = time.time()
+
+        def write() -> None:
+            pipe = self._cache.client.pipeline(transaction=False)
+            for (version, source, statistic), psi in indices.items():
+                entry = DriftEntry(version, source, statistic, self._worker, psi, now)
+                pipe.hset(self._key, entry.field(), entry.value())
+            pipe.execute()
+
+        self._cache.guarded("keep the drift indices", write)

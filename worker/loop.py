@@ -24,7 +24,8 @@ from schemas.uris import redact_uri
 from serving.client.http import ServingClient
 from serving.client.transport import ServingUnavailable
 from worker.cache import VerdictCache
-from worker.drift import DriftMonitor
+from worker.canary import Canary
+from worker.drift import DriftBoard, DriftMonitor
 from worker.evidence.stage import EvidenceStage
 from worker.fetch import Fetcher
 from worker.metrics import WorkerMetrics
@@ -63,6 +64,8 @@ class ImageHandler(Handler):
         self._stats = stats
         self._done: Processed | None = None
         self.pipeline: Pipeline | None = None
+        self.canary: Canary | None = None
+        self.drift: DriftBoard | None = None
 
     def handle(self, batch: Batch) -> Sequence[Output]:
         assert self.pipeline is not None, "the worker opens the pipeline before the first batch"
@@ -111,7 +114,9 @@ class ImageHandler(Handler):
             m.events_out.labels(outcome).inc(n)
         for reason, n in done.dlq_reasons.items():
             m.dlq.labels(reason).inc(n)
-        m.verdicts_committed(done.verdicts)
+        moved = m.verdicts_committed(done.verdicts)
+        if self.drift is not None:
+            self.drift.publish(moved)
         m.cache_hits.inc(done.cache_hits)
         m.cache_misses.inc(done.cache_misses)
         if done.cache_down:
@@ -119,6 +124,9 @@ class ImageHandler(Handler):
         if done.cache_misses:
             m.serving_seconds.observe(done.serving_s)
         m.record_evidence(done)
+        m.canary_compared(done.canary)
+        if self.canary is not None:
+            self.canary.record(done.canary)
         now = datetime.now(UTC)
         for produced in done.produced_at:
             m.end_to_end_seconds.observe(max(0.0, (now - produced).total_seconds()))
@@ -211,7 +219,10 @@ class Worker:
         scorer = Scorer(client, s.worker, lambda info: self.metrics.model_served(info.version))
         evidence = EvidenceStage(s, cache)
         stack.callback(evidence.close)
-        self._handler.pipeline = Pipeline(s, fetcher, cache, scorer, evidence)
+        self._handler.drift = DriftBoard(cache, s.redis.key_prefix, transactional_id(s, self.slot))
+        canary = Canary(s, cache, scorer, self.metrics.canary_served)
+        self._handler.canary = canary
+        self._handler.pipeline = Pipeline(s, fetcher, cache, scorer, evidence, canary)
         check_dependencies(s, client, scorer)
 
 

@@ -16,6 +16,8 @@ from worker.drift import DriftMonitor
 from worker.runtime.metrics import LATENCY_BUCKETS, LoopHeartbeat
 
 if TYPE_CHECKING:
+    from schemas.canary import CanaryState
+    from worker.canary import Compared
     from worker.processed import Processed, VerdictFacts
 
 P_AI_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 20))
@@ -135,7 +137,35 @@ class WorkerMetrics:
             registry=r,
         )
 
-    def verdicts_committed(self, verdicts: Iterable[VerdictFacts]) -> None:
+        self.canary_percent = Gauge(
+            "aigis_worker_canary_percent",
+            "Share of cache misses (per cent) a canary's candidate version answers, as this "
+            "worker follows it; no series while there is no canary",
+            ["model_version"],
+            registry=r,
+        )
+        self.canary_items = Counter(
+            "aigis_worker_canary_compared",
+            "Canary slice misses scored by both versions, by candidate version and whether "
+            "their decisions agreed",
+            ["model_version", "agreed"],
+            registry=r,
+        )
+
+    def canary_served(self, state: CanaryState | None) -> None:
+        """The canary changed: the percent gauge names its candidate alone, or nothing."""
+        self.canary_percent.clear()
+        if state is not None:
+            self.canary_percent.labels(state.version).set(state.percent)
+
+    def canary_compared(self, compared: Iterable[Compared]) -> None:
+        for c in compared:
+            self.canary_items.labels(c.version, str(c.agreed).lower()).inc()
+
+    def verdicts_committed(
+        self, verdicts: Iterable[VerdictFacts]
+    ) -> dict[tuple[str, str, str], float]:
+        """Count committed verdicts; return the drift indices they moved (see DriftMonitor)."""
         seen = []
         for v in verdicts:
             source = self.source_label(v.source)
@@ -143,8 +173,7 @@ class WorkerMetrics:
             self.p_ai.labels(v.model_version, source).observe(v.p_ai)
             self.generators.labels(v.model_version, source, v.generator).inc()
             seen.append((v.model_version, source, v.p_ai, v.generator))
-        if self._drift is not None:
-            self._drift.observe(seen)
+        return self._drift.observe(seen) if self._drift is not None else {}
 
     def source_label(self, source: str | None) -> str:
         """``source`` when it is listed in ``worker.metric_sources``, else ``other`` (``none``

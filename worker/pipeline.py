@@ -5,7 +5,8 @@ An image a reviewer has labelled is answered with the human's label (``decided_b
 before the cache and the model are consulted, and so is a near-duplicate of one within
 ``evidence.reuse_distance`` (found by the evidence stage). With
 ``evidence.skip_model_when_proven``, an image whose provenance decided it is not sent to the
-model either.
+model either. The images in a canary's slice are looked up and answered by the candidate version
+(:mod:`worker.canary`).
 
 Produces what the batch would publish without publishing it, so the caller decides how it is
 committed (and can retry the batch whole when the model server is unavailable). Each step that
@@ -21,18 +22,20 @@ from datetime import UTC, datetime
 
 import structlog
 
-from schemas import ImageEvent, SchemaError, Timings, decode, trace
+from schemas import ImageEvent, SchemaError, Timings, decode
+from schemas.canary import CanaryState, in_slice
 from schemas.decision import proven
 from schemas.limits import MAX_IMAGE_PIXELS
 from schemas.messages import ConsumedRecord, Evidence, NearDuplicate
 from schemas.overrides import HumanLabel
 from schemas.settings import Settings
-from schemas.uris import redact_uri
 from serving.errors import ImageError
 from serving.imageio import probe_image
 from worker.cache import VerdictCache, key_suffix, sha256_hex
+from worker.canary import Canary
 from worker.evidence.stage import EvidenceStage
 from worker.fetch import Fetcher, FetchError
+from worker.logged import load_context, where
 from worker.neardup import Hashed
 from worker.processed import DLQ, Processed, VerdictFacts
 from worker.route import build_verdict, end_to_end_ms, human_verdict, proven_verdict, route
@@ -63,6 +66,8 @@ class _Item:
     human: HumanLabel | None = None
     proven: bool = False
     """Decided by its provenance alone, and not to be scored."""
+    canary: bool = False
+    """In the slice of a canary whose candidate can answer."""
 
 
 class Pipeline:
@@ -75,12 +80,14 @@ class Pipeline:
         cache: VerdictCache,
         scorer: Scorer,
         evidence: EvidenceStage | None = None,
+        canary: Canary | None = None,
     ) -> None:
         self._settings = settings
         self._fetcher = fetcher
         self._cache = cache
         self._scorer = scorer
         self._evidence = evidence
+        self._canary = canary
 
     def process(self, batch: Batch) -> Processed:
         started = time.monotonic()
@@ -95,12 +102,15 @@ class Pipeline:
 
         t = time.monotonic()
         model = self._scorer.model()
+        canary = self._canary.current() if self._canary else None
+        candidate = self._canary.model(canary) if self._canary and canary else None
         for item in items:
-            item.suffix = key_suffix(
-                item.sha256, item.event.caption, reads_caption=model.reads_caption
-            )
+            item.canary = bool(candidate and canary and in_slice(item.sha256, canary.percent))
+            reads = (candidate if candidate and item.canary else model).reads_caption
+            item.suffix = key_suffix(item.sha256, item.event.caption, reads_caption=reads)
+        slice_ = (candidate.version, [i.canary for i in items]) if candidate else None
         lookup = self._cache.lookup(
-            [i.suffix for i in items], model.version, [i.sha256 for i in items]
+            [i.suffix for i in items], model.version, [i.sha256 for i in items], slice_
         )
         if lookup is None:
             done.cache_down = True
@@ -117,7 +127,7 @@ class Pipeline:
 
         t = time.monotonic()
         misses = [i for i in items if i.score is None and i.human is None and not i.proven]
-        self._score(misses, per_record, done)
+        self._score(misses, per_record, done, canary if candidate else None)
         done.serving_s = time.monotonic() - t
         done.cache_hits = sum(i.cached or i.human is not None for i in items)
         done.cache_misses = len(items) - done.cache_hits
@@ -194,7 +204,7 @@ class Pipeline:
                 done.produced_at.append(item.event.produced_at)
             log.debug(
                 "verdict",
-                **_where(item.record),
+                **where(item.record),
                 event_id=item.event.event_id,
                 decision=verdict.decision.value,
                 cached=item.cached,
@@ -243,7 +253,7 @@ class Pipeline:
             if f.ignored:
                 log.info(
                     "evidence_ignored",
-                    **_where(item.record),
+                    **where(item.record),
                     event_id=item.event.event_id,
                     reasons=f.ignored,
                 )
@@ -282,7 +292,7 @@ class Pipeline:
                         err.detail,
                         item.event.event_id,
                         done,
-                        **_load_context(item.event, err),
+                        **load_context(item.event, err),
                     )
                 ]
                 continue
@@ -293,8 +303,15 @@ class Pipeline:
                 continue
             item.data, item.sha256 = data, sha256_hex(data)
 
-    def _score(self, misses: list[_Item], per_record: list[list[Output]], done: Processed) -> None:
-        """Score each distinct input once: a batch often holds the same image more than once."""
+    def _score(
+        self,
+        misses: list[_Item],
+        per_record: list[list[Output]],
+        done: Processed,
+        canary: CanaryState | None,
+    ) -> None:
+        """Score each distinct input once: a batch often holds the same image more than once.
+        The canary's slice is scored by both versions and answered by the candidate."""
         unique: dict[str, _Item] = {}
         for item in misses:
             unique.setdefault(item.suffix, item)
@@ -302,6 +319,13 @@ class Pipeline:
             return
         firsts = list(unique.values())
         answers = self._scorer.score([i.data for i in firsts], [i.event.caption for i in firsts])
+        if self._canary is not None and canary is not None:
+            answers, done.canary = self._canary.answer(
+                canary,
+                [(i.data, i.event.caption, i.event.source) for i in firsts],
+                [i.canary for i in firsts],
+                answers,
+            )
         by_suffix = dict(zip(unique, answers, strict=True))
         for item in misses:
             answer = by_suffix[item.suffix]
@@ -327,7 +351,7 @@ class Pipeline:
         text may quote the input)."""
         log.error(
             "record_failed",
-            **_where(record),
+            **where(record),
             step=step,
             error=type(exc).__name__,
             raised_at=where_raised(exc),
@@ -346,7 +370,7 @@ class Pipeline:
     ) -> Output:
         log.warning(
             "dead_letter",
-            **_where(record),
+            **where(record),
             event_id=event_id,
             reason=reason,
             detail=detail,
@@ -355,27 +379,6 @@ class Pipeline:
         done.outcomes[DLQ] += 1
         done.dlq_reasons[reason] += 1
         return dead_letter(record, reason, detail, self._settings, event_id)
-
-
-def _load_context(event: ImageEvent, err: FetchError | ImageError) -> dict[str, object]:
-    """What a failed load adds to the operator's log line: what the loader saw and the URI
-    without its query (a pre-signed URL's signature). The dead letter gets neither."""
-    if not isinstance(err, FetchError):
-        return {}
-    return {"cause": err.cause, "uri": redact_uri(event.image_uri) if event.image_uri else None}
-
-
-def _where(record: ConsumedRecord) -> dict[str, object]:
-    """Where a log line's record is: its position, and its trace id when the producer sent one."""
-    where: dict[str, object] = {
-        "topic": record.topic,
-        "partition": record.partition,
-        "offset": record.offset,
-    }
-    trace_id = trace.trace_id(trace.from_headers(getattr(record, "headers", None)))
-    if trace_id is not None:
-        where["trace_id"] = trace_id
-    return where
 
 
 def _ms_since(start: float) -> float:

@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from worker.canary import Compared
 from worker.runtime.checkpoint import Output
 
 DLQ = "dlq"
@@ -46,3 +47,5 @@ class Processed:
     near_duplicates_reused: int = 0
     produced_at: list[datetime] = field(default_factory=list)
     verdicts: list[VerdictFacts] = field(default_factory=list)
+    canary: list[Compared] = field(default_factory=list)
+    """How the canary's candidate compared with the default on the slice's misses."""

@@ -77,10 +77,17 @@ class Scorer:
                 self._on_model(info)
         return self._info
 
+    def describe(self, version: str) -> ModelInfo:
+        """What ``version`` of the served model is (a canary's candidate), read now."""
+        return self._client.model_info(version)
+
     def score(
-        self, images: Sequence[bytes], captions: Sequence[str | None]
+        self,
+        images: Sequence[bytes],
+        captions: Sequence[str | None],
+        version: str | None = None,
     ) -> list[Score | Rejected]:
-        """One answer per image, in order."""
+        """One answer per image, in order, by ``version`` (None: the default version)."""
         items = list(zip(images, captions, strict=True))
         if not items:
             return []
@@ -89,11 +96,12 @@ class Scorer:
                 items,
                 request_items=self._settings.request_items,
                 max_in_flight=self._settings.max_in_flight,
+                version=version,
             )
         except ServingRequestError as exc:
             # A whole request was refused: find the item at fault by asking one at a time.
             log.warning("serving_request_rejected", status=exc.status, items=len(items))
-            answers = [self._one(item) for item in items]
+            answers = [self._one(item, version) for item in items]
         failed = [a for a in answers if isinstance(a, ItemError) and a.reason in SERVER_FAULTS]
         if failed:
             # The server, not the item, is at fault (out of memory, a broken worker): retry the
@@ -103,12 +111,13 @@ class Scorer:
                 retry_after=1.0,
             )
         scores = [self._convert(a) for a in answers]
-        self._notice_version(scores)
+        if version is None:
+            self._notice_version(scores)
         return scores
 
-    def _one(self, item: tuple[bytes, str | None]) -> object:
+    def _one(self, item: tuple[bytes, str | None], version: str | None) -> object:
         try:
-            return self._client.predict([item])[0]
+            return self._client.predict([item], version=version)[0]
         except ServingRequestError as exc:
             return Rejected("serving_rejected", f"the model server refused the item: {exc}")
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sys
-from typing import NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 import typer
 from pydantic import ValidationError
@@ -31,6 +33,14 @@ def settings() -> Settings:
     configure_logging(loaded.log_level, loaded.log_format, command=True)
     install_fetch_policy(loaded.fetch)
     return loaded
+
+
+def emit(data: dict[str, Any], as_json: bool, text: Callable[[dict[str, Any]], None]) -> None:
+    """Print ``data`` as JSON (``--json``) or as ``text`` writes it for a person."""
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, default=str))
+    else:
+        text(data)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

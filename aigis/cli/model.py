@@ -1,4 +1,5 @@
-"""``aigis model list | register | set-default | rollback``."""
+"""``aigis model list | register | set-default | rollback | status``, and ``canary``
+(:mod:`aigis.cli.canary`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from aigis.cli.common import fail, settings, table_console
+from aigis.cli.common import emit, fail, settings, table_console
 from schemas.errors import AigisError
 
 if TYPE_CHECKING:
@@ -126,12 +127,29 @@ def register(app: typer.Typer) -> None:
             event = control.activate(version, action="set-default")
         typer.echo(f"version {event.version} in service (was {event.previous})")
 
+    @model_app.command(
+        "status",
+        help="The version in service, the canary, and drift per model version and source as "
+        "the workers report it.",
+    )
+    def status(
+        as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
+    ) -> None:
+        from aigis.cli import model_status
+
+        with _service("status", lock=False) as (registry, control):
+            status = model_status.gather(settings(), registry, control)
+        emit(status, as_json, model_status.show)
+
     @model_app.command("rollback", help="Restore the version in service before the current one.")
     def rollback() -> None:
         with _service("rollback") as (_registry, control):
             event = control.rollback()
         typer.echo(f"rolled back: version {event.version} in service (was {event.previous})")
 
+    from aigis.cli import canary
+
+    canary.add(model_app, _service)
     app.add_typer(model_app, name="model")
 
 

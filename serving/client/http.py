@@ -1,9 +1,13 @@
 """The client of TorchServe's inference API: the only way the worker reaches the model.
 
-Torch-free, so worker hosts run without torch. Errors are those of
-:mod:`serving.client.transport` (``ServingUnavailable``: send the items again later;
-``ServingRequestError``: the request was refused); an :class:`~serving.client.wire.ItemError` in a
-result list means that one item cannot be scored and the others were.
+The worker never needs the management API (production denies it that port): the model describes
+itself on the inference port too, answering a ``{"describe": true}`` request
+(:data:`serving.client.wire.DESCRIBE_REQUEST`). Torch-free, so worker hosts run without torch.
+
+Errors are those of :mod:`serving.client.transport` (``ServingUnavailable``: send the items
+again later; ``ServingRequestError``: the request was refused); an
+:class:`~serving.client.wire.ItemError` in a result list means that one item cannot be scored
+and the others were.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from serving.client.transport import (
     TransportOwner,
     raise_for_status,
 )
-from serving.client.wire import ItemError, ItemResult, item_json, read_answer
+from serving.client.wire import DESCRIBE_REQUEST, ItemError, ItemResult, item_json, read_answer
 
 __all__ = ["ModelInfo", "ServingClient"]
 
@@ -43,7 +47,7 @@ _ITEM_OVERHEAD: Final[int] = 64
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What the served default version of the model is."""
+    """What a served version of the model is (the default one unless a version was asked)."""
 
     name: str
     version: str
@@ -53,7 +57,8 @@ class ModelInfo:
 
 
 class ServingClient(TransportOwner):
-    """Scores images on TorchServe's ``/predictions/<model_name>``.
+    """Scores images on TorchServe's ``/predictions/<model_name>`` (the default version), or
+    ``/predictions/<model_name>/<version>`` when a version is given.
 
     Thread-safe; a context manager. Pass ``key_file=settings.serving_key_file`` when TorchServe
     runs with token authorisation and no token is set in the settings.
@@ -65,12 +70,16 @@ class ServingClient(TransportOwner):
         self._path = f"predictions/{settings.model_name}"
         self._max_request_bytes = settings.max_request_mb * _MIB
 
-    def predict(self, items: Sequence[tuple[bytes, str | None]]) -> list[ItemResult | ItemError]:
+    def predict(
+        self, items: Sequence[tuple[bytes, str | None]], *, version: str | None = None
+    ) -> list[ItemResult | ItemError]:
         """Score ``(image bytes, caption)`` items; one answer per item, in order.
 
         Sent as one request unless that would exceed ``settings.max_request_mb``.
         """
-        return self.predict_many(items, request_items=max(1, len(items)), max_in_flight=1)
+        return self.predict_many(
+            items, request_items=max(1, len(items)), max_in_flight=1, version=version
+        )
 
     def predict_many(
         self,
@@ -78,8 +87,10 @@ class ServingClient(TransportOwner):
         *,
         request_items: int,
         max_in_flight: int,
+        version: str | None = None,
     ) -> list[ItemResult | ItemError]:
-        """Score items in requests of at most ``request_items``, ``max_in_flight`` at a time.
+        """Score items in requests of at most ``request_items``, ``max_in_flight`` at a time,
+        with ``version`` of the model (None: the default one).
 
         One answer per item, in order. An item too large for any request is an ItemError
         (``image_too_large``) and is not sent. Raises ServingUnavailable or ServingRequestError
@@ -91,25 +102,27 @@ class ServingClient(TransportOwner):
         chunks: list[list[int]] = []
         for index, error in self._split(items, request_items, chunks):
             results[index] = error
+        path = self._versioned(version)
         if len(chunks) <= 1 or max_in_flight == 1:
             for chunk in chunks:
-                self._fill(results, chunk, self._request(items, chunk))
+                self._fill(results, chunk, self._request(items, chunk, path))
         else:
-            self._run_concurrently(items, chunks, results, max_in_flight)
+            self._run_concurrently(items, chunks, results, max_in_flight, path)
         return [result for result in results if result is not None]
 
-    def model_info(self) -> ModelInfo:
-        """Name, version, architecture and labels of the model's default version."""
+    def model_info(self, version: str | None = None) -> ModelInfo:
+        """Name, version, architecture and labels of ``version`` (None: the default one), as
+        the handler describes itself on the inference port."""
         response = self._transport.send(
-            "GET",
-            "management",
-            f"models/{self._settings.model_name}",
-            params={"customized": "true"},
+            "POST",
+            "inference",
+            self._versioned(version),
+            content=DESCRIBE_REQUEST,
             retry_statuses=PREDICT_RETRY_STATUSES,
         )
         raise_for_status(response)
         try:
-            meta = response.json()[0]["customizedMetadata"]
+            meta = response.json()
             return ModelInfo(
                 name=str(meta["name"]),
                 version=str(meta["version"]),
@@ -126,7 +139,8 @@ class ServingClient(TransportOwner):
             ) from None
 
     def ready(self) -> bool:
-        """True when TorchServe answers and a worker of the model's default version is READY."""
+        """True when TorchServe answers and a worker of the model's default version is READY
+        (it described itself: only a loaded worker can)."""
         try:
             ping = self._transport.send(
                 "GET", "inference", "ping", retry_statuses=frozenset(), retries=0
@@ -134,17 +148,19 @@ class ServingClient(TransportOwner):
             if ping.status_code != httpx.codes.OK:
                 return False
             described = self._transport.send(
-                "GET",
-                "management",
-                f"models/{self._settings.model_name}",
+                "POST",
+                "inference",
+                self._path,
+                content=DESCRIBE_REQUEST,
                 retry_statuses=frozenset(),
                 retries=0,
             )
-            if described.status_code != httpx.codes.OK:
-                return False
-            return any(w.get("status") == "READY" for w in described.json()[0]["workers"])
+            return described.status_code == httpx.codes.OK and "version" in described.json()
         except (AigisError, ValueError, LookupError, TypeError, AttributeError):
             return False
+
+    def _versioned(self, version: str | None) -> str:
+        return self._path if version is None else f"{self._path}/{version}"
 
     def _split(
         self,
@@ -178,13 +194,13 @@ class ServingClient(TransportOwner):
             chunks.append(chunk)
 
     def _request(
-        self, items: Sequence[tuple[bytes, str | None]], chunk: list[int]
+        self, items: Sequence[tuple[bytes, str | None]], chunk: list[int], path: str
     ) -> list[ItemResult | ItemError]:
         body = json.dumps(
             [item_json(*items[index]) for index in chunk], separators=(",", ":")
         ).encode("utf-8")
         response = self._transport.send(
-            "POST", "inference", self._path, content=body, retry_statuses=PREDICT_RETRY_STATUSES
+            "POST", "inference", path, content=body, retry_statuses=PREDICT_RETRY_STATUSES
         )
         raise_for_status(response)
         return _parse_results(response, len(chunk), self._settings.backoff_max_s)
@@ -195,12 +211,13 @@ class ServingClient(TransportOwner):
         chunks: list[list[int]],
         results: list[ItemResult | ItemError | None],
         max_in_flight: int,
+        path: str,
     ) -> None:
         with ThreadPoolExecutor(
             max_workers=min(max_in_flight, len(chunks)), thread_name_prefix="aigis-serving"
         ) as pool:
             futures: dict[Future[list[ItemResult | ItemError]], list[int]] = {
-                pool.submit(self._request, items, chunk): chunk for chunk in chunks
+                pool.submit(self._request, items, chunk, path): chunk for chunk in chunks
             }
             _, pending = wait(futures, return_when=FIRST_EXCEPTION)
             for future in pending:

@@ -23,6 +23,15 @@ ITEM_KEYS: Final[frozenset[str]] = frozenset({"image_b64", "caption"})
 SIGNAL_KEYS: Final[tuple[str, ...]] = ("kind", "value", "generator", "strength")
 MAX_SIGNALS: Final[int] = 8
 """Signals of one answer read; more are dropped."""
+DESCRIBE_REQUEST: Final[bytes] = b'{"describe":true}'
+"""The body of a request the handler answers with its own description (name, version,
+architecture, generators, whether it reads captions) instead of scores: how the worker learns
+about the model on the inference port, without the management API."""
+
+
+def is_describe(body: Any) -> bool:
+    """Whether a parsed request body is :data:`DESCRIBE_REQUEST`."""
+    return isinstance(body, dict) and body == {"describe": True}
 
 
 @dataclass(frozen=True)

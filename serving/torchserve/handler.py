@@ -171,7 +171,7 @@ class DetectorHandler:
         return [body for _, body in answers]
 
     def describe(self) -> dict[str, Any]:
-        """What ``GET /models/<name>?customized=true`` shows as ``customizedMetadata``."""
+        """``customizedMetadata`` of the management API; the answer to ``{"describe": true}``."""
         predictor = self._loaded()
         return {
             "name": self.served_name,
@@ -244,6 +244,8 @@ class DetectorHandler:
 
     def encode(self, request: Request, server_batch_size: int) -> tuple[int, str]:
         """HTTP status and JSON body of one request's answer."""
+        if request.describe:
+            return 200, wire.dumps(self.describe())
         if request.refused is not None:
             refused = request.refused
             return refused.status, wire.dumps(wire.error_json(refused.reason, refused.detail))
@@ -270,8 +272,7 @@ class DetectorHandler:
 
     def _decode_image(self, item: Item) -> Image.Image | None:
         """The item's image, reduced for the model; None when the item failed instead."""
-        data, item.data = item.data or b"", None
-        settings = self.settings
+        data, item.data, settings = item.data or b"", None, self.settings
         if settings.watermark:
             self._read_watermark(item, data)
         try:

@@ -70,6 +70,8 @@ class Request:
     single: bool = False
     """The body was one object, not a list: answer with one object."""
     refused: Refused | None = None
+    describe: bool = False
+    """The body was ``{"describe": true}``: answer with the model's description."""
 
 
 def read_request(
@@ -89,6 +91,8 @@ def read_request(
             item = _image_item(raw_image, row, headers or {}, max_image_bytes)
             return Request(items=[item], single=True)
         body = _body(row)
+        if wire.is_describe(body):
+            return Request(describe=True)
         single = isinstance(body, dict)
         raw_items = [body] if single else body
         if not isinstance(raw_items, list):

@@ -18,18 +18,18 @@ from pathlib import Path
 
 import pytest
 import redis
-import torch
 
+from aigis.canary import CanaryControl
 from aigis.promote import ServiceControl
 from aigis.retrain import CycleResult, RetrainOptions, Train, run_cycle
 from schemas.labels import GENERATORS
 from schemas.settings import Settings
 from serving.client.management import ManagementClient
 from serving.client.manifest import ArchiveInfo
-from serving.model.checkpoint import save_checkpoint
-from serving.model.presets import build_preset
 from serving.torchserve.archive import ExportOptions, export_archive
 from serving.torchserve.server import running_torchserve
+from tests.aigis.forced import forced_checkpoint
+from tests.streams import quick_worker
 from training.data import Sample, load_split
 from training.data.parquet import write_ct2
 from training.labelstore import LabelRecord, LabelStore, Origin
@@ -40,20 +40,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 EXPORT = ExportOptions(batch_size=8, max_batch_delay_ms=10, max_forward_batch=8)
 AIGIS = str(Path(sys.executable).with_name("aigis"))
-
-
-def forced_checkpoint(path: Path, version: str, *, ai: bool, generator: str = "sdxl") -> Path:
-    """A tiny detector that gives every image the same answer: human, or AI by ``generator``."""
-    built = build_preset("tiny", "fused", name="detector", version=version)
-    model = built.model
-    with torch.no_grad():
-        model.head_a.weight.zero_()  # type: ignore[operator]
-        model.head_a.bias.fill_(8.0 if ai else -8.0)  # type: ignore[operator]
-        model.head_b.weight.zero_()  # type: ignore[operator]
-        model.head_b.bias.zero_()  # type: ignore[operator]
-        model.head_b.bias[GENERATORS.index(generator)] = 8.0  # type: ignore[index]
-    config = built.config.model_copy(update={"version": version})
-    return save_checkpoint(model, built.tokenizer, built.image_processor, config, path)
 
 
 def export(checkpoint: Path, store: Path, version: str) -> ArchiveInfo:
@@ -106,16 +92,7 @@ def cycle_settings(
             "retrain": s.retrain.model_copy(update={"registry_dir": tmp_path / "registry"}),
             # Retraining re-reads images by URI through the fetch policy: files under tmp_path.
             "fetch": s.fetch.model_copy(update={"file_roots": (tmp_path,)}),
-            "worker": s.worker.model_copy(
-                update={
-                    "batch_size": 4,
-                    "batch_timeout_ms": 50,
-                    "metrics_port": 0,
-                    "session_timeout_ms": 6_000,
-                    "instance_id": "retrain-test",
-                    "model_refresh_s": 0.5,
-                }
-            ),
+            "worker": quick_worker(s, "retrain-test", batch_size=4),
         }
     )
 
@@ -236,6 +213,29 @@ def test_a_better_candidate_is_promoted_and_new_verdicts_carry_its_version(
     ]
     assert [(v.model_version, v.cached) for v in after] == [("2", False)]
     assert after[0].decision == "ai_generated"
+
+
+def test_with_a_canary_share_a_better_candidate_starts_as_a_canary_and_is_promoted_by_hand(
+    cycle_settings: Settings, service: ServiceControl, world: World
+) -> None:
+    retrain = cycle_settings.retrain.model_copy(update={"canary_percent": 20.0})
+    through = cycle_settings.model_copy(update={"retrain": retrain})
+    result = better_cycle(through, service, world, {})
+    assert result.outcome == "canary", result.describe()
+    record = result.record
+    assert record is not None
+    assert record.status == "registered"
+    assert record.checkpoint is not None  # kept: the canary may yet be promoted
+    # Not in service yet: served beside version 1, which still answers everything else.
+    assert (service.default_version(), namespace(through)) == ("1", "1")
+    assert record.version in service.served_versions()
+    canaries = CanaryControl(through, service)
+    state = canaries.state()
+    assert state is not None
+    assert (state.version, state.percent, state.default) == (record.version, 20.0, "1")
+    canaries.promote()
+    assert (service.default_version(), namespace(through)) == (record.version, record.version)
+    assert canaries.state() is None
 
 
 def test_a_worse_candidate_is_rejected_and_service_is_unchanged(

@@ -149,6 +149,7 @@ def review_settings(
             "url": str(tmp_path / "labels"),
             "group_id": make_group_id(),
             "flush_interval_s": 0.3,
+            "metrics_port": 0,
         }
     )
     return isolated_settings.model_copy(update={"topics": topics, "store": store})

@@ -204,6 +204,10 @@ def test_torchserve_management_is_closed_to_all_but_named_clients(
             labels = source.get("podSelector", {}).get("matchLabels", {})
             assert labels, f"management admitted by a broad selector: {source}"
             assert "app.kubernetes.io/part-of" not in labels, "every aigis pod may not manage"
+            # Workers learn the model on the inference port: they never reach the management API.
+            assert labels.get("app.kubernetes.io/name") != "aigis-worker"
+            expressions = source.get("podSelector", {}).get("matchExpressions", [])
+            assert not any("aigis-worker" in e.get("values", []) for e in expressions)
     [retrain] = _of(rendered, "CronJob")
     labels = retrain["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
     assert labels["aigis.io/torchserve-management"] == "true"

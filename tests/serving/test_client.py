@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
@@ -12,7 +13,7 @@ import httpx
 import pytest
 
 from serving.client.http import ModelInfo, ServingClient
-from serving.client.transport import ServingRequestError
+from serving.client.transport import ServingRequestError, ServingUnavailable
 from serving.client.wire import ItemError, ItemResult
 
 if TYPE_CHECKING:
@@ -119,6 +120,21 @@ def test_model_info_and_ready(torchserve: Served) -> None:
         generators=("real", "sd21", "sdxl", "sd3", "dalle3", "midjourney6"),
         reads_caption=True,
     )
+
+
+def test_the_client_needs_no_management_api(torchserve: Served) -> None:
+    """Workers may be denied TorchServe's management port: the model describes itself on the
+    inference port, per version too."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    cut_off = torchserve.serving.model_copy(update={"management_url": f"http://127.0.0.1:{closed}"})
+    with ServingClient(cut_off, key_file=torchserve.key_file) as client:
+        assert client.ready() is True
+        assert client.model_info().version == "1"
+        assert client.model_info("1").architecture == "fused"
+        with pytest.raises(ServingUnavailable):
+            client.model_info("no-such-version")
 
 
 def test_a_request_without_token_is_rejected(torchserve: Served) -> None:

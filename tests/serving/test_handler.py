@@ -361,6 +361,23 @@ def test_describe_names_the_served_model(handler: DetectorHandler, model_dir: Pa
     assert described["checkpoint"] == {"name": "tiny-fused", "version": "1"}
 
 
+def test_a_describe_request_on_the_inference_path_is_answered_beside_scored_items(
+    handler: DetectorHandler, model_dir: Path, make_png: Callable[..., bytes]
+) -> None:
+    rows = [
+        {"body": {"describe": True}},
+        {"body": _item(make_png((1, 2, 3)))},
+        {"body": {"describe": "yes"}},  # not the describe request: an item with unknown fields
+        {"body": {"describe": True, "image_b64": "AAAA"}},
+    ]
+    described, scored, odd, mixed = handler.handle(rows, _context(model_dir, rows=len(rows)))
+    assert json.loads(described)["version"] == "1"
+    assert json.loads(described)["reads_caption"] is True
+    assert "p_ai" in json.loads(scored)
+    assert json.loads(odd)["error"]["reason"] == "invalid_item"
+    assert json.loads(mixed)["error"]["reason"] == "invalid_item"
+
+
 def test_the_handler_refuses_to_serve_before_it_is_loaded(
     model_dir: Path, make_png: Callable[..., bytes]
 ) -> None:

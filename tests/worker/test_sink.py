@@ -121,6 +121,7 @@ def sink_settings(
             "compact_after": 3,
             # A killed sink's partitions go to its restart after this (the broker's minimum).
             "session_timeout_ms": 6_000,
+            "metrics_port": 0,  # sinks of several tests and stacks share this machine
         }
     )
     return isolated_settings.model_copy(update={"store": store})
@@ -133,6 +134,7 @@ def sink_env(settings: Settings, **store: str) -> dict[str, str]:
         "AIGIS_STORE__URL": str(settings.store.url),
         "AIGIS_STORE__GROUP_ID": settings.store.group_id,
         "AIGIS_STORE__KEEP_IMAGE_BYTES": str(settings.store.keep_image_bytes).lower(),
+        "AIGIS_STORE__METRICS_PORT": str(settings.store.metrics_port),
         "AIGIS_TOPICS__PSEUDO_LABELS": settings.topics.pseudo_labels,
         "AIGIS_TOPICS__REVIEW_DECISIONS": settings.topics.review_decisions,
         "AIGIS_TOPICS__DLQ": settings.topics.dlq,
