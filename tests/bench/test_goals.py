@@ -34,6 +34,18 @@ def replay_row(batch: int, events_per_s: float, worker: float, kafka: float) -> 
     }
 
 
+def serving_point(preset: str, archive: str, items_per_s: float) -> dict[str, Any]:
+    return {
+        "preset": preset,
+        "archive": archive,
+        "pattern": "8 items, 4 in flight",
+        "items_per_s": items_per_s,
+        "p50_ms": 100.0,
+        "p99_ms": 200.0,
+        "mean_server_batch": 4.0,
+    }
+
+
 def full_report() -> dict[str, Any]:
     return {
         "date": "2026-11-30T00:00:00+00:00",
@@ -60,6 +72,14 @@ def full_report() -> dict[str, Any]:
                 "max_p_ai_change": 0.001,
             },
         },
+        "serving": {
+            "serving": [
+                serving_point("tiny", "b8-d5-auto", 600.0),
+                serving_point("tiny", "b16-d20-auto", 500.0),
+                serving_point("base-random", "b16-d20-int8", 30.0),
+            ],
+            "precision": [],
+        },
         "replay": {
             "first_pass": replay_row(32, 100.0, 5.0, 3.0),
             "replays": [replay_row(32, 300.0, 0.6, 2.5), replay_row(256, 900.0, 0.5, 0.7)],
@@ -82,6 +102,10 @@ def test_figures_are_judged_against_their_targets() -> None:
     assert by_name["input pipeline, per core (smoke JPEGs)"].met is True
     assert "3.0x CLIP's processor" in by_name["input pipeline, per core (smoke JPEGs)"].figure
     assert by_name["pixels against the reference processor"].met is True
+    tiny = by_name["tiny model through TorchServe, 8 items x 4 in flight"]
+    assert (tiny.met, tiny.figure) == (True, "600.0 items/s (b8-d5-auto)")  # the fastest archive
+    assert by_name["base fused model from JPEG bytes through TorchServe"].met is False
+    assert by_name["base fused model in process, 2 cores, chosen precision"].met is None
     assert by_name["worker against a naive worker"].met is False  # 7.5x
     assert by_name["worker against TorchServe alone"].status == "not met"  # 75 %
     replay = by_name["cache-hit replay, CPU per event (worker + broker)"]
