@@ -3,7 +3,8 @@
     .venv/bin/python -m bench.inputs [--quick] [--trained DIR] [--json PATH]
 
 (as a module from the repository root). One thread, one torch thread, so items/s is per core.
-Each row runs the same images through one pipeline, all rows in one run (compare ratios):
+Each row runs the same images through one pipeline, all rows in one run, rounds interleaved and
+the median kept (compare ratios):
 
 * ``reference``: full-size decode, then transformers' CLIP image processor (what training and
   serving did before the model server reduced images while decoding);
@@ -28,6 +29,7 @@ import argparse
 import io
 import json
 import os
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -64,9 +66,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         sets[f"1600x1200 {fmt}"] = _photos(fmt, 16 if args.quick else 48)
     print(f"# input pipeline benchmark: 1 thread, load average {os.getloadavg()[0]:.1f}\n")
     rows: list[Row] = []
+    pipelines = _pipelines()
     for name, images in sets.items():
-        for pipeline, run in _pipelines().items():
-            rows.append(Row(name, pipeline, _items_per_s(run, images, 1 if args.quick else 3)))
+        # Rounds interleave the pipelines, and each figure is the median of its rounds, so that
+        # the load of a shared machine drifting during the run shifts every pipeline alike.
+        rounds: dict[str, list[float]] = {pipeline: [] for pipeline in pipelines}
+        for _ in range(3 if args.quick else 5):
+            for pipeline, run in pipelines.items():
+                rounds[pipeline].append(_items_per_s(run, images))
+        for pipeline, speeds in rounds.items():
+            rows.append(Row(name, pipeline, statistics.median(speeds)))
             print(f"  {name:<18} {pipeline:<20} {rows[-1].items_per_s:8.1f} items/s", flush=True)
     rows.append(Row("smoke train split", "training", _training(128 if args.quick else 512)))
     print(f"  {'smoke train split':<18} {'training':<20} {rows[-1].items_per_s:8.1f} items/s")
@@ -113,13 +122,13 @@ def _pipelines() -> dict[str, Callable[[list[bytes]], torch.Tensor]]:
     }
 
 
-def _items_per_s(run: Callable[[list[bytes]], object], images: list[bytes], rounds: int) -> float:
-    run(images[:BATCH])  # warm-up
+def _items_per_s(run: Callable[[list[bytes]], object], images: list[bytes]) -> float:
+    """Items/s of one pass over ``images`` after a warm-up batch."""
+    run(images[:BATCH])
     started = time.perf_counter()
-    for _ in range(rounds):
-        for start in range(0, len(images), BATCH):
-            run(images[start : start + BATCH])
-    return rounds * len(images) / (time.perf_counter() - started)
+    for start in range(0, len(images), BATCH):
+        run(images[start : start + BATCH])
+    return len(images) / (time.perf_counter() - started)
 
 
 def _training(count: int) -> float:
