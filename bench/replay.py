@@ -2,7 +2,7 @@
 
 Needs Kafka and Redis (``aigis dev up``); starts its own TorchServe with the tiny model.
 
-    .venv/bin/python -m bench.replay [--events 600] [--batch-sizes 32,128,256] [--json PATH]
+    .venv/bin/python -m bench.replay [--events 1200] [--batch-sizes 32,128,256] [--json PATH]
 
 (as a module from the repository root). A first pass scores N unique images, filling the cache;
 each replay publishes the same images again as new events to fresh topics and runs one worker
@@ -79,7 +79,7 @@ def _print(name: str, row: dict[str, Any]) -> None:
 
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--events", type=int, default=600, help="unique images (default 600)")
+    parser.add_argument("--events", type=int, default=1200, help="unique images (default 1200)")
     parser.add_argument(
         "--batch-sizes", default="32,128,256", help="worker batch sizes, today's first"
     )
