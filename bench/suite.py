@@ -1,9 +1,12 @@
 """Every benchmark of the project in one run: ``aigis bench`` (or ``make bench``).
 
-    .venv/bin/python -m bench.suite [--quick] [--trained DIR] [--only model,serving,worker]
+    .venv/bin/python -m bench.suite [--quick] [--trained DIR] [--gpu JSON]
+                                    [--only inputs,model,serving,worker,replay]
 
-Runs ``bench.model``, ``bench.serving`` and ``bench.worker`` one after the other (each in its
-own process, so one's threads and servers never disturb the next), then writes
+Runs ``bench.inputs``, ``bench.model``, ``bench.serving``, ``bench.worker`` and ``bench.replay``
+one after the other (each in its own process, so one's threads and servers never disturb the
+next), prints the issue's goals beside their figures (:mod:`bench.goals`; ``--gpu`` adds the
+figures ``bench/gpu.sh`` wrote on a GPU machine), then writes
 ``bench/results/<date>.json`` (the machine and every figure), ``bench/results/<date>.md`` (the
 tables) and two plots: ``<date>-throughput.png`` (items/s against TorchServe's server batch
 size) and ``<date>-latency.png`` (the worker's end-to-end latency distribution).
@@ -26,9 +29,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.goals import goals, markdown_rows
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-PARTS = ("model", "serving", "worker")
+PARTS = ("inputs", "model", "serving", "worker", "replay")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,20 +43,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         print(f"unknown benchmark(s) {unknown}; choose from {', '.join(PARTS)}", file=sys.stderr)
         return 2
-    if "worker" in parts:
+    if "worker" in parts or "replay" in parts:
         _run([sys.executable, "-m", "aigis.cli", "dev", "up"])
     report: dict[str, Any] = {"date": datetime.now(UTC).isoformat(), "machine": machine()}
     with tempfile.TemporaryDirectory(prefix="aigis-bench-") as tmp:
         for part in parts:
             out = Path(tmp) / f"{part}.json"
             command = [sys.executable, "-m", f"bench.{part}", "--json", str(out)]
-            if args.quick and part in ("model", "serving"):
+            if args.quick and part in ("inputs", "model", "serving"):
                 command.append("--quick")
-            if args.trained and part == "serving":
+            if args.quick and part == "replay":
+                command += ["--events", "300"]
+            if args.trained and part in ("inputs", "serving"):
                 command += ["--trained", str(args.trained)]
             print(f"\n== bench.{part}: {' '.join(command[1:])}", flush=True)
             _run(command)
             report[part] = json.loads(out.read_text(encoding="utf-8"))
+    if args.gpu:
+        report["gpu"] = json.loads(args.gpu.read_text(encoding="utf-8"))
+    report["machine"]["load_average_at_end"] = os.getloadavg()
+    print("\n" + "\n".join(_table(["goal", "target", "this run", "status"], _goal_rows(report))))
     stem = datetime.now(UTC).strftime("%Y-%m-%d")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
@@ -93,11 +104,41 @@ def markdown(report: dict[str, Any]) -> str:
         f"# aigis benchmarks, {report['date'][:10]}",
         "",
         f"{m['cores']} cores of {m['cpu']}, {m['memory_gib']} GiB, Python {m['python']}, "
-        f"load average at start {m['load_average_at_start'][0]:.1f}. "
+        f"load average at start {m['load_average_at_start'][0]:.1f}"
+        + (f", at end {m['load_average_at_end'][0]:.1f}. " if "load_average_at_end" in m else ". ")
         + ", ".join(f"{k} {v}" for k, v in m["versions"].items())
         + ". Compare rows of one run; the machine drifts between runs.",
         "",
     ]
+    lines += ["## Goals", ""]
+    lines += _table(["goal", "target", "this run", "status"], _goal_rows(report))
+    if "inputs" in report:
+        lines += ["## Input pipeline, one core (image bytes to pixel tensor)", ""]
+        lines += _table(
+            ["images", "pipeline", "items/s"],
+            [
+                [r["images"], r["pipeline"], f"{r['items_per_s']:.1f}"]
+                for r in report["inputs"]["rows"]
+            ],
+        )
+    if "replay" in report:
+        lines += ["## Cache-hit replay by micro-batch size (tiny model, exactly-once)", ""]
+        replay = report["replay"]
+        phases = [("first pass", replay["first_pass"])]
+        phases += [(f"replay, batch {r['batch_size']}", r) for r in replay["replays"]]
+        lines += _table(
+            ["phase", "events/s", "worker CPU ms/event", "broker CPU ms/event", "mean batch"],
+            [
+                [
+                    name,
+                    f"{r['events_per_s']:.1f}",
+                    f"{r['cpu_ms_per_event']['worker']:.2f}",
+                    f"{r['cpu_ms_per_event']['kafka']:.2f}",
+                    f"{r['mean_batch_size']:.1f}",
+                ]
+                for name, r in phases
+            ],
+        )
     if "model" in report:
         lines += ["## Model, in process (batch 32, 32-token captions)", ""]
         lines += _table(
@@ -175,6 +216,10 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _goal_rows(report: dict[str, Any]) -> list[list[Any]]:
+    return list(markdown_rows(goals(report)))
+
+
 def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -231,7 +276,8 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer, shorter points")
     parser.add_argument("--trained", type=Path, help="a trained tiny model for accuracy columns")
-    parser.add_argument("--only", default="", help="comma-separated subset: model,serving,worker")
+    parser.add_argument("--gpu", type=Path, help="the JSON bench/gpu.sh wrote on a GPU machine")
+    parser.add_argument("--only", default="", help=f"comma-separated subset of {','.join(PARTS)}")
     return parser.parse_args(argv)
 
 

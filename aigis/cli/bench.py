@@ -16,9 +16,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def register(app: typer.Typer) -> None:
     @app.command(
         help=(
-            "Run every benchmark (model in process, TorchServe, the streaming worker) and write "
-            "bench/results/<date>.json, a markdown table and PNG plots. Starts Kafka and Redis "
-            "when needed; takes 20-40 minutes on 2 cores (--quick: less)."
+            "Run every benchmark (input pipeline, model in process, TorchServe, the streaming "
+            "worker, the cache-hit replay), print the performance goals beside their figures and "
+            "write bench/results/<date>.json, a markdown table and PNG plots. Starts Kafka and "
+            "Redis when needed; takes 20-40 minutes on 2 cores (--quick: less)."
         )
     )
     def bench(
@@ -27,7 +28,10 @@ def register(app: typer.Typer) -> None:
             None, "--trained", help="A trained tiny model, for the accuracy columns."
         ),
         only: str = typer.Option(
-            "", "--only", help="A comma-separated subset of model,serving,worker."
+            "", "--only", help="A comma-separated subset of inputs,model,serving,worker,replay."
+        ),
+        gpu: Path | None = typer.Option(
+            None, "--gpu", help="The JSON bench/gpu.sh wrote on a GPU machine, for its goal."
         ),
     ) -> None:
         if not (ROOT / "bench" / "suite.py").is_file():
@@ -37,4 +41,6 @@ def register(app: typer.Typer) -> None:
             command.append("--quick")
         if trained is not None:
             command += ["--trained", str(trained.resolve())]
+        if gpu is not None:
+            command += ["--gpu", str(gpu.resolve())]
         raise typer.Exit(subprocess.run(command, cwd=ROOT, check=False).returncode)

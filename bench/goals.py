@@ -1,0 +1,210 @@
+"""The goals of the fastest-path issue beside the figures of one ``aigis bench`` run.
+
+:func:`goals` reads the suite's report (one section per benchmark) and returns one row per goal:
+what it asks, the figure measured in this run, and whether it is met. A goal whose benchmark did
+not run, or whose figure another benchmark has still to provide, says so instead of guessing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Goal", "goals", "markdown_rows"]
+
+TINY_TORCHSERVE_BEFORE = 230.0
+"""Tiny model through TorchServe at the worker's pattern, bench/results/2026-11-23.md."""
+
+
+@dataclass(frozen=True)
+class Goal:
+    name: str
+    target: str
+    figure: str
+    met: bool | None
+    """None: not measured in this run (``figure`` says why)."""
+
+    @property
+    def status(self) -> str:
+        return {True: "met", False: "not met", None: "not measured"}[self.met]
+
+
+def goals(report: dict[str, Any]) -> list[Goal]:
+    """Every goal, in the issue's order."""
+    makers: list[Callable[[dict[str, Any]], list[Goal]]] = [
+        _inputs,
+        _tiny_torchserve,
+        _base_model,
+        _worker,
+        _replay,
+        _gpu,
+    ]
+    return [goal for make in makers for goal in make(report)]
+
+
+def markdown_rows(rows: list[Goal]) -> list[list[str]]:
+    return [[g.name, g.target, g.figure, g.status] for g in rows]
+
+
+def _missing(name: str, target: str, why: str) -> Goal:
+    return Goal(name, target, why, None)
+
+
+def _inputs(report: dict[str, Any]) -> list[Goal]:
+    name, target = "input pipeline, per core (smoke JPEGs)", ">= 400 items/s"
+    rows = report.get("inputs", {}).get("rows", [])
+    speed = {r["pipeline"]: r["items_per_s"] for r in rows if r["images"].startswith("smoke")}
+    if "pipeline" not in speed:
+        return [_missing(name, target, "bench.inputs did not run")]
+    figure = f"{speed['pipeline']:.0f} items/s"
+    if "processor" in speed:
+        figure += f" ({speed['pipeline'] / speed['processor']:.1f}x CLIP's processor, same run)"
+    accuracy = report["inputs"].get("accuracy", {})
+    out = [Goal(name, target, figure, speed["pipeline"] >= 400)]
+    if accuracy:
+        out.append(
+            Goal(
+                "pixels against the reference processor",
+                "within 2 grey levels, same decisions",
+                f"{accuracy['max_levels_off']:.1f} levels, "
+                f"{100 * accuracy['decision_agreement']:.1f} % of {accuracy['items']} decisions "
+                f"({accuracy['model']}), p_ai within {accuracy['max_p_ai_change']:.4f}",
+                accuracy["max_levels_off"] <= 2.0 + 1e-3 and accuracy["decision_agreement"] == 1.0,
+            )
+        )
+    return out
+
+
+def _tiny_torchserve(report: dict[str, Any]) -> list[Goal]:
+    target = f">= {2.5 * TINY_TORCHSERVE_BEFORE:.0f} items/s (2.5x {TINY_TORCHSERVE_BEFORE:.0f})"
+    points = [
+        p
+        for p in report.get("serving", {}).get("serving", [])
+        if p["preset"] == "tiny" and p["pattern"].startswith("8 items")
+    ]
+    return [
+        _fastest(
+            "tiny model through TorchServe, 8 items x 4 in flight",
+            target,
+            points,
+            2.5 * TINY_TORCHSERVE_BEFORE,
+            "archive",
+            "bench.serving did not run",
+        )
+    ]
+
+
+def _base_model(report: dict[str, Any]) -> list[Goal]:
+    pending = "from the CPU backends' benchmark (ONNX Runtime / OpenVINO int8), not in this run"
+    rows = [
+        r
+        for r in report.get("model", {}).get("rows", [])
+        if r["preset"] == "base-random" and r["architecture"] == "fused"
+        if r["phase"] == "inference"
+    ]
+    points = [
+        p
+        for p in report.get("serving", {}).get("serving", [])
+        if p["preset"].startswith("base") and p["pattern"].startswith("8 items")
+    ]
+    return [
+        _fastest(
+            "base fused model in process, 2 cores, chosen precision",
+            ">= 47 items/s",
+            rows,
+            47,
+            "precision",
+            f"bench.model did not run; {pending}",
+        ),
+        _fastest(
+            "base fused model from JPEG bytes through TorchServe",
+            ">= 40 items/s",
+            points,
+            40,
+            "archive",
+            f"bench.serving did not run; {pending}",
+        ),
+        _missing(
+            "reduced precisions validated near the band edges",
+            ">= 99.5 % decisions = fp32",
+            pending,
+        ),
+    ]
+
+
+def _fastest(
+    name: str, target: str, points: list[dict[str, Any]], minimum: float, label: str, why: str
+) -> Goal:
+    """The goal judged on the fastest of ``points``, named by its ``label`` field; ``why``
+    says what is missing when there are none."""
+    if not points:
+        return _missing(name, target, why)
+    best = max(points, key=lambda p: p["items_per_s"])
+    figure = f"{best['items_per_s']:.1f} items/s ({best[label]})"
+    return Goal(name, target, figure, best["items_per_s"] >= minimum)
+
+
+def _worker(report: dict[str, Any]) -> list[Goal]:
+    w = report.get("worker")
+    if not w:
+        return [
+            _missing("worker against a naive worker", ">= 10x", "bench.worker did not run"),
+            _missing("worker against TorchServe alone", ">= 80 %", "bench.worker did not run"),
+        ]
+    eo = w["worker_exactly_once"]["events_per_s"]
+    naive = max(w["naive_events_per_s"], 1e-9)
+    served = w["torchserve_items_per_s"]
+    return [
+        Goal(
+            "worker against a naive worker",
+            ">= 10x",
+            f"{eo / naive:.1f}x ({eo:.0f} against {naive:.1f} events/s)",
+            eo / naive >= 10,
+        ),
+        Goal(
+            "worker against TorchServe alone",
+            ">= 80 %",
+            f"{100 * eo / served:.0f} % ({eo:.0f} against {served:.0f} items/s)",
+            eo / served >= 0.8,
+        ),
+    ]
+
+
+def _replay(report: dict[str, Any]) -> list[Goal]:
+    name, target = "cache-hit replay, CPU per event (worker + broker)", "<= 1.3 ms"
+    replay = report.get("replay")
+    if not replay:
+        return [_missing(name, target, "bench.replay did not run")]
+    rows = replay["replays"]
+    best = min(rows, key=lambda r: r["cpu_ms_per_event"]["worker"] + r["cpu_ms_per_event"]["kafka"])
+    today = rows[0]
+
+    def cpu(row: dict[str, Any]) -> float:
+        return float(row["cpu_ms_per_event"]["worker"] + row["cpu_ms_per_event"]["kafka"])
+
+    figure = (
+        f"{cpu(best):.2f} ms at batch {best['batch_size']} ({best['events_per_s']:.0f} events/s) "
+        f"against {cpu(today):.2f} ms at batch {today['batch_size']} "
+        f"({today['events_per_s']:.0f} events/s), same run"
+    )
+    first = replay["first_pass"]["events_per_s"]
+    return [
+        Goal(name, target, figure, cpu(best) <= 1.3),
+        Goal(
+            "cache-hit replay against the first pass",
+            ">= 20x (base model)",
+            f"{best['events_per_s'] / first:.1f}x on the tiny model "
+            f"({best['events_per_s']:.0f} against {first:.0f} events/s)",
+            None,
+        ),
+    ]
+
+
+def _gpu(report: dict[str, Any]) -> list[Goal]:
+    name, target = "base fused model on one GPU, JPEG bytes to scores", ">= 5,000 items/s"
+    gpu = report.get("gpu")
+    if not gpu:
+        return [_missing(name, target, "no GPU in this run: bench/gpu.sh runs where one is")]
+    figure = f"{gpu['items_per_s']:.0f} items/s ({gpu['device']}, {gpu['precision']})"
+    return [Goal(name, target, figure, gpu["items_per_s"] >= 5000)]

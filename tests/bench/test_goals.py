@@ -1,0 +1,139 @@
+"""Every goal of the fastest-path issue is printed beside its figure, met or not, or says why
+it was not measured."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bench.goals import goals
+from bench.suite import markdown, plots
+
+pytestmark = pytest.mark.unit
+
+GOAL_NAMES = (
+    "input pipeline, per core (smoke JPEGs)",
+    "tiny model through TorchServe, 8 items x 4 in flight",
+    "base fused model in process, 2 cores, chosen precision",
+    "base fused model from JPEG bytes through TorchServe",
+    "reduced precisions validated near the band edges",
+    "worker against a naive worker",
+    "worker against TorchServe alone",
+    "cache-hit replay, CPU per event (worker + broker)",
+    "base fused model on one GPU, JPEG bytes to scores",
+)
+
+
+def replay_row(batch: int, events_per_s: float, worker: float, kafka: float) -> dict[str, Any]:
+    return {
+        "batch_size": batch,
+        "events_per_s": events_per_s,
+        "cpu_ms_per_event": {"worker": worker, "torchserve": 0.0, "kafka": kafka},
+        "mean_batch_size": float(batch),
+    }
+
+
+def serving_point(preset: str, archive: str, items_per_s: float) -> dict[str, Any]:
+    return {
+        "preset": preset,
+        "archive": archive,
+        "pattern": "8 items, 4 in flight",
+        "items_per_s": items_per_s,
+        "p50_ms": 100.0,
+        "p99_ms": 200.0,
+        "mean_server_batch": 4.0,
+    }
+
+
+def full_report() -> dict[str, Any]:
+    return {
+        "date": "2026-11-30T00:00:00+00:00",
+        "machine": {
+            "cores": 2,
+            "cpu": "test",
+            "memory_gib": 1,
+            "python": "3.11",
+            "load_average_at_start": (1.0, 1.0, 1.0),
+            "load_average_at_end": (2.0, 1.0, 1.0),
+            "versions": {},
+        },
+        "inputs": {
+            "rows": [
+                {"images": "smoke 256px JPEG", "pipeline": "processor", "items_per_s": 150.0},
+                {"images": "smoke 256px JPEG", "pipeline": "pipeline", "items_per_s": 450.0},
+            ],
+            "accuracy": {
+                "items": 300,
+                "model": "trained tiny",
+                "max_levels_off": 2.0,
+                "values_off_fraction": 0.003,
+                "decision_agreement": 1.0,
+                "max_p_ai_change": 0.001,
+            },
+        },
+        "serving": {
+            "serving": [
+                serving_point("tiny", "b8-d5-auto", 600.0),
+                serving_point("tiny", "b16-d20-auto", 500.0),
+                serving_point("base-random", "b16-d20-int8", 30.0),
+            ],
+            "precision": [],
+        },
+        "replay": {
+            "first_pass": replay_row(32, 100.0, 5.0, 3.0),
+            "replays": [replay_row(32, 300.0, 0.6, 2.5), replay_row(256, 900.0, 0.5, 0.7)],
+        },
+        "worker": {
+            "torchserve_items_per_s": 200.0,
+            "worker_exactly_once": {"events_per_s": 150.0},
+            "naive_events_per_s": 20.0,
+        },
+    }
+
+
+def test_every_goal_has_a_row_in_the_issues_order() -> None:
+    rows = goals(full_report())
+    assert [g.name for g in rows if g.name in GOAL_NAMES] == list(GOAL_NAMES)
+
+
+def test_figures_are_judged_against_their_targets() -> None:
+    by_name = {g.name: g for g in goals(full_report())}
+    assert by_name["input pipeline, per core (smoke JPEGs)"].met is True
+    assert "3.0x CLIP's processor" in by_name["input pipeline, per core (smoke JPEGs)"].figure
+    assert by_name["pixels against the reference processor"].met is True
+    tiny = by_name["tiny model through TorchServe, 8 items x 4 in flight"]
+    assert (tiny.met, tiny.figure) == (True, "600.0 items/s (b8-d5-auto)")  # the fastest archive
+    assert by_name["base fused model from JPEG bytes through TorchServe"].met is False
+    assert by_name["base fused model in process, 2 cores, chosen precision"].met is None
+    assert by_name["worker against a naive worker"].met is False  # 7.5x
+    assert by_name["worker against TorchServe alone"].status == "not met"  # 75 %
+    replay = by_name["cache-hit replay, CPU per event (worker + broker)"]
+    assert replay.met is True  # 1.2 ms at batch 256
+    assert "against 3.10 ms at batch 32" in replay.figure
+
+
+def test_goals_without_figures_say_why_and_are_not_judged() -> None:
+    by_name = {g.name: g for g in goals({})}
+    assert set(GOAL_NAMES) <= set(by_name)
+    for goal in by_name.values():
+        assert goal.met is None
+        assert goal.status == "not measured"
+    assert "bench/gpu.sh" in by_name["base fused model on one GPU, JPEG bytes to scores"].figure
+    assert "CPU backends" in by_name["reduced precisions validated near the band edges"].figure
+
+
+def test_a_gpu_figure_is_judged_when_given() -> None:
+    report = {"gpu": {"items_per_s": 6200.0, "device": "cuda", "precision": "bf16"}}
+    by_name = {g.name: g for g in goals(report)}
+    assert by_name["base fused model on one GPU, JPEG bytes to scores"].met is True
+
+
+def test_the_results_file_starts_with_the_goals_and_the_load(tmp_path: Any) -> None:
+    report = {key: value for key, value in full_report().items() if key != "worker"}
+    text = markdown(report)
+    assert "load average at start 1.0, at end 2.0" in text
+    assert text.index("## Goals") < text.index("## Input pipeline")
+    assert "| input pipeline, per core (smoke JPEGs) | >= 400 items/s | 450 items/s" in text
+    assert "| replay, batch 256 | 900.0 | 0.50 | 0.70 | 256.0 |" in text
+    plots(report, tmp_path / "day")  # no serving or worker latency: nothing to draw
