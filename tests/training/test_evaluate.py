@@ -216,16 +216,9 @@ def test_cli_evaluate_held_out_classes(smoke_dir: Path, checkpoint: Path, tmp_pa
 
 @pytest.mark.unit
 def test_cli_evaluate_refuses_an_unknown_degradation(tmp_path: Path) -> None:
-    result = CliRunner().invoke(
-        app,
-        [
-            "evaluate",
-            "--model", str(tmp_path),
-            "--data", "smoke",
-            "--output", str(tmp_path / "out"),
-            "--degradations", "jpeg_q75,jpeg_q10",
-        ],
-    )  # fmt: skip
+    out = tmp_path / "out"
+    args = ["-m", str(tmp_path), "--data", "smoke", "-o", str(out), "--degradations", "jpeg_q10"]
+    result = CliRunner().invoke(app, ["evaluate", *args])
     assert result.exit_code == 2
     assert "jpeg_q10" in result.output
     assert not (tmp_path / "out").exists()

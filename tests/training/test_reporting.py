@@ -39,6 +39,28 @@ def test_report_to_auto_none_and_lists(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.unit
+def test_cli_refuses_bad_reporting_and_augmentation_settings(
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from aigis.cli import app
+    from schemas.settings import load_settings
+
+    args = ["train", "--data", "smoke", "-o", str(tmp_path / "m")]
+    result = CliRunner().invoke(app, [*args, "--report-to", "tensorbored"])
+    assert result.exit_code == 1
+    assert "unknown integration(s) tensorbored" in result.output
+    monkeypatch.setenv("AIGIS_TRAINING__AUGMENT_DEGRADATIONS", "jpeg_q75,sepia")
+    load_settings.cache_clear()  # read the environment afresh, and again after the test
+    request.addfinalizer(load_settings.cache_clear)
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert "sepia" in result.output
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.unit
 def test_curves_are_drawn_from_the_log_history(tmp_path: Path) -> None:
     history: list[dict[str, Any]] = [
         {"loss": 2.1, "step": 2},

@@ -52,15 +52,18 @@ class ShortcutDetector:
 
 @pytest.mark.slow
 def test_the_both_classes_report_exposes_a_format_shortcut() -> None:
-    options = EvalOptions(robustness=True, degradations=("jpeg_q75", "resize_50"))
+    options = EvalOptions(robustness=True, degradations=("jpeg_q75",))
     ordinary = evaluate_model(ShortcutDetector(), load_split("smoke", "test"), options)  # type: ignore[arg-type]
     both = evaluate_model(ShortcutDetector(), load_split("smoke-jpeg", "test"))  # type: ignore[arg-type]
-    # On the data set as delivered the shortcut looks like a detector ...
-    assert ordinary["task_a"]["accuracy"] >= 0.85, ordinary["task_a"]
-    assert ordinary["task_a"]["recall"] >= 0.85, ordinary["task_a"]
-    # ... and once both classes share a format, or a JPEG re-encode, its AI recall is gone.
-    assert both["task_a"]["recall"] <= 0.4, both["task_a"]
-    assert ordinary["robustness"]["jpeg_q75"]["task_a"]["recall"] <= 0.4
+    # On the data set as delivered the shortcut looks like a detector (measured: accuracy 0.91,
+    # AI recall 0.89) ...
+    recall = ordinary["task_a"]["recall"]
+    assert ordinary["task_a"]["accuracy"] >= 0.8, ordinary["task_a"]
+    assert recall >= 0.8, ordinary["task_a"]
+    # ... and once both classes share a format (recall 0.08), or get one JPEG re-encode (0.39),
+    # its AI recall is gone.
+    assert both["task_a"]["recall"] <= 0.3, both["task_a"]
+    assert ordinary["robustness"]["jpeg_q75"]["task_a"]["recall"] <= recall - 0.3
     # Real items are the same bytes in both variants: only the AI side moved.
     real_ordinary = ordinary["confusion"]["task_a"][0]
     assert both["confusion"]["task_a"][0] == real_ordinary
