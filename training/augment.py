@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from training.data.encoding import decode, encode_jpeg, normalise_encoding, to_rgb
-from training.degrade import DEGRADATIONS, pick
+from training.degrade import DEGRADATIONS, FORMAT_DEGRADATIONS, pick
 
 __all__ = ["DEFAULT_AUGMENT", "AugmentConfig", "augment", "normalise_encoding"]
 
@@ -44,9 +44,10 @@ class AugmentConfig:
     """Standard deviation of Gaussian noise, in 8-bit grey levels."""
     jpeg_p: float = 0.3
     jpeg_quality: tuple[int, int] = (60, 95)
-    degrade_p: float = 0.4
-    """Probability of one degradation of ``degradations``, chosen uniformly, applied last."""
-    degradations: tuple[str, ...] = tuple(DEGRADATIONS)
+    degrade_p: float = 0.0
+    """Probability of one degradation of ``degradations``, chosen uniformly, applied last. Off
+    by default: on the smoke set it slows the tiny model's learning (see docs/training.md)."""
+    degradations: tuple[str, ...] = FORMAT_DEGRADATIONS
     """Names in :data:`training.degrade.DEGRADATIONS`."""
 
     def __post_init__(self) -> None:

@@ -101,10 +101,21 @@ DEGRADATIONS: Final[dict[str, Degradation]] = {
 }
 """Every degradation by name, in the order reports list them."""
 
+FORMAT_DEGRADATIONS: Final[tuple[str, ...]] = (
+    "jpeg_q95",
+    "jpeg_q75",
+    "jpeg_q50",
+    "webp",
+    "screenshot",
+)
+"""The re-encodes: training's default, the ones that take a format shortcut away. (The resizes
+and the crop are left to the other augmentations, which draw their sizes at random; a fixed
+quarter-size copy erases the fine traces a detector has to learn, and slows learning.)"""
+
 
 def pick(names: str | Sequence[str]) -> dict[str, Degradation]:
-    """The degradations named (a comma-separated string or a sequence; ``all``: every one), in
-    the order given.
+    """The degradations named (a comma-separated string or a sequence; ``all``: every one;
+    ``formats``: :data:`FORMAT_DEGRADATIONS`), in the order given.
 
     Raises ValueError naming the unknown ones and the known ones.
     """
@@ -112,6 +123,8 @@ def pick(names: str | Sequence[str]) -> dict[str, Degradation]:
     wanted = [name for name in wanted if name]
     if wanted == ["all"]:
         return dict(DEGRADATIONS)
+    if wanted == ["formats"]:
+        wanted = list(FORMAT_DEGRADATIONS)
     unknown = [name for name in wanted if name not in DEGRADATIONS]
     if unknown:
         raise ValueError(

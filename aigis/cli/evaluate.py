@@ -54,7 +54,8 @@ def register(app: typer.Typer) -> None:
             "all",
             "--degradations",
             help="The degradations --robustness applies, comma-separated: jpeg_q95, jpeg_q75, "
-            "jpeg_q50, resize_50, resize_25, crop, webp, screenshot, noise, or all.",
+            "jpeg_q50, resize_50, resize_25, crop, webp, screenshot, noise; formats (the "
+            "re-encodes) or all.",
         ),
         batch_size: int = _BATCH_SIZE,
         limit: int | None = typer.Option(None, "--limit", min=1, help="Score the first N only."),

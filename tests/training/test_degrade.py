@@ -79,6 +79,8 @@ def test_odd_inputs_come_out_rgb() -> None:
 def test_pick_by_name_or_all_and_refuse_unknown_names() -> None:
     assert list(pick("webp, jpeg_q50")) == ["webp", "jpeg_q50"]
     assert list(pick("all")) == list(DEGRADATIONS)
+    assert list(pick("formats")) == ["jpeg_q95", "jpeg_q75", "jpeg_q50", "webp", "screenshot"]
+    assert AugmentConfig().degradations == tuple(pick("formats"))
     assert pick(("noise",))["noise"] is DEGRADATIONS["noise"]
     with pytest.raises(ValueError, match=r"unknown degradation.*jpeg_q10.*known: jpeg_q95"):
         pick("jpeg_q75,jpeg_q10")
