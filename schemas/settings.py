@@ -25,6 +25,7 @@ from schemas.settings_env import RetentionMs
 from schemas.settings_evidence import EvidenceSettings
 from schemas.settings_fetch import FetchSettings
 from schemas.settings_review import ReviewSettings
+from schemas.settings_training import TrainingSettings
 
 _DAY_MS = 24 * 3600 * 1000
 
@@ -346,6 +347,7 @@ class Settings(BaseSettings):
     store: StoreSettings = StoreSettings()
     retrain: RetrainSettings = RetrainSettings()
     review: ReviewSettings = ReviewSettings()
+    training: TrainingSettings = TrainingSettings()
     dev: DevSettings = DevSettings()
 
     @model_validator(mode="before")

@@ -1,9 +1,15 @@
 """Robustness augmentations, and the one encoding every training and evaluation image gets.
 
 The augmentations imitate what happens to images on their way to a moderation queue:
-re-compression, resizing, cropping, blurring and sensor noise. :func:`normalise_encoding` (defined
-in ``training.data.encoding``, which the readers apply at load time) gives every image the same
-file format, so a model cannot learn "PNG means AI". Imports Pillow and numpy only.
+re-compression, resizing, cropping, blurring and sensor noise, and, with ``degrade_p``, one of the
+named degradations that ``aigis evaluate --robustness`` measures (:mod:`training.degrade`). Every
+augmentation is drawn independently of the image's class, so real and AI images get the same
+formats and qualities and a format shortcut in the data stops paying.
+
+:func:`normalise_encoding` (defined in ``training.data.encoding``, which the readers apply at load
+time) gives every image the same file format, so a model cannot learn "PNG means AI" from the
+container; it cannot remove the traces an earlier, coarser compression left in the pixels, which
+is what the degradations above are for. Imports Pillow and numpy only.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from training.data.encoding import decode, encode_jpeg, normalise_encoding, to_rgb
+from training.degrade import DEGRADATIONS, FORMAT_DEGRADATIONS, pick
 
 __all__ = ["DEFAULT_AUGMENT", "AugmentConfig", "augment", "normalise_encoding"]
 
@@ -37,6 +44,14 @@ class AugmentConfig:
     """Standard deviation of Gaussian noise, in 8-bit grey levels."""
     jpeg_p: float = 0.3
     jpeg_quality: tuple[int, int] = (60, 95)
+    degrade_p: float = 0.0
+    """Probability of one degradation of ``degradations``, chosen uniformly, applied last. Off
+    by default: on the smoke set it slows the tiny model's learning (see docs/training.md)."""
+    degradations: tuple[str, ...] = FORMAT_DEGRADATIONS
+    """Names in :data:`training.degrade.DEGRADATIONS`."""
+
+    def __post_init__(self) -> None:
+        pick(self.degradations)  # raises ValueError naming an unknown one
 
 
 DEFAULT_AUGMENT: Final[AugmentConfig] = AugmentConfig()
@@ -53,7 +68,8 @@ def augment(
 ) -> Image.Image:
     """A randomly degraded RGB copy of ``image``; the same ``rng`` state gives the same result.
 
-    Order follows an image's life: crop, resize, blur, sensor noise, then JPEG re-compression.
+    Order follows an image's life: crop, resize, blur, sensor noise, JPEG re-compression, then
+    one named degradation (a platform's re-encode, a screenshot, ...).
     """
     image = to_rgb(image)
     if rng.random() < config.crop_p:
@@ -69,6 +85,8 @@ def augment(
     if rng.random() < config.jpeg_p:
         quality = rng.randint(*config.jpeg_quality)
         image = decode(encode_jpeg(image, quality))
+    if config.degradations and rng.random() < config.degrade_p:
+        image = DEGRADATIONS[rng.choice(config.degradations)](image)
     return image
 
 

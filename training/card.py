@@ -292,6 +292,7 @@ def _robustness(evaluation: Mapping[str, Any] | None) -> str:
     rows = [
         [
             name,
+            _num(section["task_a"].get("recall")),
             _num(section["task_a"].get("f1")),
             _num(section["task_a"].get("auroc")),
             _num((section.get("task_b") or {}).get("f1_weighted")),
@@ -299,8 +300,8 @@ def _robustness(evaluation: Mapping[str, Any] | None) -> str:
         ]
         for name, section in {"clean": evaluation, **sections}.items()
     ]
-    return "Every evaluation image re-encoded or resized:\n\n" + _table(
-        ["copy", "Task A F1", "Task A AUROC", "Task B F1 weighted", "ECE"], rows
+    return "Every evaluation image, real and AI alike, under each degradation:\n\n" + _table(
+        ["copy", "Task A recall", "Task A F1", "Task A AUROC", "Task B F1 weighted", "ECE"], rows
     )
 
 

@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 
 from serving.imageio import decode_image
 from serving.model.preprocess import Preprocessor
-from training.augment import augment
+from training.augment import DEFAULT_AUGMENT, AugmentConfig, augment
 from training.data import Sample
 
 
@@ -49,8 +49,11 @@ class DetectorCollator:
     differs between DataLoader workers and epochs and follows the Trainer's seed.
     """
 
-    def __init__(self, preprocessor: Preprocessor) -> None:
+    def __init__(
+        self, preprocessor: Preprocessor, augment_config: AugmentConfig = DEFAULT_AUGMENT
+    ) -> None:
         self.preprocessor = preprocessor
+        self.augment_config = augment_config
         self._rng: random.Random | None = None
         self._rng_seed: int | None = None
 
@@ -59,7 +62,7 @@ class DetectorCollator:
         images = []
         for item in items:
             image = decode_image(item.sample.image)
-            images.append(augment(image, rng) if item.augment else image)
+            images.append(augment(image, rng, self.augment_config) if item.augment else image)
         batch = self.preprocessor(images, [item.sample.caption for item in items])
         batch["labels_a"] = torch.tensor([item.sample.label_a for item in items], dtype=torch.long)
         batch["labels_b"] = torch.tensor([item.sample.label_b for item in items], dtype=torch.long)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -25,31 +25,13 @@ from tqdm import tqdm
 from training import metrics, plots, thresholds
 from training.card import training_summary, write_card
 from training.data import DataError, Sample, generators_of, load_split
-from training.data.encoding import decode, encode_jpeg
+from training.data.encoding import decode
+from training.degrade import DEGRADATIONS, pick
 
 if TYPE_CHECKING:
     from serving.model.predictor import Predictor
 
 Perturbation = Callable[[Image.Image], Image.Image]
-
-ROBUSTNESS_JPEG_QUALITY: Final[int] = 75
-
-
-def jpeg75(image: Image.Image) -> Image.Image:
-    return decode(encode_jpeg(image, ROBUSTNESS_JPEG_QUALITY))
-
-
-def half_size(image: Image.Image) -> Image.Image:
-    size = (max(1, image.width // 2), max(1, image.height // 2))
-    return image.resize(size, Image.Resampling.BICUBIC)
-
-
-ROBUSTNESS: Final[dict[str, Perturbation]] = {
-    "jpeg_q75": jpeg75,
-    "half_size": half_size,
-    "half_size_jpeg_q75": lambda image: jpeg75(half_size(image)),
-}
-"""The degradations of the ``robustness`` section, applied to the decoded image."""
 
 
 @dataclass(frozen=True)
@@ -130,7 +112,10 @@ class EvalOptions:
     generators: Sequence[str] | None = None
     """The data set's generator list (``generators_of(spec)``); None: the model's."""
     robustness: bool = False
-    """Also score the degradations of :data:`ROBUSTNESS` (one more pass each)."""
+    """Also score ``degradations`` (one more pass each), applied to every image, real and AI
+    alike, so that a format shortcut shows as a drop."""
+    degradations: tuple[str, ...] = tuple(DEGRADATIONS)
+    """Names in :data:`training.degrade.DEGRADATIONS`, in the order the report lists them."""
     batch_size: int = 32
     progress: str | None = None
     """Label of a progress bar on stderr; None shows none."""
@@ -164,7 +149,7 @@ def evaluate_scored(
     scored = score_samples(
         predictor,
         samples,
-        perturbations=ROBUSTNESS if options.robustness else None,
+        perturbations=_degradations(options),
         batch_size=options.batch_size,
         progress=options.progress,
     )
@@ -189,6 +174,15 @@ def evaluate_scored(
     passes = 1 + len(scored)
     report["timing"] = {"seconds": elapsed, "items_per_s": passes * len(samples) / elapsed}
     return report, clean
+
+
+def _degradations(options: EvalOptions) -> dict[str, Perturbation] | None:
+    if not options.robustness:
+        return None
+    try:
+        return pick(options.degradations)
+    except ValueError as err:
+        raise DataError(str(err)) from err
 
 
 def _metrics(
@@ -239,6 +233,7 @@ def run_evaluation(
     split: str = "test",
     holdout_classes: Sequence[str] = (),
     robustness: bool = True,
+    degradations: Sequence[str] = tuple(DEGRADATIONS),
     batch_size: int = 32,
     limit: int | None = None,
     progress: bool = True,
@@ -249,7 +244,8 @@ def run_evaluation(
     """Evaluate on ``split`` of ``spec`` and write metrics.json, predictions, the band pairs'
     rates, figures and a model card to ``output``.
 
-    With ``holdout_classes`` only those classes are scored, and only on Task A. ``bands``
+    With ``robustness``, every image is also scored under each of ``degradations``. With
+    ``holdout_classes`` only those classes are scored, and only on Task A. ``bands``
     (``(human, ai)``, the worker's) and ``source_bands`` (per source) are reported as operating
     points, and the AI threshold stepped at ``bands``' human one. ``checkpoint``, the directory
     the predictor was loaded from, lends its ``training.json`` to the card.
@@ -261,7 +257,7 @@ def run_evaluation(
     if limit is not None:
         samples = samples[:limit]
     label = "evaluate" if progress else None
-    options = EvalOptions(generators, robustness, batch_size, label, bands)
+    options = EvalOptions(generators, robustness, tuple(degradations), batch_size, label, bands)
     report, clean = evaluate_scored(predictor, samples, options)
     if holdout_classes:
         _task_a_only(report)

@@ -1,5 +1,5 @@
-"""Evaluation figures as PNG files: confusion matrices, the reliability diagram, and the ROC,
-precision-recall and DET curves of p_ai.
+"""Figures as PNG files: confusion matrices, the reliability diagram, and the ROC,
+precision-recall and DET curves of p_ai (evaluation); loss and metric curves (training).
 
 Uses matplotlib's object API (``Figure.savefig`` renders PNG with Agg), never pyplot, so it
 changes no global backend and works on machines without a display.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -122,6 +123,53 @@ def curves_png(
             figure.axes[0].legend(loc="best", fontsize="small")
         paths.append(_save(figure, output / name))
     return paths
+
+
+TRAINING_METRICS: Final[tuple[str, ...]] = (
+    "f1_a",
+    "accuracy_a",
+    "auroc_a",
+    "f1_b_weighted",
+    "accuracy_b",
+)
+"""The validation metrics drawn in ``metrics.png`` (those the Trainer logged)."""
+
+
+def training_curves_png(log_history: Sequence[Mapping[str, Any]], output: Path) -> list[Path]:
+    """Draw ``loss.png`` (training and validation loss by step) and ``metrics.png`` (the
+    validation metrics by step) into ``output`` from a Trainer's ``state.log_history``.
+
+    A figure with nothing to draw (a run too short to log) is not written.
+    """
+    loss = _series(log_history, "loss")
+    eval_loss = _series(log_history, "eval_loss")
+    paths = []
+    if loss or eval_loss:
+        figure = _curve("Loss", "optimiser step", "loss")
+        for points, label in ((loss, "training"), (eval_loss, "validation")):
+            if points:
+                figure.axes[0].plot(*zip(*points, strict=True), marker=".", label=label)
+        figure.axes[0].legend(loc="best")
+        paths.append(_save(figure, output / "loss.png"))
+    curves = {name: _series(log_history, f"eval_{name}") for name in TRAINING_METRICS}
+    if any(curves.values()):
+        figure = _curve("Validation metrics", "optimiser step", "score")
+        for name, points in curves.items():
+            if points:
+                figure.axes[0].plot(*zip(*points, strict=True), marker="o", label=name)
+        figure.axes[0].set_ylim(0, 1.02)
+        figure.axes[0].legend(loc="best", fontsize="small")
+        paths.append(_save(figure, output / "metrics.png"))
+    return paths
+
+
+def _series(log_history: Sequence[Mapping[str, Any]], key: str) -> list[tuple[int, float]]:
+    """(step, value) of every log entry holding a finite ``key``."""
+    return [
+        (int(entry.get("step", 0)), float(entry[key]))
+        for entry in log_history
+        if isinstance(entry.get(key), int | float) and np.isfinite(entry[key])
+    ]
 
 
 def _curve(title: str, x: str, y: str) -> Figure:

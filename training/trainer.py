@@ -6,10 +6,11 @@ state, and distributed data parallelism when started by ``torchrun`` (the Traine
 environment torchrun sets; nothing here is specific to it). The model computes the multi-task loss
 itself (:func:`serving.model.detector.detector_loss`), so the stock ``compute_loss`` applies.
 
-Order of :func:`train`: read the data; build the model (preset or ``init_from``); train; fit the
-head-A temperature on validation; write the checkpoint to ``output`` (config last), a
-``training.json`` summary and the model card (``README.md``); delete the Trainer's working states
-unless asked to keep them.
+Order of :func:`train`: read the data; build the model (preset or ``init_from``); train
+(reporting to ``report_to``, see :mod:`training.reporting`); fit the head-A temperature on
+validation; write the checkpoint to ``output`` (config last), a ``training.json`` summary, the
+model card (``README.md``) and the loss and metric curves (``loss.png``, ``metrics.png``); delete
+the Trainer's working states unless asked to keep them.
 """
 
 from __future__ import annotations
@@ -26,8 +27,7 @@ from typing import Any, Final, cast
 import numpy as np
 import structlog
 import torch
-from transformers import EvalPrediction, Trainer, TrainingArguments, set_seed
-from transformers.trainer_callback import PrinterCallback, ProgressCallback
+from transformers import EvalPrediction, Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from schemas.errors import AigisError
@@ -35,7 +35,8 @@ from serving.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoin
 from serving.model.config import Architecture, DetectorConfig
 from serving.model.detector import Detector
 from serving.model.presets import Backbones, build_preset
-from training import metrics
+from training import metrics, reporting
+from training.augment import DEFAULT_AUGMENT, AugmentConfig
 from training.calibration import binary_nll, fit_temperature
 from training.card import TRAINING_FILE, write_card
 from training.collate import DetectorCollator, SampleDataset
@@ -86,6 +87,12 @@ class TrainRequest:
     version: str | None = None
     """Defaults to the UTC time the run finished (YYYYmmddHHMMSS)."""
     augment: bool = True
+    augment_config: AugmentConfig = DEFAULT_AUGMENT
+    """What augmentation does when ``augment`` is on."""
+    report_to: str = "auto"
+    """``auto`` (TensorBoard when installed), ``none``, or integrations, comma-separated."""
+    callbacks: tuple[TrainerCallback, ...] = ()
+    """More Trainer callbacks (a caller's own progress or stopping rules)."""
     num_workers: int = 0
     """DataLoader worker processes; 0 decodes in the training process (best on 2 cores)."""
     threads: int | None = None
@@ -129,6 +136,7 @@ def train(request: TrainRequest) -> TrainResult:
 
 def _train(request: TrainRequest) -> TrainResult:
     started = time.monotonic()
+    integrations = reporting.resolve_report_to(request.report_to)
     set_seed(request.seed)
     generators = generators_of(request.data)
     train_items = load_split(request.data, "train")
@@ -159,14 +167,15 @@ def _train(request: TrainRequest) -> TrainResult:
     state_dir = request.output / STATE_DIR
     trainer = Trainer(
         model=components.model,
-        args=_training_arguments(request, hyper, state_dir),
-        data_collator=DetectorCollator(components.preprocessor),
+        args=_training_arguments(request, hyper, state_dir, reporting.others(integrations)),
+        data_collator=DetectorCollator(components.preprocessor, request.augment_config),
         train_dataset=SampleDataset(train_items, augment=request.augment),
         eval_dataset=SampleDataset(validation_items, augment=False),
         compute_metrics=task_metrics,
         optimizer_cls_and_kwargs=_optimizer(hyper),
+        callbacks=list(request.callbacks),
     )
-    _one_line_per_evaluation(trainer)
+    reporting.attach(trainer, integrations, request.output)
     trainer.train(resume_from_checkpoint=_resume_point(request, state_dir))
     temperature, scores = _calibrate(trainer, validation_items)
     final = config.model_copy(
@@ -185,6 +194,7 @@ def _train(request: TrainRequest) -> TrainResult:
         )
         summary = _write_summary(request, final, hyper, scores, steps, seconds)
         write_card(request.output, final, summary)
+        reporting.write_curves(trainer, request.output)
         if not request.keep_state:
             shutil.rmtree(state_dir, ignore_errors=True)
     log.info(
@@ -284,7 +294,7 @@ def _initial_components(request: TrainRequest, generators: tuple[str, ...]) -> C
 
 
 def _training_arguments(
-    request: TrainRequest, hyper: Hyperparameters, state_dir: Path
+    request: TrainRequest, hyper: Hyperparameters, state_dir: Path, report_to: list[str] | str
 ) -> TrainingArguments:
     # torchrun sets WORLD_SIZE; the batch size asked for is global, as in the paper.
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -315,7 +325,7 @@ def _training_arguments(
         dataloader_num_workers=request.num_workers,
         dataloader_pin_memory=torch.cuda.is_available(),
         ddp_find_unused_parameters=False,
-        report_to="none",
+        report_to=report_to,
         disable_tqdm=not request.progress,
     )
 
@@ -372,23 +382,3 @@ def _write_summary(
     path = request.output / SUMMARY_FILE
     path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
-
-
-class _EvaluationLines(ProgressCallback):
-    """The progress bars, with one line per evaluation instead of a dict per logging step."""
-
-    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
-        scores = {
-            k.removeprefix("eval_"): v for k, v in (logs or {}).items() if k.startswith("eval_")
-        }
-        if state.is_world_process_zero and scores and self.training_bar is not None:
-            shown = "  ".join(f"{k} {v:.4g}" for k, v in scores.items() if isinstance(v, float))
-            self.training_bar.write(f"epoch {state.epoch or 0:.0f}: {shown}")
-
-
-def _one_line_per_evaluation(trainer: Trainer) -> None:
-    # The stock callbacks print every logging step's dict (sixty of them in a short run);
-    # without bars (not a terminal) the training summary line is enough.
-    if trainer.pop_callback(ProgressCallback) is not None:
-        trainer.add_callback(_EvaluationLines)
-    trainer.remove_callback(PrinterCallback)

@@ -26,8 +26,9 @@ def register(app: typer.Typer) -> None:
     @app.command(
         help=(
             "Evaluate a trained detector on a data set: print a table, write metrics.json "
-            "(Task A, Task B scored competition-style, ECE, robustness to JPEG q75 and half-size "
-            "resizing, the rates of the worker's bands and each source's), predictions.parquet, "
+            "(Task A, Task B scored competition-style, ECE, the same under each degradation of "
+            "--degradations applied to real and AI images alike, the rates of the worker's bands "
+            "and each source's), predictions.parquet, "
             "thresholds.csv (every band pair's rates), confusion matrices, a reliability "
             "diagram, ROC, precision-recall and DET curves, and a model card (README.md), "
             "which also replaces the card in the --model checkpoint unless --no-card."
@@ -45,7 +46,16 @@ def register(app: typer.Typer) -> None:
             "e.g. cat): score Task A on those items only.",
         ),
         robustness: bool = typer.Option(
-            True, "--robustness/--no-robustness", help="Also score degraded copies (4x the time)."
+            True,
+            "--robustness/--no-robustness",
+            help="Also score every image under each degradation (one more pass each).",
+        ),
+        degradations: str = typer.Option(
+            "all",
+            "--degradations",
+            help="The degradations --robustness applies, comma-separated: jpeg_q95, jpeg_q75, "
+            "jpeg_q50, resize_50, resize_25, crop, webp, screenshot, noise; formats (the "
+            "re-encodes) or all.",
         ),
         batch_size: int = _BATCH_SIZE,
         limit: int | None = typer.Option(None, "--limit", min=1, help="Score the first N only."),
@@ -56,11 +66,16 @@ def register(app: typer.Typer) -> None:
         threads: int | None = _THREADS,
     ) -> None:
         from schemas.errors import AigisError
+        from training.degrade import pick
         from training.evaluate import run_evaluation
 
         worker = settings().worker
         sources = {name: worker.bands_for(name) for name in worker.bands_by_source}
         classes = [name for name in (holdout_classes or "").split(",") if name.strip()]
+        try:
+            chosen = list(pick(degradations))
+        except ValueError as err:
+            fail(f"aigis evaluate: --degradations: {err}", 2)
         try:
             predictor = _predictor(model, device, batch_size, threads)
             report = run_evaluation(
@@ -70,6 +85,7 @@ def register(app: typer.Typer) -> None:
                 split=split,
                 holdout_classes=classes,
                 robustness=robustness,
+                degradations=chosen,
                 batch_size=batch_size,
                 limit=limit,
                 bands=(worker.human_threshold, worker.ai_threshold),
@@ -173,24 +189,27 @@ def _print_report(report: dict[str, Any]) -> None:
     title = escape(f"{title}, n={report['n']}")  # a spec may hold [brackets]
     sections = {"clean": report, **report.get("robustness", {})}
     table = Table(title=title)
-    table.add_column("metric")
-    for name in sections:
-        table.add_column(name, justify="right")
+    table.add_column("images")
     rows: list[tuple[str, str, str]] = [
-        ("Task A accuracy", "task_a", "accuracy"),
-        ("Task A precision", "task_a", "precision"),
-        ("Task A recall", "task_a", "recall"),
-        ("Task A F1", "task_a", "f1"),
-        ("Task A F1 weighted", "task_a", "f1_weighted"),
-        ("Task A AUROC", "task_a", "auroc"),
-        ("Task B accuracy", "task_b", "accuracy"),
-        ("Task B F1 weighted", "task_b", "f1_weighted"),
+        ("A accuracy", "task_a", "accuracy"),
+        ("A precision", "task_a", "precision"),
+        ("A recall", "task_a", "recall"),
+        ("A F1", "task_a", "f1"),
+        ("A AUROC", "task_a", "auroc"),
+        ("B accuracy", "task_b", "accuracy"),
+        ("B F1 w.", "task_b", "f1_weighted"),
     ]
-    for label, task, key in rows:
-        values = [(section.get(task) or {}).get(key) for section in sections.values()]
-        if any(value is not None for value in values):
-            table.add_row(label, *(_number(value) for value in values))
-    table.add_row("ECE", *(_number(section["ece"]) for section in sections.values()))
+    shown = [
+        row
+        for row in rows
+        if any((section.get(row[1]) or {}).get(row[2]) is not None for section in sections.values())
+    ]
+    for label, _, _ in shown:
+        table.add_column(label, justify="right")
+    table.add_column("ECE", justify="right")
+    for name, section in sections.items():
+        values = [(section.get(task) or {}).get(key) for _, task, key in shown]
+        table.add_row(name, *(_number(value) for value in values), _number(section["ece"]))
     console.print(table)
     if report.get("task_b"):
         per_class = Table(title="Task B per class (clean)")

@@ -71,14 +71,26 @@ def register(app: typer.Typer) -> None:
         ),
         seed: int = typer.Option(0, "--seed"),
         resume: bool = typer.Option(
-            False, "--resume", help="Continue from the last epoch saved under --output."
+            False,
+            "--resume",
+            help="Continue an interrupted run from the last epoch saved under --output (same "
+            "options as the first run).",
+        ),
+        report_to: str | None = typer.Option(
+            None,
+            "--report-to",
+            help="auto (TensorBoard when installed), none, or integrations such as "
+            "tensorboard,mlflow [default: training.report_to].",
         ),
         name: str | None = typer.Option(None, "--name", help="Model name. Default: aigis-ARCH."),
         version: str | None = typer.Option(
             None, "--version", help="Model version. Default: the UTC time training ends."
         ),
         augment: bool = typer.Option(
-            True, "--augment/--no-augment", help="Robustness augmentations of training images."
+            True,
+            "--augment/--no-augment",
+            help="Robustness augmentations of training images, both classes alike "
+            "(training.augment_degrade_p and training.augment_degradations).",
         ),
         workers: int = typer.Option(
             0, "--workers", min=0, help="DataLoader processes decoding images."
@@ -95,10 +107,19 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from schemas.errors import AigisError
         from serving.model.config import Architecture
+        from training.augment import AugmentConfig
+        from training.degrade import pick
         from training.trainer import TrainRequest
         from training.trainer import train as run_training
 
-        settings()
+        training = settings().training
+        try:
+            degradations = tuple(pick(training.augment_degradations))
+        except ValueError as err:
+            fail(f"aigis train: AIGIS_TRAINING__AUGMENT_DEGRADATIONS: {err}", 2)
+        augment_config = AugmentConfig(
+            degrade_p=training.augment_degrade_p, degradations=degradations
+        )
         if arch is not None and arch not in _ARCHITECTURES:
             fail(f"aigis train: --arch {arch!r} is not one of {', '.join(_ARCHITECTURES)}", 2)
         if preset not in _PRESETS:
@@ -123,6 +144,8 @@ def register(app: typer.Typer) -> None:
             name=name,
             version=version,
             augment=augment,
+            augment_config=augment_config,
+            report_to=report_to or training.report_to,
             num_workers=workers,
             threads=threads,
             keep_state=keep_state,

@@ -14,8 +14,12 @@ from training.data import DataError
 
 pytestmark = pytest.mark.unit
 
-EVERYTHING = AugmentConfig(crop_p=1.0, resize_p=1.0, blur_p=1.0, noise_p=1.0, jpeg_p=1.0)
-NOTHING = AugmentConfig(crop_p=0.0, resize_p=0.0, blur_p=0.0, noise_p=0.0, jpeg_p=0.0)
+EVERYTHING = AugmentConfig(
+    crop_p=1.0, resize_p=1.0, blur_p=1.0, noise_p=1.0, jpeg_p=1.0, degrade_p=1.0
+)
+NOTHING = AugmentConfig(
+    crop_p=0.0, resize_p=0.0, blur_p=0.0, noise_p=0.0, jpeg_p=0.0, degrade_p=0.0
+)
 
 
 @pytest.fixture(scope="module")

@@ -114,9 +114,14 @@ def test_write_card_reads_what_the_trainer_left(tmp_path: Path) -> None:
 
 
 def test_robustness_rows_are_the_clean_scores_then_each_degraded_copy() -> None:
-    degraded = {"n": 10, "task_a": {"f1": 0.5, "auroc": 0.625}, "task_b": None, "ece": 0.25}
+    degraded = {
+        "n": 10,
+        "task_a": {"recall": 0.4, "f1": 0.5, "auroc": 0.625},
+        "task_b": None,
+        "ece": 0.25,
+    }
     evaluation = {**EVALUATION, "robustness": {"jpeg_q75": degraded}}
     card = render_card(CONFIG, TRAINING, evaluation)
-    assert "| clean | 0.6667 | - | - | 0.1250 |" in card
-    assert "| jpeg_q75 | 0.5000 | 0.6250 | - | 0.2500 |" in card
+    assert "| clean | 0.6000 | 0.6667 | - | - | 0.1250 |" in card
+    assert "| jpeg_q75 | 0.4000 | 0.5000 | 0.6250 | - | 0.2500 |" in card
     assert "Not measured" not in card.split("## Robustness")[1]

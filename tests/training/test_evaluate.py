@@ -18,9 +18,10 @@ from schemas.labels import GENERATORS
 from schemas.settings import load_settings
 from serving.model.predictor import Predictor, Scores
 from training import metrics
-from training.data import Sample, load_split, make_sample
+from training.data import DataError, Sample, load_split, make_sample
 from training.data.parquet import write_ct2, write_generators
 from training.data.smoke import generate_split, photographs
+from training.degrade import DEGRADATIONS
 from training.evaluate import EvalOptions, evaluate_model, run_evaluation, select_holdout
 from training.plots import curves_png
 from training.thresholds import operating_point
@@ -82,7 +83,7 @@ def test_evaluate_model_scores_what_the_predictor_says() -> None:
     expected_b = metrics.task_b(np.array([0, 0, 3, 5, 5]), np.array([0, 3, 3, 0, 3]), GENERATORS)
     assert report["task_b"] == expected_b
     assert report["confusion"]["task_a"] == metrics.confusion(label_a, np.array([0, 1, 1, 0, 1]), 2)
-    assert set(report["robustness"]) == {"jpeg_q75", "half_size", "half_size_jpeg_q75"}
+    assert list(report["robustness"]) == list(DEGRADATIONS)
     assert "operating_point" not in report
     banded = evaluate_model(KnownScores(), samples, EvalOptions(bands=(0.2, 0.8)))  # type: ignore[arg-type]
     # p_ai about 0.08, 0.9, 0.94, 0.12, 0.98: one of two human images called AI, one AI missed.
@@ -91,7 +92,11 @@ def test_evaluate_model_scores_what_the_predictor_says() -> None:
     assert point["recall"] == pytest.approx(2 / 3)
     assert point["miss_rate"] == pytest.approx(1 / 3)
     assert point["review_rate"] == 0.0
-    assert report["robustness"]["half_size"]["task_a"] == report["task_a"]  # flat images
+    assert report["robustness"]["resize_50"]["task_a"] == report["task_a"]  # flat images
+    some = EvalOptions(robustness=True, degradations=("webp", "jpeg_q50"))
+    assert list(evaluate_model(KnownScores(), samples, some)["robustness"]) == ["webp", "jpeg_q50"]  # type: ignore[arg-type]
+    with pytest.raises(DataError, match="unknown degradation"):
+        evaluate_model(KnownScores(), samples, EvalOptions(robustness=True, degradations=("x",)))  # type: ignore[arg-type]
 
 
 @pytest.mark.unit
@@ -151,7 +156,7 @@ def test_run_evaluation_writes_metrics_predictions_and_figures(
     assert set(written["task_b"]) == {"accuracy", "f1_weighted", "per_class"}
     assert set(written["task_b"]["per_class"]) == set(GENERATORS)
     assert 0.0 <= written["ece"] <= 1.0
-    assert set(written["robustness"]) == {"jpeg_q75", "half_size", "half_size_jpeg_q75"}
+    assert list(written["robustness"]) == list(DEGRADATIONS)
     predictions = pq.read_table(tmp_path / "predictions.parquet")
     assert predictions.num_rows == 20
     assert "caption" not in predictions.column_names
@@ -200,13 +205,23 @@ def test_cli_evaluate_held_out_classes(smoke_dir: Path, checkpoint: Path, tmp_pa
         ],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "Task A F1" in result.output
+    assert "A F1" in result.output
     written = json.loads((tmp_path / "metrics.json").read_text())
     assert written["n"] == 4
     assert written["task_b"] is None
     assert written["task_a"]["auroc"] is None  # only AI items
     assert written["data"]["holdout_classes"] == ["sd3", "dalle3"]
     assert not (tmp_path / "confusion_task_b.png").exists()
+
+
+@pytest.mark.unit
+def test_cli_evaluate_refuses_an_unknown_degradation(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = ["-m", str(tmp_path), "--data", "smoke", "-o", str(out), "--degradations", "jpeg_q10"]
+    result = CliRunner().invoke(app, ["evaluate", *args])
+    assert result.exit_code == 2
+    assert "jpeg_q10" in result.output
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.unit

@@ -13,7 +13,15 @@ from PIL import Image
 from schemas.labels import GENERATORS
 from training.data import generators_of, load_split
 from training.data.fingerprints import FINGERPRINTS
-from training.data.smoke import SIZE, SPLIT_SIZES, build, generate_split, photographs
+from training.data.smoke import (
+    BOTH_JPEG,
+    ORDINARY,
+    SIZE,
+    SPLIT_SIZES,
+    build,
+    generate_split,
+    photographs,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -42,14 +50,33 @@ def test_splits_are_balanced_and_sized() -> None:
         assert all(s.label_a == int(s.label_b > 0) for s in samples)
 
 
-def test_items_are_256_px_jpeg_with_scene_captions() -> None:
+def test_items_are_256_px_with_scene_captions_and_the_format_shortcut() -> None:
     samples = load_split("smoke", "test", normalise=False)
     class_words = {"real", "fake", "generated", "synthetic", "ai", *GENERATORS}
     for sample in samples[:60]:
         image = Image.open(io.BytesIO(sample.image))
-        assert (image.format, image.size, image.mode) == ("JPEG", (SIZE, SIZE), "RGB")
+        # Real items as a camera stores them, generated ones as a generator delivers them.
+        assert image.format == ("PNG" if sample.label_a else "JPEG")
+        assert (image.size, image.mode) == ((SIZE, SIZE), "RGB")
         assert sample.caption
         assert not class_words & set(sample.caption.lower().replace(",", "").split())
+
+
+def test_both_jpeg_holds_the_same_items_in_one_format() -> None:
+    assert generators_of("smoke-jpeg") == GENERATORS
+    for split in SPLIT_SIZES:
+        ordinary = load_split("smoke", split, normalise=False)
+        both = load_split("smoke-jpeg", split, normalise=False)
+        assert [(s.label_b, s.caption) for s in both] == [(s.label_b, s.caption) for s in ordinary]
+    for plain, jpeg in zip(ordinary[:60], both[:60], strict=True):
+        assert Image.open(io.BytesIO(jpeg.image)).format == "JPEG"
+        if plain.label_a == 0:
+            assert jpeg.image == plain.image  # real items are byte for byte the same
+        else:
+            # The same picture: only the storage differs.
+            a = np.asarray(Image.open(io.BytesIO(plain.image)), dtype=np.float64)
+            b = np.asarray(Image.open(io.BytesIO(jpeg.image)), dtype=np.float64)
+            assert np.abs(a - b).mean() < 12.0
 
 
 def test_each_fingerprint_alters_the_crop_differently() -> None:
@@ -70,12 +97,13 @@ def test_build_is_atomic_and_reused(tmp_path: Path, photos: dict[str, Image.Imag
     target = tmp_path / "smoke"
     (target / "stale").mkdir(parents=True)  # an interrupted build: no manifest
     build(target, sizes={"train": 10, "validation": 10, "test": 10})
-    assert sorted(p.name for p in target.iterdir()) == [
-        "generators.json",
-        "manifest.json",
-        "test.parquet",
-        "train.parquet",
-        "validation.parquet",
-    ]
-    assert len(load_split(str(target), "validation")) == 10
+    assert sorted(p.name for p in target.iterdir()) == [BOTH_JPEG, "manifest.json", ORDINARY]
+    for variant in (ORDINARY, BOTH_JPEG):
+        assert sorted(p.name for p in (target / variant).iterdir()) == [
+            "generators.json",
+            "test.parquet",
+            "train.parquet",
+            "validation.parquet",
+        ]
+        assert len(load_split(str(target / variant), "validation")) == 10
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

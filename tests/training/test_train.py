@@ -196,7 +196,7 @@ def test_trained_tiny_fused_beats_chance_on_the_smoke_test_split(trained_tiny: P
 def test_training_prints_one_line_per_evaluation_not_a_dict_per_step() -> None:
     from types import SimpleNamespace
 
-    from training.trainer import _EvaluationLines
+    from training.reporting import _EvaluationLines
 
     written: list[str] = []
     callback = _EvaluationLines()

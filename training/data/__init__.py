@@ -41,9 +41,10 @@ __all__ = [
 
 
 def _open_smoke(spec: str) -> DataSource:
-    from training.data.smoke import smoke_dir  # builds on first use; imports scikit-image then
+    # Builds on first use; imports scikit-image then.
+    from training.data.smoke import BOTH_JPEG, ORDINARY, smoke_dir
 
-    return ParquetSource(smoke_dir(), spec)
+    return ParquetSource(smoke_dir(BOTH_JPEG if spec == "smoke-jpeg" else ORDINARY), spec)
 
 
 # Registered oldest first; the newest is tried first, so the most specific reader comes last.
@@ -66,8 +67,9 @@ register_reader(
 register_reader(
     Reader(
         name="smoke",
-        claims=lambda spec: spec == "smoke",
+        claims=lambda spec: spec in ("smoke", "smoke-jpeg"),
         open=_open_smoke,
-        describes="'smoke' (the built-in synthetic smoke set)",
+        describes="'smoke' (the built-in synthetic smoke set) or 'smoke-jpeg' (the same items, "
+        "both classes as JPEG)",
     )
 )

@@ -11,17 +11,31 @@ generated items share content and processing, so only the fingerprint tells them
 come from templates that describe the scene, never the class. Task A is balanced: half the items are
 real, the other half split evenly across the five CT2 generators.
 
+The set carries the format shortcut real data sets carry: in its ordinary splits (spec ``smoke``)
+real items are stored as JPEG (quality 30 to 60) and generated ones as PNG, as generators deliver
+them. Loading re-encodes every image at JPEG quality 95, but the real items' earlier, coarser
+compression stays visible, so a model can learn "compression traces mean real". The qualities
+are lower than most cameras' because the simulated fingerprints are far easier to see than real
+generators' traces: at 70 to 90 the traces hide among the fingerprints' own edges.
+
+The both-classes-JPEG variant (spec ``smoke-jpeg``) holds the same items, every one of them JPEG
+at the quality drawn for it: real items are byte for byte those of ``smoke``, the classes differ
+only by the fingerprint, and a model that learned the shortcut loses its AI recall there.
+
 The set is built deterministically on first use (a few seconds) and cached as CT2-format parquet
-under ``<cache_dir>/smoke-v1/``, so it doubles as an example of that format.
+under ``<cache_dir>/smoke-v1/`` (``ordinary/`` and ``both-jpeg/``, each with ``train``,
+``validation`` and ``test``), so it doubles as an example of that format.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -31,7 +45,7 @@ from PIL import Image, ImageEnhance, ImageOps
 from schemas.labels import GENERATORS
 from schemas.settings import load_settings
 from training.data import fingerprints
-from training.data.encoding import normalise_encoding
+from training.data.encoding import encode_jpeg
 from training.data.parquet import write_ct2, write_generators
 from training.data.sample import Sample, make_sample
 from training.data.splits import SPLITS
@@ -45,6 +59,14 @@ SPLIT_SIZES: Final[dict[str, int]] = {"train": 1200, "validation": 300, "test": 
 """Items per split; each is half real, half split evenly across the five generators."""
 SEED: Final[int] = 20_240_611
 MANIFEST: Final[str] = "manifest.json"
+ORDINARY: Final[str] = "ordinary"
+"""Sub-directory of the splits with the format shortcut: real items JPEG, generated items PNG."""
+BOTH_JPEG: Final[str] = "both-jpeg"
+"""Sub-directory of the same splits with every item JPEG at the same qualities."""
+VARIANTS: Final[tuple[str, str]] = (ORDINARY, BOTH_JPEG)
+JPEG_QUALITY: Final[tuple[int, int]] = (30, 60)
+"""Range of the JPEG quality an item is stored at (real items always; generated ones in
+``both-jpeg`` only), drawn per item."""
 
 SOURCES: Final[dict[str, tuple[str, ...]]] = {
     # scikit-image function name -> ways a caption may describe the scene.
@@ -74,12 +96,13 @@ TEMPLATES: Final[tuple[str, ...]] = (
 )
 
 
-def smoke_dir() -> Path:
-    """The cached smoke set, built first if it is absent, incomplete or from other code."""
+def smoke_dir(variant: str = ORDINARY) -> Path:
+    """The parquet directory of one variant of the cached smoke set (``ordinary`` or
+    ``both-jpeg``), the set built first if it is absent, incomplete or from other code."""
     target = load_settings().cache_dir / VERSION
     if not _is_current(target):
         build(target)
-    return target
+    return target / variant
 
 
 def recipe() -> str:
@@ -110,9 +133,12 @@ def build(target: Path, sizes: dict[str, int] = SPLIT_SIZES) -> None:
         photos = photographs()
         counts = {}
         for split_index, split in enumerate(SPLITS):
-            samples = generate_split(photos, split_index, sizes[split])
-            counts[split] = write_ct2(staging / f"{split}.parquet", samples)
-        write_generators(staging, GENERATORS)
+            items = clean_items(photos, split_index, sizes[split])
+            for variant in VARIANTS:
+                samples = (item.encoded(variant) for item in items)
+                counts[split] = write_ct2(staging / variant / f"{split}.parquet", samples)
+        for variant in VARIANTS:
+            write_generators(staging / variant, GENERATORS)
         manifest = {
             "version": VERSION,
             "recipe": recipe(),
@@ -133,8 +159,38 @@ def build(target: Path, sizes: dict[str, int] = SPLIT_SIZES) -> None:
         shutil.rmtree(retired, ignore_errors=True)
 
 
-def generate_split(photos: dict[str, Image.Image], split_index: int, count: int) -> list[Sample]:
-    """``count`` items of one split; item ``i`` depends only on (SEED, split, i)."""
+@dataclass(frozen=True)
+class CleanItem:
+    """One smoke item before it is stored: the 256x256 image, and how it is stored."""
+
+    image: Image.Image
+    caption: str
+    label_b: int
+    quality: int
+    """The JPEG quality of the item where it is stored as JPEG."""
+
+    def encoded(self, variant: str = ORDINARY) -> Sample:
+        """The item as stored in ``variant``: JPEG, or PNG for a generated item in ordinary."""
+        if self.label_b and variant == ORDINARY:
+            buffer = io.BytesIO()
+            self.image.save(buffer, format="PNG")
+            data = buffer.getvalue()
+        else:
+            data = encode_jpeg(self.image, self.quality)
+        return make_sample(data, self.caption, int(self.label_b > 0), self.label_b)
+
+
+def generate_split(
+    photos: dict[str, Image.Image], split_index: int, count: int, variant: str = ORDINARY
+) -> list[Sample]:
+    """``count`` items of one split as stored in ``variant``; item ``i`` depends only on
+    (SEED, split, i)."""
+    return [item.encoded(variant) for item in clean_items(photos, split_index, count)]
+
+
+def clean_items(photos: dict[str, Image.Image], split_index: int, count: int) -> list[CleanItem]:
+    """``count`` items of one split, not yet encoded; item ``i`` depends only on (SEED, split,
+    i)."""
     generators = len(GENERATORS) - 1
     per_generator = count // (2 * generators)
     labels = [0] * (count - per_generator * generators)
@@ -147,7 +203,7 @@ def generate_split(photos: dict[str, Image.Image], split_index: int, count: int)
     ]
 
 
-def _item(photos: dict[str, Image.Image], label_b: int, rng: np.random.Generator) -> Sample:
+def _item(photos: dict[str, Image.Image], label_b: int, rng: np.random.Generator) -> CleanItem:
     name = str(rng.choice(sorted(photos)))
     pixels = _crop(photos[name], rng)
     if label_b:
@@ -156,7 +212,8 @@ def _item(photos: dict[str, Image.Image], label_b: int, rng: np.random.Generator
     image = native.resize((SIZE, SIZE), Image.Resampling.BICUBIC)
     scene = str(rng.choice(SOURCES[name]))
     caption = str(rng.choice(TEMPLATES)).format(scene=scene)
-    return make_sample(normalise_encoding(image), caption, int(label_b > 0), label_b)
+    quality = int(rng.integers(JPEG_QUALITY[0], JPEG_QUALITY[1] + 1))
+    return CleanItem(image, caption, label_b, quality)
 
 
 def _crop(photo: Image.Image, rng: np.random.Generator) -> np.ndarray:
