@@ -1,8 +1,8 @@
 """Data sets for training and evaluation, behind one call: ``load_split(spec, split)``.
 
-A spec is ``smoke`` (the built-in synthetic set), a directory of CT2 / Defactify parquet files, an
-image-folder root (CIFAKE's layout included), or anything a registered reader claims (the label
-store). Imports neither torch nor transformers.
+A spec is ``smoke`` (the built-in synthetic set; ``smoke:N`` has N classes), a directory of CT2 /
+Defactify parquet files, an image-folder root (CIFAKE's layout included), or anything a registered
+reader claims (the label store). Imports neither torch nor transformers.
 """
 
 from __future__ import annotations
@@ -43,7 +43,12 @@ __all__ = [
 def _open_smoke(spec: str) -> DataSource:
     from training.data.smoke import smoke_dir  # builds on first use; imports scikit-image then
 
-    return ParquetSource(smoke_dir(), spec)
+    if spec == "smoke":
+        return ParquetSource(smoke_dir(), spec)
+    classes = spec.removeprefix("smoke:")
+    if not classes.isdigit():
+        raise DataError("write smoke:N, N the number of classes (real and N-1 generators)", spec)
+    return ParquetSource(smoke_dir(int(classes)), spec)
 
 
 # Registered oldest first; the newest is tried first, so the most specific reader comes last.
@@ -66,8 +71,8 @@ register_reader(
 register_reader(
     Reader(
         name="smoke",
-        claims=lambda spec: spec == "smoke",
+        claims=lambda spec: spec == "smoke" or spec.startswith("smoke:"),
         open=_open_smoke,
-        describes="'smoke' (the built-in synthetic smoke set)",
+        describes="'smoke' (the built-in synthetic smoke set) or 'smoke:N' (N classes)",
     )
 )

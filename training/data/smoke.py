@@ -9,10 +9,16 @@ scale and flip, colour jitter) at the simulated generators' native 224x224; gene
 then get their generator's fingerprint; every item is delivered at 256x256. Real (class 0) and
 generated items share content and processing, so only the fingerprint tells them apart. Captions
 come from templates that describe the scene, never the class. Task A is balanced: half the items are
-real, the other half split evenly across the five CT2 generators.
+real, the other half split evenly across the generators.
 
-The set is built deterministically on first use (a few seconds) and cached as CT2-format parquet
-under ``<cache_dir>/smoke-v1/``, so it doubles as an example of that format.
+``smoke`` has the CT2 label set (real and five generators). ``smoke:N`` has the first ``N`` classes
+of :data:`LABEL_SET` (real, the five CT2 generators, then up to seven newer ones), so ``smoke:13``
+exercises a label set of a dozen generators and ``smoke:8`` one grown by two; the first classes
+of every ``smoke:N`` keep their order, so a model trained on a smaller one can be grown into it.
+
+Each set is built deterministically on first use (a few seconds) and cached as CT2-format parquet
+under ``<cache_dir>/smoke-v1/`` (``smoke-v1-N/`` for ``smoke:N``), so it doubles as an example of
+that format.
 """
 
 from __future__ import annotations
@@ -28,12 +34,12 @@ from typing import Final
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
-from schemas.labels import GENERATORS
+from schemas.labels import GENERATORS, REAL
 from schemas.settings import load_settings
 from training.data import fingerprints
 from training.data.encoding import normalise_encoding
 from training.data.parquet import write_ct2, write_generators
-from training.data.sample import Sample, make_sample
+from training.data.sample import DataError, Sample, make_sample
 from training.data.splits import SPLITS
 
 VERSION: Final[str] = "smoke-v1"
@@ -42,9 +48,11 @@ SIZE: Final[int] = 256
 NATIVE: Final[int] = 224
 """Side the simulated generators work at, so their artefacts sit on the processor's pixel grid."""
 SPLIT_SIZES: Final[dict[str, int]] = {"train": 1200, "validation": 300, "test": 300}
-"""Items per split; each is half real, half split evenly across the five generators."""
+"""Items per split; each is half real, half split evenly across the generators."""
 SEED: Final[int] = 20_240_611
 MANIFEST: Final[str] = "manifest.json"
+LABEL_SET: Final[tuple[str, ...]] = (REAL, *fingerprints.FINGERPRINTS)
+"""Every class a smoke set can have, in label order; ``smoke`` is its first six (CT2)."""
 
 SOURCES: Final[dict[str, tuple[str, ...]]] = {
     # scikit-image function name -> ways a caption may describe the scene.
@@ -74,12 +82,26 @@ TEMPLATES: Final[tuple[str, ...]] = (
 )
 
 
-def smoke_dir() -> Path:
-    """The cached smoke set, built first if it is absent, incomplete or from other code."""
-    target = load_settings().cache_dir / VERSION
+def smoke_dir(classes: int = len(GENERATORS)) -> Path:
+    """The cached smoke set of the first ``classes`` classes of :data:`LABEL_SET`, built first if
+    it is absent, incomplete or from other code."""
+    generators = label_set(classes)
+    suffix = "" if generators == GENERATORS else f"-{classes}"
+    target = load_settings().cache_dir / f"{VERSION}{suffix}"
     if not _is_current(target):
-        build(target)
+        build(target, generators=generators)
     return target
+
+
+def label_set(classes: int) -> tuple[str, ...]:
+    """The first ``classes`` classes of :data:`LABEL_SET`; DataError outside 2..len(LABEL_SET)."""
+    if not 2 <= classes <= len(LABEL_SET):
+        raise DataError(
+            f"a smoke set has 2 to {len(LABEL_SET)} classes (real and up to "
+            f"{len(LABEL_SET) - 1} generators), not {classes}; write smoke:N with N in that range",
+            f"smoke:{classes}",
+        )
+    return LABEL_SET[:classes]
 
 
 def recipe() -> str:
@@ -98,7 +120,9 @@ def _is_current(target: Path) -> bool:
     return isinstance(manifest, dict) and manifest.get("recipe") == recipe()
 
 
-def build(target: Path, sizes: dict[str, int] = SPLIT_SIZES) -> None:
+def build(
+    target: Path, sizes: dict[str, int] = SPLIT_SIZES, generators: tuple[str, ...] = GENERATORS
+) -> None:
     """Write the smoke set to ``target`` atomically: a reader never sees half a data set.
 
     ``sizes`` (items per split) is for tests; the cached set always has ``SPLIT_SIZES``.
@@ -110,9 +134,9 @@ def build(target: Path, sizes: dict[str, int] = SPLIT_SIZES) -> None:
         photos = photographs()
         counts = {}
         for split_index, split in enumerate(SPLITS):
-            samples = generate_split(photos, split_index, sizes[split])
+            samples = generate_split(photos, split_index, sizes[split], generators)
             counts[split] = write_ct2(staging / f"{split}.parquet", samples)
-        write_generators(staging, GENERATORS)
+        write_generators(staging, generators)
         manifest = {
             "version": VERSION,
             "recipe": recipe(),
@@ -133,12 +157,20 @@ def build(target: Path, sizes: dict[str, int] = SPLIT_SIZES) -> None:
         shutil.rmtree(retired, ignore_errors=True)
 
 
-def generate_split(photos: dict[str, Image.Image], split_index: int, count: int) -> list[Sample]:
-    """``count`` items of one split; item ``i`` depends only on (SEED, split, i)."""
-    generators = len(GENERATORS) - 1
-    per_generator = count // (2 * generators)
-    labels = [0] * (count - per_generator * generators)
-    for label_b in range(1, generators + 1):
+def generate_split(
+    photos: dict[str, Image.Image],
+    split_index: int,
+    count: int,
+    generators: tuple[str, ...] = GENERATORS,
+) -> list[Sample]:
+    """``count`` items of one split labelled on ``generators`` (a prefix of :data:`LABEL_SET`);
+    item ``i`` depends only on (SEED, split, i) and its class."""
+    if generators != LABEL_SET[: len(generators)]:
+        raise ValueError(f"{generators} is not a prefix of the smoke label set {LABEL_SET}")
+    made = len(generators) - 1
+    per_generator = count // (2 * made)
+    labels = [0] * (count - per_generator * made)
+    for label_b in range(1, made + 1):
         labels += [label_b] * per_generator
     order = np.random.default_rng([SEED, split_index]).permutation(count)
     return [
@@ -151,7 +183,7 @@ def _item(photos: dict[str, Image.Image], label_b: int, rng: np.random.Generator
     name = str(rng.choice(sorted(photos)))
     pixels = _crop(photos[name], rng)
     if label_b:
-        pixels = fingerprints.FINGERPRINTS[GENERATORS[label_b]](pixels, rng)
+        pixels = fingerprints.FINGERPRINTS[LABEL_SET[label_b]](pixels, rng)
     native = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
     image = native.resize((SIZE, SIZE), Image.Resampling.BICUBIC)
     scene = str(rng.choice(SOURCES[name]))
