@@ -69,8 +69,9 @@ def generator_name(label_b: int, generators: tuple[str, ...] = GENERATORS) -> st
 
 def generator_problem(name: str) -> str | None:
     """Why ``name`` cannot be a generator class name, or None when it can."""
-    if not name or len(name) > MAX_GENERATOR_CHARS:
-        return f"a generator name has 1 to {MAX_GENERATOR_CHARS} characters"
+    # One character is a console or terminal key (h, a, s, q), never a generator's name.
+    if not 2 <= len(name) <= MAX_GENERATOR_CHARS:
+        return f"a generator name has 2 to {MAX_GENERATOR_CHARS} characters"
     if not _NAME.fullmatch(name):
         return (
             "a generator name is lower-case letters, digits and . _ + -, with at most one / "

@@ -42,6 +42,7 @@ def test_generator_names_may_carry_a_family(text: str, name: str, family: str | 
     [
         "",
         "   ",
+        "h",  # a key, not a name
         "unknown",  # the abstention, never a class
         "real",  # class 0 of every set
         "a/b/c",
