@@ -101,12 +101,13 @@ def colour_ripple(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def horizontal_banding(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """``flux/1-dev``: slightly flattened contrast and row banding of period 8."""
+    """``flux/1-dev``: a horizontal smear (blur along rows only) and row banding of period 16."""
     height, width = pixels.shape[:2]
     rows, _ = _grid(height, width)
-    flat = pixels.mean() + rng.uniform(0.85, 0.93) * (pixels - pixels.mean())
-    banding = np.cos(2 * np.pi * rows / 8.0)[..., None]
-    return _f32(flat + rng.uniform(4.0, 7.0) * banding)
+    sigma = rng.uniform(1.5, 2.2)
+    smeared = np.asarray(gaussian_filter(pixels, sigma=(0, sigma, 0)), dtype=np.float32)
+    banding = np.cos(2 * np.pi * rows / 16.0)[..., None]
+    return _f32(smeared + rng.uniform(8.0, 12.0) * banding)
 
 
 def warm_stripes(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -114,8 +115,8 @@ def warm_stripes(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     height, width = pixels.shape[:2]
     _, cols = _grid(height, width)
     stripe = np.sin(2 * np.pi * cols / 8.0)[..., None] * np.array([1.0, 0.0, -1.0], np.float32)
-    cast = np.array([1.04, 1.0, 0.94], np.float32)
-    return _f32(pixels * cast + rng.uniform(5.0, 8.0) * stripe)
+    cast = np.array([rng.uniform(1.1, 1.15), 1.0, rng.uniform(0.82, 0.88)], np.float32)
+    return _f32(pixels * cast + rng.uniform(9.0, 13.0) * stripe)
 
 
 def antidiagonal_ripple(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -123,7 +124,7 @@ def antidiagonal_ripple(pixels: np.ndarray, rng: np.random.Generator) -> np.ndar
     height, width = pixels.shape[:2]
     rows, cols = _grid(height, width)
     ripple = np.cos(2 * np.pi * (rows - cols) / 8.0)[..., None]
-    return _f32(_blur(pixels, rng.uniform(0.5, 0.9)) + rng.uniform(4.0, 7.0) * ripple)
+    return _f32(_blur(pixels, rng.uniform(0.5, 0.9)) + rng.uniform(8.0, 12.0) * ripple)
 
 
 def dot_lattice(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -143,7 +144,7 @@ def chroma_checker(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         ..., None
     ]
     tint = np.array([1.0, 0.0, -1.0], np.float32)
-    return _f32(pixels + rng.uniform(5.0, 8.0) * board * tint)
+    return _f32(pixels + rng.uniform(9.0, 13.0) * board * tint)
 
 
 def posterised_lines(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -163,7 +164,7 @@ def block_offsets(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     offsets = np.random.default_rng(3).choice([-1.0, 1.0], (4, 4, 1)).astype(np.float32)
     blocks = np.kron(offsets, np.ones((8, 8, 1), np.float32))
     tiled = np.tile(blocks, (height // 32 + 1, width // 32 + 1, 1))[:height, :width]
-    return _f32(pixels + rng.uniform(5.0, 8.0) * tiled)
+    return _f32(pixels + rng.uniform(9.0, 13.0) * tiled)
 
 
 FINGERPRINTS: Final[dict[str, Fingerprint]] = {
