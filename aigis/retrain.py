@@ -15,6 +15,12 @@ Order of :func:`run_cycle`, under the registry's lock:
    start it as a canary (:mod:`aigis.canary`) that an operator promotes or aborts; a rejected
    candidate's checkpoint is deleted, its record kept.
 
+With ``add_generator`` the cycle also grows the label set by one generator: step 2 is followed
+by gathering its human-labelled examples (refusing, before anything is trained, when fewer than
+``retrain.min_examples_new_generator`` exist); step 4 trains on them too, growing the
+champion's generator head; step 5 compares the old classes on the old hold-out as always and
+reports the new class on its own held-out examples beside the gate's verdict.
+
 ``train`` and ``evaluate`` are parameters so that tests can inject a candidate of known quality.
 """
 
@@ -42,8 +48,9 @@ from serving.model.config import DetectorConfig
 from serving.torchserve.archive import ExportOptions, export_archive
 from training.card import training_summary, write_card
 from training.data import Sample
-from training.gate import decide, flatten_metrics
+from training.gate import decide, flatten_metrics, new_class_scores, with_new_classes
 from training.labelstore import LabelStore
+from training.new_generator import NewGenerator, new_generator_examples
 from training.registry import DataLineage, ModelVersion, Registry, RegistryError
 from training.retrain_data import gold_holdout, mixed_spec
 from training.selection import select_pseudo_labels
@@ -73,6 +80,8 @@ class RetrainOptions:
     threads: int | None = None
     force: bool = False
     """Run even when the store has not changed since the last cycle."""
+    add_generator: str | None = None
+    """Grow the label set by this generator, from the human decisions naming it."""
 
 
 @dataclass(frozen=True)
@@ -161,7 +170,7 @@ def run_cycle(
         store = LabelStore.from_settings(settings)
         snapshot = store.snapshot(pin=True)
         last = _last_snapshot(registry)
-        if last == snapshot.id and not options.force:
+        if last == snapshot.id and not (options.force or options.add_generator):
             return CycleResult(
                 "skipped",
                 champion.version,
@@ -171,6 +180,17 @@ def run_cycle(
         generators = DetectorConfig.load(Path(champion.checkpoint)).generators
         holdout_spec = options.holdout or options.base
         concurrency = settings.worker.fetch_concurrency
+        added = None
+        if options.add_generator is not None:
+            added = new_generator_examples(
+                store,
+                snapshot,
+                options.add_generator,
+                generators,
+                min_examples=settings.retrain.min_examples_new_generator,
+                concurrency=concurrency,
+            )
+            log.info("retrain_new_generator", name=added.name, **added.counts)
         holdout = gold_holdout(holdout_spec, store, snapshot, generators, concurrency=concurrency)
         selection = select_pseudo_labels(
             store.read(snapshot),
@@ -180,7 +200,7 @@ def run_cycle(
             generators=generators,
         )
         log.info("retrain_selected", snapshot=snapshot.id, **selection.counts, **holdout.counts)
-        if selection.counts["selected"] == 0:
+        if selection.counts["selected"] == 0 and added is None:
             return CycleResult(
                 "skipped",
                 champion.version,
@@ -191,13 +211,15 @@ def run_cycle(
             store,
             selection.table,
             spool=Path(spool),
-            min_usable=settings.retrain.min_usable_items,
+            min_usable=settings.retrain.min_usable_items if added is None else 0,
             concurrency=concurrency,
+            added=added.train if added else (),
+            generators=added.generators if added else None,
         )
         log.info("retrain_images", snapshot=snapshot.id, **sizes)
         version = registry.next_version(taken=tuple(service.served_versions()))
         output = registry.checkpoint_dir(version)
-        candidate = train(_request(options, spec, output, champion, version))
+        candidate = train(_request(options, spec, output, champion, version, added is not None))
         report = evaluate(candidate, holdout.samples, generators)
         metrics = flatten_metrics(report)
         champion_metrics = flatten_metrics(
@@ -212,6 +234,8 @@ def run_cycle(
             max_regression=config.max_regression,
             max_fpr_increase=config.max_fpr_increase,
         )
+        if added is not None:
+            gate = with_new_classes(gate, {added.name: _new_class(evaluate, candidate, added)})
         canary = settings.retrain.canary_percent if gate.promote else None
         record = ModelVersion(
             version=version,
@@ -224,7 +248,12 @@ def run_cycle(
                 holdout=holdout_spec,
                 store_url=store.url,
                 snapshot_id=snapshot.id,
-                counts={**sizes, **selection.counts, **holdout.counts},
+                counts={
+                    **sizes,
+                    **selection.counts,
+                    **holdout.counts,
+                    **(added.counts if added else {}),
+                },
             ),
             metrics=metrics,
             champion_metrics=champion_metrics,
@@ -281,13 +310,23 @@ def _champion(registry: Registry, service: ServiceControl) -> ModelVersion:
     return champion
 
 
+def _new_class(evaluate: Evaluate, candidate: Path, added: NewGenerator) -> dict[str, float]:
+    """The candidate's scores on the held-out examples of the generator it added."""
+    return new_class_scores(evaluate(candidate, added.holdout, added.generators), added.name)
+
+
 def _last_snapshot(registry: Registry) -> str | None:
     trained = [v for v in registry.versions() if v.data is not None]
     return trained[-1].data.snapshot_id if trained and trained[-1].data else None
 
 
 def _request(
-    options: RetrainOptions, spec: str, output: Path, champion: ModelVersion, version: str
+    options: RetrainOptions,
+    spec: str,
+    output: Path,
+    champion: ModelVersion,
+    version: str,
+    grow: bool = False,
 ) -> TrainRequest:
     from training.trainer import TrainRequest
 
@@ -296,6 +335,7 @@ def _request(
         output=output,
         architecture=None,
         init_from=Path(champion.checkpoint or ""),
+        grow_generators=grow,
         epochs=options.epochs,
         max_steps=options.max_steps,
         batch_size=options.batch_size,

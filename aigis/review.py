@@ -3,7 +3,8 @@
 One item at a time, on the stream runtime: the reviewer's answer is published as a
 ``ReviewDecision`` (key ``image_sha256``) and acknowledged before the item's offset is committed,
 so an item is never lost and at worst shown again. Answers: ``h`` human, ``1``..``N`` the
-generator, ``s`` skip (the item goes back to the end of the queue), ``q`` quit (the item on
+generator, or a generator's name (one outside the model's label set is labelled ``other`` with
+the name kept), ``s`` skip (the item goes back to the end of the queue), ``q`` quit (the item on
 screen stays uncommitted and is shown again next time). Inline images are written to a private
 temporary directory (removed on exit) and shown by path; images given by URI are shown by their
 URI. Reads its answers from any text stream, so it can be driven by a pipe.
@@ -25,7 +26,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from schemas.codec import decode, encode
 from schemas.errors import AigisError, SchemaError
-from schemas.labels import GENERATOR_DISPLAY, GENERATORS
+from schemas.labels import GENERATOR_DISPLAY, GENERATORS, normalise_generator, reviewer_label
 from schemas.messages import ConsumedRecord, Identifier, ReviewDecision, ReviewItem, Verdict
 from schemas.settings import Settings
 from worker.runtime.app import StreamRuntime
@@ -58,20 +59,30 @@ class Answer:
     """``label``, ``skip`` or ``quit``."""
     label_a: int = 0
     label_b: int = 0
+    generators: tuple[str, ...] = GENERATORS
+    """The label set ``label_b`` indexes: the item's, plus ``other`` when a new name needed it."""
+    generator_name: str | None = None
+    """A generator named outside the label set (``label_b`` is then ``other``)."""
 
 
 def parse_answer(text: str, generators: tuple[str, ...]) -> Answer | None:
     """The answer ``text`` means, or None when it means nothing (ask again)."""
     word = text.strip().lower()
     if word in {"h", "human", "real"}:
-        return Answer("label", 0, 0)
+        return Answer("label", 0, 0, generators)
     if word in {"s", "skip"}:
         return Answer("skip")
     if word in {"q", "quit", "exit"}:
         return Answer("quit")
-    if word.isdigit() and 1 <= int(word) < len(generators):
-        return Answer("label", 1, int(word))
-    return None
+    if word.isdigit():
+        return (
+            Answer("label", 1, int(word), generators) if 1 <= int(word) < len(generators) else None
+        )
+    try:
+        labels, label_b, kept = reviewer_label(normalise_generator(word), generators)
+    except ValueError:
+        return None
+    return Answer("label", 1, label_b, labels, kept)
 
 
 def generators_of(item: ReviewItem) -> tuple[str, ...]:
@@ -192,15 +203,12 @@ class Reviewer(Handler):
             self._say("   skipped: it goes back to the end of the queue")
             return [Output(topics.review, record.key, record.value or b"")]
         try:
-            decision = self._decision(item, answer, generators)
+            decision = self._decision(item, answer)
         except (AigisError, ValidationError) as err:
             return [self._reject(record, "unusable_review_item", str(err))]
         self._outcome = "labelled"
-        label = (
-            "human"
-            if answer.label_a == 0
-            else GENERATOR_DISPLAY.get(generators[answer.label_b], generators[answer.label_b])
-        )
+        name = answer.generator_name or answer.generators[answer.label_b]
+        label = "human" if answer.label_a == 0 else GENERATOR_DISPLAY.get(name, name)
         self._labelled[decision.image_sha256] = label
         self._say(f"   saved: {label}")
         log.info(
@@ -209,6 +217,7 @@ class Reviewer(Handler):
             image_sha256=decision.image_sha256,
             label_a=decision.label_a,
             label_b=decision.label_b,
+            generator_name=decision.generator_name,
         )
         key = decision.image_sha256.encode()
         return [
@@ -220,9 +229,7 @@ class Reviewer(Handler):
         if self._limit is not None and self.stats.labelled >= self._limit:
             self._stop.set()
 
-    def _decision(
-        self, item: ReviewItem, answer: Answer, generators: tuple[str, ...]
-    ) -> ReviewDecision:
+    def _decision(self, item: ReviewItem, answer: Answer) -> ReviewDecision:
         if item.image_uri is None and item.image_b64 is None:
             raise AigisError(
                 "the review item carries no image (neither URI nor inline bytes), so a decision "
@@ -234,7 +241,8 @@ class Reviewer(Handler):
             image_sha256=item.verdict.image_sha256,
             label_a=answer.label_a,
             label_b=answer.label_b,
-            generators=generators,
+            generators=answer.generators,
+            generator_name=answer.generator_name,
             caption=item.caption,
             reviewer=self._reviewer,
             event_id=item.verdict.event_id,
@@ -259,7 +267,7 @@ class Reviewer(Handler):
             for i, name in enumerate(generators)
             if i > 0
         )
-        self._say(f"   [h] human   {choices}   [s] skip   [q] quit")
+        self._say(f"   [h] human   {choices}   or a generator's name   [s] skip   [q] quit")
 
     def _waiting(self) -> int:
         return self._runtime.backlog() if self._runtime is not None else 0
@@ -286,7 +294,10 @@ class Reviewer(Handler):
             answer = parse_answer(line, generators)
             if answer is not None:
                 return answer
-            self._say(f"   answer h, 1..{len(generators) - 1}, s or q")
+            self._say(
+                f"   answer h, 1..{len(generators) - 1}, a generator's name (letters, digits, "
+                ". _ + -, family/model), s or q"
+            )
 
     def _reject(self, record: ConsumedRecord, reason: str, detail: str) -> Output:
         self._say(f"   unreadable item at offset {record.offset} ({detail}); sent to the DLQ")

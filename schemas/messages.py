@@ -27,7 +27,15 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from schemas.labels import GENERATORS, Decision
+from schemas.labels import (
+    GENERATORS,
+    MAX_LABEL_SET,
+    OTHER_GENERATOR,
+    UNKNOWN_GENERATOR,
+    Decision,
+    check_label_set,
+    generator_problem,
+)
 from schemas.limits import (
     ALLOWED_URI_SCHEMES,
     MAX_CAPTION_CHARS,
@@ -258,7 +266,8 @@ class Verdict(Message):
     p_ai: Probability
     decision: Decision
     generator: str = Field(min_length=1, max_length=64, description="a generator name or 'unknown'")
-    generator_probs: dict[str, Probability] = Field(default_factory=dict)
+    generator_probs: dict[str, Probability] = Field(default_factory=dict, max_length=MAX_LABEL_SET)
+    """The answering model's label set, in its order, with each class's joint probability."""
     model_name: str = Field(min_length=1, max_length=128)
     model_version: str = Field(min_length=1, max_length=64)
     cached: bool = False
@@ -276,6 +285,19 @@ class Verdict(Message):
     canary: bool | None = None
     """True when a canary version (``model_version``) answered instead of the one in service."""
     generator_family: str | None = Field(default=None, max_length=64)
+
+    @model_validator(mode="after")
+    def _generator_of_the_model(self) -> Self:
+        # The model's own answer names a class of its label set (the keys of generator_probs)
+        # or abstains; evidence and reviewers may name generators outside it.
+        model_answer = self.decided_by in (None, "model") and bool(self.generator_probs)
+        named = self.generator not in (UNKNOWN_GENERATOR, *self.generator_probs)
+        if model_answer and named:
+            raise ValueError(
+                f"generator {self.generator[:64]!r} is not in the answering model's label set "
+                f"{list(self.generator_probs)[:16]}"
+            )
+        return self
 
 
 class ReviewItem(Message):
@@ -313,10 +335,11 @@ class Labelled(ImageSource):
     image_sha256: Sha256
     label_a: Literal[0, 1]
     label_b: int = Field(ge=0)
-    generators: tuple[str, ...] = GENERATORS
+    generators: tuple[str, ...] = Field(default=GENERATORS, max_length=MAX_LABEL_SET)
 
     @model_validator(mode="after")
     def _consistent_labels(self) -> Self:
+        check_label_set(self.generators)
         if self.label_b >= len(self.generators):
             raise ValueError(f"label_b {self.label_b} is outside 0..{len(self.generators) - 1}")
         if (self.label_a == 0) != (self.label_b == 0):
@@ -329,14 +352,31 @@ class ReviewDecision(Labelled):
 
     ``label_b`` indexes ``generators`` (the CT2 list by default); it is 0 (real) exactly when
     ``label_a`` is 0. The image travels with the decision so the label store can keep it even
-    when it never saw a pseudo-label for it.
+    when it never saw a pseudo-label for it. A reviewer who named a generator outside the set
+    gives ``other`` (``label_b`` indexes it) and ``generator_name`` keeps the name typed.
     """
+
+    V2_FIELDS: ClassVar[frozenset[str]] = frozenset({"generator_name"})
 
     caption: Caption | None = None
     reviewer: Identifier
     event_id: Identifier | None = None
     note: str | None = Field(default=None, max_length=2_000)
     decided_at: UtcDateTime = Field(default_factory=utc_now)
+    # Version 2:
+    generator_name: str | None = Field(default=None, max_length=64)
+    """The generator the reviewer named when the label set has no class for it."""
+
+    @model_validator(mode="after")
+    def _name_only_for_other(self) -> Self:
+        if self.generator_name is None:
+            return self
+        problem = generator_problem(self.generator_name)
+        if problem is not None:
+            raise ValueError(f"generator_name: {problem}")
+        if self.generators[self.label_b] != OTHER_GENERATOR:
+            raise ValueError(f"generator_name is kept only with the {OTHER_GENERATOR!r} class")
+        return self
 
 
 class PseudoLabel(Labelled):

@@ -293,6 +293,10 @@ class RetrainSettings(_Group):
     and still hashing to the labelled image) for a cycle to train; below it the cycle stops
     before training. Unusable items are skipped and counted. Raise it so that a cycle does not
     train for hours on a handful of items."""
+    min_examples_new_generator: Annotated[int, Field(ge=1)] = 20
+    """Fewest human-labelled examples of a generator (decisions naming it, as its class or as
+    ``other`` with the name kept) with a usable image before ``aigis retrain --add-generator``
+    grows the label set by it; below it the cycle stops before training."""
 
 
 class DevSettings(_Group):

@@ -5,6 +5,11 @@ metric (the headline metric of each task) drops by more than ``max_regression``.
 higher-is-better (F1, accuracy, AUROC) except those in ``LOWER_IS_BETTER`` (calibration error),
 whose improvement is a fall; a metric a model could not be scored on (None, e.g. Task B of a
 hold-out with classes the model lacks) is left out of the comparison. Pure functions.
+
+A candidate that adds generators to the label set is compared on the old classes, on the old
+hold-out, like any other; each new class is reported beside that comparison
+(:func:`with_new_classes`, from the candidate's scores on the new class's own held-out examples)
+and does not decide the promotion: the champion cannot be scored on a class it does not have.
 """
 
 from __future__ import annotations
@@ -38,6 +43,10 @@ class GateDecision(BaseModel):
     regressions: dict[str, float]
     """Guarded metrics that dropped by more than the tolerance, with the drop."""
     reasons: list[str]
+    new_classes: dict[str, dict[str, float]] = {}
+    """Per generator added by the candidate: its scores on that class's held-out examples
+    (``examples``, ``recall_b``: named as that generator, ``recall_a``: called AI). Reported,
+    not gated."""
 
     def summary(self) -> str:
         verdict = "PROMOTE" if self.promote else "REJECT"
@@ -115,4 +124,36 @@ def decide(
         max_regression=max_regression,
         regressions=regressions,
         reasons=reasons,
+    )
+
+
+def new_class_scores(report: Mapping[str, Any], name: str) -> dict[str, float]:
+    """What a candidate's metrics report on the held-out examples of new class ``name`` says
+    about it: how many there were, and the fractions called AI and named ``name``."""
+    per_class = report.get("task_b", {}).get("per_class", {}).get(name, {})
+    scores = {
+        "examples": float(per_class.get("support", 0)),
+        "recall_b": float(per_class.get("recall", 0.0)),
+    }
+    recall_a = report.get("task_a", {}).get("recall")
+    if recall_a is not None:
+        scores["recall_a"] = float(recall_a)
+    return scores
+
+
+def with_new_classes(
+    decision: GateDecision, new_classes: Mapping[str, Mapping[str, float]]
+) -> GateDecision:
+    """``decision`` with each new class's scores reported (one reason line each); the verdict
+    is unchanged."""
+    reasons = [
+        f"new class {name}: {scores.get('recall_b', 0.0):.4f} of "
+        f"{int(scores.get('examples', 0))} held-out examples named it (reported, not gated)"
+        for name, scores in new_classes.items()
+    ]
+    return decision.model_copy(
+        update={
+            "new_classes": {name: dict(scores) for name, scores in new_classes.items()},
+            "reasons": [*decision.reasons, *reasons],
+        }
     )

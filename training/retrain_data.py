@@ -122,15 +122,15 @@ def gold_holdout(
     reads = read_images(store, usable, images.__setitem__, concurrency=concurrency)
     records = usable.select(list(RECORD_COLUMNS)).to_pylist()
     raw_humans = [record_sample(records[i], images.pop(i), generators) for i in reads.rows]
-    normalised = [_normalised(s) for s in [*raw_base, *raw_humans]]
-    if not normalised:
+    holdout = [normalised(s) for s in [*raw_base, *raw_humans]]
+    if not holdout:
         raise DataError(
             "the gold hold-out is empty: the test split and the store hold no item", spec
         )
-    exclude = {s.sha256 for s in raw_base} | {s.sha256 for s in normalised}
+    exclude = {s.sha256 for s in raw_base} | {s.sha256 for s in holdout}
     exclude |= set(humans["image_sha256"].to_pylist())
     return GoldHoldout(
-        samples=normalised,
+        samples=holdout,
         generators=generators,
         exclude=frozenset(exclude),
         counts={
@@ -143,15 +143,19 @@ def gold_holdout(
 
 
 class MixedSource:
-    """A base data set whose train split also holds ``extra`` samples."""
+    """A base data set whose train split also holds ``extra`` samples, labelled on
+    ``generators`` (default: the base's; a grown set must list the base's classes first)."""
 
-    def __init__(self, base: str, extra: Sequence[Sample]) -> None:
+    def __init__(
+        self, base: str, extra: Sequence[Sample], generators: tuple[str, ...] | None = None
+    ) -> None:
         self._base = open_source(base)
         self._extra = extra
+        self._generators = generators or self._base.generators
 
     @property
     def generators(self) -> tuple[str, ...]:
-        return self._base.generators
+        return self._generators
 
     def split(self, name: str, *, require_labels: bool) -> Sequence[Sample]:
         own = self._base.split(name, require_labels=require_labels)
@@ -171,8 +175,13 @@ def mixed_spec(
     spool: Path,
     min_usable: int = 1,
     concurrency: int = 1,
+    added: Sequence[Sample] = (),
+    generators: tuple[str, ...] | None = None,
 ) -> tuple[str, dict[str, int]]:
     """Register base + ``selected`` pseudo-labels as a data set; return its spec and sizes.
+
+    ``added`` are more training samples labelled on ``generators``, a label set grown from the
+    base's (the examples of a generator being added).
 
     The pseudo-labels' images are read and checked now and kept in ``spool`` (a private
     directory the caller removes after training); those that cannot be used are left out.
@@ -195,14 +204,23 @@ def mixed_spec(
             store.url,
         )
     records = selected.select(list(RECORD_COLUMNS)).to_pylist()
-    generators = source.generators
+    labels = generators or source.generators
+    if labels[: len(source.generators)] != source.generators:
+        raise DataError(
+            f"the label set {list(labels)} does not extend the base data's "
+            f"{list(source.generators)}; use base data labelled with the model's classes",
+            base,
+        )
+    selected_count = len(reads.rows)
     extra = LazySamples(
-        len(reads.rows),
-        lambda i: record_sample(
-            records[reads.rows[i]], (spool / str(reads.rows[i])).read_bytes(), generators
+        selected_count + len(added),
+        lambda i: (
+            record_sample(records[reads.rows[i]], (spool / str(reads.rows[i])).read_bytes(), labels)
+            if i < selected_count
+            else added[i - selected_count]
         ),
     )
-    mix = MixedSource(base, extra)
+    mix = MixedSource(base, extra, labels)
     spec = f"{MIX_PREFIX}{uuid.uuid4().hex[:12]}"
     # One reader name for every cycle: registering again replaces the previous cycle's mix.
     register_reader(
@@ -231,6 +249,7 @@ def _remap(data: tuple[str, ...], model: tuple[str, ...], spec: str) -> list[int
     return [model.index(name) for name in data]
 
 
-def _normalised(sample: Sample) -> Sample:
+def normalised(sample: Sample) -> Sample:
+    """``sample`` with its image re-encoded as training and evaluation read it."""
     image = normalise_encoding(sample.image)
     return replace(sample, image=image, sha256=sha256_hex(image))

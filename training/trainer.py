@@ -34,6 +34,7 @@ from schemas.errors import AigisError
 from serving.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from serving.model.config import Architecture, DetectorConfig
 from serving.model.detector import Detector
+from serving.model.grow import grow_generators
 from serving.model.presets import Backbones, build_preset
 from training import metrics, reporting
 from training.augment import DEFAULT_AUGMENT, AugmentConfig
@@ -76,6 +77,9 @@ class TrainRequest:
     """The text encoder of fused (base only): a Hugging Face model id or directory."""
     linear_probe: bool = False
     """Freeze both encoders (kept in eval mode); only the heads train."""
+    grow_generators: bool = False
+    """With ``init_from``: when the data's label set is the checkpoint's plus new generators,
+    grow the generator head (:func:`serving.model.grow.grow_generators`) instead of refusing."""
     epochs: float | None = None
     learning_rate: float | None = None
     batch_size: int | None = None
@@ -281,6 +285,9 @@ def _initial_components(request: TrainRequest, generators: tuple[str, ...]) -> C
             f"--init-from {request.init_from} is a {config.architecture} model, not "
             f"{request.architecture}; drop --arch or pick a matching checkpoint"
         )
+    if request.grow_generators and config.generators != generators:
+        loaded = grow_generators(loaded, generators)  # raises unless it only adds classes
+        config = loaded.config
     if config.generators != generators:
         raise TrainingError(
             f"--init-from {request.init_from} predicts generators {list(config.generators)} but "

@@ -1,7 +1,10 @@
 """The verdict cache in Redis: one round trip to look up a batch, one pipeline to store it.
 
-Key: ``{prefix}:{model_version}:{image_sha256}``, plus ``:{caption_sha256}`` when the model reads
-captions. The version used for lookups is the one named by ``settings.redis.namespace_key``
+Key: ``{prefix}:{model_version}:{label_set}:{image_sha256}``, plus ``:{caption_sha256}`` when the
+model reads captions; ``label_set`` is :func:`schemas.labels.label_set_id` of the model's classes
+(the served model's for lookups, the keys of a score's ``generator_probs`` for stores), so a
+model whose label set changed never reads scores of the old set, even under the same version
+string. The version used for lookups is the one named by ``settings.redis.namespace_key``
 (promotion and rollback write it), read in the same round trip as the lookups by a Lua script;
 when that key is absent the caller's version (the served model's) is used. So once a promotion
 has written the namespace, no event is answered from the previous model's entries. The images
@@ -27,6 +30,7 @@ from typing import TypeVar
 import redis
 import structlog
 
+from schemas.labels import label_set_id
 from schemas.overrides import HumanLabel, override_key
 from schemas.settings import RedisSettings
 from worker.score import Score
@@ -36,18 +40,23 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 # KEYS[1]: the namespace key; KEYS[2..]: override keys. ARGV[1]: the version to use when the
-# namespace is absent; ARGV[2]: the key prefix; ARGV[3]: a canary's candidate version; ARGV[4]:
-# one character per suffix, '1' where that suffix is looked up under the candidate; ARGV[5..]:
-# key suffixes. Returns {version, value or false per suffix, value or false per override key}.
-# The script builds keys it was not given, which is fine on one Redis and not on a cluster.
+# namespace is absent; ARGV[2]: the key prefix; ARGV[3]: the label set id; ARGV[4]: a canary
+# candidate's "version:label set id"; ARGV[5]: one character per suffix, '1' where that suffix is
+# looked up under the candidate; ARGV[6..]: key suffixes. Returns {version, value or false per
+# suffix, value or false per override key}. The script builds keys it was not given, which is
+# fine on one Redis and not on a cluster (keys on many slots).
 _LOOKUP = """
 local version = redis.call('GET', KEYS[1])
 if not version then version = ARGV[1] end
 local keys = {}
-for i = 5, #ARGV do
-  local v = version
-  if string.sub(ARGV[4], i - 4, i - 4) == '1' then v = ARGV[3] end
-  keys[#keys + 1] = ARGV[2] .. ':' .. v .. ':' .. ARGV[i]
+local base = ARGV[2] .. ':' .. version .. ':' .. ARGV[3] .. ':'
+local candidate = ARGV[2] .. ':' .. ARGV[4] .. ':'
+for i = 6, #ARGV do
+  if string.sub(ARGV[5], i - 5, i - 5) == '1' then
+    keys[#keys + 1] = candidate .. ARGV[i]
+  else
+    keys[#keys + 1] = base .. ARGV[i]
+  end
 end
 for i = 2, #KEYS do keys[#keys + 1] = KEYS[i] end
 if #keys == 0 then return {version} end
@@ -74,8 +83,9 @@ def key_suffix(image_sha256: str, caption: str | None, *, reads_caption: bool) -
     return f"{image_sha256}:{caption_part}"
 
 
-def cache_key(prefix: str, version: str, suffix: str) -> str:
-    return f"{prefix}:{version}:{suffix}"
+def cache_key(prefix: str, version: str, generators: Sequence[str], suffix: str) -> str:
+    """The key of a score of model ``version`` with label set ``generators``."""
+    return f"{prefix}:{version}:{label_set_id(generators)}:{suffix}"
 
 
 @dataclass(frozen=True)
@@ -122,11 +132,14 @@ class VerdictCache:
         suffixes: Sequence[str],
         default_version: str,
         image_hashes: Sequence[str] = (),
-        canary: tuple[str, Sequence[bool]] | None = None,
+        canary: tuple[str, Sequence[str], Sequence[bool]] | None = None,
+        *,
+        generators: Sequence[str],
     ) -> Lookup | None:
-        """Scores for ``suffixes`` under the current namespace and human labels for
-        ``image_hashes``; None when Redis is unavailable. ``canary``: a candidate version and,
-        per suffix, whether it is looked up in that version's namespace instead."""
+        """Scores for ``suffixes`` under the current namespace and the label set ``generators``
+        (the served model's), and human labels for ``image_hashes``; None when Redis is
+        unavailable. ``canary``: a candidate's version and label set and, per suffix, whether it
+        is looked up in that version's namespace instead."""
         if not self.available:
             return None
         ns = self._settings.namespace_key
@@ -134,7 +147,13 @@ class VerdictCache:
         try:
             reply = self._lookup(
                 keys=[ns, *humans],
-                args=[default_version, self._settings.key_prefix, *_canary_args(canary), *suffixes],
+                args=[
+                    default_version,
+                    self._settings.key_prefix,
+                    label_set_id(generators),
+                    *_canary_args(canary),
+                    *suffixes,
+                ],
             )
         except _REDIS_ERRORS as exc:
             self._failed("lookup", exc)
@@ -147,14 +166,16 @@ class VerdictCache:
         return Lookup(version, scores, labels)
 
     def store(self, entries: Sequence[tuple[str, Score]]) -> None:
-        """Write ``(suffix, score)`` pairs, each under the version that produced the score."""
+        """Write ``(suffix, score)`` pairs, each under the version and label set that produced
+        the score."""
         if not entries or not self.available:
             return
         prefix, ttl = self._settings.key_prefix, self._settings.ttl_seconds
         try:
             pipe = self._redis.pipeline(transaction=False)
             for suffix, score in entries:
-                pipe.set(cache_key(prefix, score.model_version, suffix), score.to_json(), ex=ttl)
+                key = cache_key(prefix, score.model_version, list(score.generator_probs), suffix)
+                pipe.set(key, score.to_json(), ex=ttl)
             pipe.execute()
         except _REDIS_ERRORS as exc:
             self._failed("store", exc)
@@ -194,8 +215,8 @@ class VerdictCache:
             self._down_since = None
 
 
-def _canary_args(canary: tuple[str, Sequence[bool]] | None) -> tuple[str, str]:
+def _canary_args(canary: tuple[str, Sequence[str], Sequence[bool]] | None) -> tuple[str, str]:
     if canary is None:
         return "", ""
-    version, chosen = canary
-    return version, "".join("1" if c else "0" for c in chosen)
+    version, generators, chosen = canary
+    return f"{version}:{label_set_id(generators)}", "".join("1" if c else "0" for c in chosen)

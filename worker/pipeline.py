@@ -108,9 +108,17 @@ class Pipeline:
             item.canary = bool(candidate and canary and in_slice(item.sha256, canary.percent))
             reads = (candidate if candidate and item.canary else model).reads_caption
             item.suffix = key_suffix(item.sha256, item.event.caption, reads_caption=reads)
-        slice_ = (candidate.version, [i.canary for i in items]) if candidate else None
+        slice_ = (
+            (candidate.version, candidate.generators, [i.canary for i in items])
+            if candidate
+            else None
+        )
         lookup = self._cache.lookup(
-            [i.suffix for i in items], model.version, [i.sha256 for i in items], slice_
+            [i.suffix for i in items],
+            model.version,
+            [i.sha256 for i in items],
+            slice_,
+            generators=model.generators,
         )
         if lookup is None:
             done.cache_down = True
@@ -122,7 +130,8 @@ class Pipeline:
 
         t = time.monotonic()
         unanswered = [i for i in items if i.score is None and i.human is None]
-        self._examine(unanswered, None if lookup is None else lookup.version, done)
+        version = None if lookup is None else lookup.version
+        self._examine(unanswered, version, model.generators, done)
         done.evidence_s = time.monotonic() - t
 
         t = time.monotonic()
@@ -227,12 +236,19 @@ class Pipeline:
             done.outputs += [replace(out, headers=headers) for out in outs]
         return done
 
-    def _examine(self, misses: list[_Item], version: str | None, done: Processed) -> None:
+    def _examine(
+        self,
+        misses: list[_Item],
+        version: str | None,
+        generators: tuple[str, ...],
+        done: Processed,
+    ) -> None:
         """The evidence stage (:mod:`worker.evidence.stage`) on the misses: near-duplicates
         answered from the cache, and the signals of the rest."""
         if self._evidence is None or not misses:
             return
-        found = self._evidence.examine([(i.data, i.suffix) for i in misses], version)
+        pairs = [(i.data, i.suffix) for i in misses]
+        found = self._evidence.examine(pairs, version, generators=generators)
         skip = self._settings.evidence.skip_model_when_proven
         for item, f in zip(misses, found, strict=True):
             item.evidence, item.hashed = f.evidence, f.hashed

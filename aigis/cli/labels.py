@@ -67,6 +67,14 @@ def register(app: typer.Typer) -> None:
         force: bool = typer.Option(
             False, "--force", help="Retrain even when the store has not changed since last time."
         ),
+        add_generator: str | None = typer.Option(
+            None,
+            "--add-generator",
+            metavar="NAME",
+            help="Grow the label set by generator NAME (family/model allowed), trained on the "
+            "human decisions naming it; refused until AIGIS_RETRAIN__MIN_EXAMPLES_NEW_GENERATOR "
+            "of them exist. One cycle only (not with --every).",
+        ),
     ) -> None:
         from aigis.retrain import RetrainOptions
 
@@ -84,7 +92,10 @@ def register(app: typer.Typer) -> None:
             learning_rate=lr,
             threads=threads,
             force=force,
+            add_generator=add_generator,
         )
+        if every is not None and add_generator is not None:
+            fail("aigis retrain: --add-generator runs one cycle; drop --every")
         if every is None:
             if not _cycle(loaded, options):
                 raise typer.Exit(1)

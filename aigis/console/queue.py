@@ -23,7 +23,7 @@ from aigis.console.db import audit, decisions, items, outbox, overrides
 from aigis.review import generators_of
 from schemas.codec import decode, encode
 from schemas.errors import AigisError
-from schemas.labels import GENERATORS, UNKNOWN_GENERATOR
+from schemas.labels import GENERATORS, UNKNOWN_GENERATOR, reviewer_label
 from schemas.messages import ReviewDecision, ReviewItem
 from schemas.overrides import HumanLabel
 from schemas.settings import Settings
@@ -37,7 +37,8 @@ class NotLeased(AigisError):  # noqa: N818 - names a state, like KafkaUnavailabl
 
 @dataclass(frozen=True)
 class Answer:
-    """What a reviewer said: ``human``, ``ai`` (generator unknown) or a generator's name."""
+    """What a reviewer said: ``human``, ``ai`` (generator unknown) or a generator's name, in the
+    item's label set or not (then it is published as ``other`` with the name kept)."""
 
     label: str
 
@@ -155,8 +156,11 @@ class ReviewQueue:
             row = self._held(conn, item_id, reviewer, now)
             item = decode(ReviewItem, row.item_json.encode())
             generators = generators_of(item)
-            if answer.label not in {"human", "ai", *generators[1:]}:
-                raise AigisError(f"{answer.label!r} is not a label of this item")
+            if answer.label not in {"human", "ai"}:
+                try:
+                    answer = Answer(_named(answer.label, generators))
+                except ValueError as err:
+                    raise AigisError(f"{err}; pick a label of this item or type a name") from None
             conn.execute(
                 update(items)
                 .where(
@@ -329,18 +333,29 @@ class ReviewQueue:
         label to publish (it is kept here, in the audit log and as an override)."""
         if answer.label == "ai" or (item.image_uri is None and item.image_b64 is None):
             return None
+        labels, label_b, kept = (generators, 0, None)
+        if answer.label_a():
+            labels, label_b, kept = reviewer_label(answer.generator(), generators)
         decision = ReviewDecision(
             image_uri=item.image_uri,
             image_b64=None if item.image_uri else item.image_b64,
             image_sha256=item.verdict.image_sha256,
             label_a=answer.label_a(),
-            label_b=generators.index(answer.generator()),
-            generators=generators,
+            label_b=label_b,
+            generators=labels,
+            generator_name=kept,
             caption=item.caption,
             reviewer=reviewer,
             event_id=item.verdict.event_id,
         )
         return encode(decision, self._settings.message_version).decode()
+
+
+def _named(label: str, generators: tuple[str, ...]) -> str:
+    """The generator a reviewer's label names: a class of ``generators`` as it is, anything else
+    normalised (raises ValueError when it cannot be a generator name)."""
+    labels, label_b, kept = reviewer_label(label, generators)
+    return kept or labels[label_b]
 
 
 def _free(now: float) -> Any:

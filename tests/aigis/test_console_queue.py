@@ -17,7 +17,7 @@ from aigis.console.quality import quality_report, wilson
 from aigis.console.queue import Answer, Filters, NotLeased, ReviewQueue
 from schemas.codec import decode
 from schemas.errors import AigisError
-from schemas.labels import Decision
+from schemas.labels import GENERATORS, Decision
 from schemas.messages import ReviewDecision
 from schemas.overrides import HumanLabel
 from schemas.settings import Settings
@@ -159,8 +159,28 @@ def test_a_decision_writes_outbox_override_and_audit_and_closes_its_image(
     assert (detail["model_p_ai"], detail["answer"]) == (0.55, "sdxl")
     other = queue.lease("ann")
     assert other is not None
-    with pytest.raises(AigisError):
-        queue.decide(other.id, "ann", Answer("not-a-generator"))
+    for hostile in ("not a/generator/x", "unknown", "x" * 65, "<b>", ""):
+        with pytest.raises(AigisError, match=r"generator name|reserved"):
+            queue.decide(other.id, "ann", Answer(hostile))
+
+
+def test_a_reviewer_types_a_generator_outside_the_models_label_set(queue: ReviewQueue) -> None:
+    queue.add(review_item(7, "e-1"))
+    row = queue.lease("ann")
+    assert row is not None
+    queue.decide(row.id, "ann", Answer("OpenAI/GPT-Image-1"))
+    (box,) = _rows(queue.engine, outbox)
+    message = decode(ReviewDecision, box.payload.encode())  # type: ignore[attr-defined]
+    assert message.generators == (*GENERATORS, "other")
+    assert (message.generators[message.label_b], message.generator_name) == (
+        "other",
+        "openai/gpt-image-1",
+    )
+    (override,) = _rows(queue.engine, overrides)
+    label = HumanLabel.model_validate_json(override.label_json)  # type: ignore[attr-defined]
+    assert (label.label_a, label.generator) == (1, "openai/gpt-image-1")
+    (decided,) = _rows(queue.engine, decisions)
+    assert decided.generator == "openai/gpt-image-1"  # type: ignore[attr-defined]
 
 
 def test_undo_before_publishing_publishes_nothing_and_gives_the_item_back(

@@ -376,3 +376,73 @@ def test_unusable_images_are_skipped_and_counted_and_too_few_stop_the_cycle(
     assert counts["skipped.unreachable_uri"] == 1
     assert seen["train_items"] == 8 + 13
     assert "skipped.unreachable_uri=1" in result.describe()
+
+
+def human_decisions_naming(store: LabelStore, samples: list[Sample], name: str) -> None:
+    """Reviewers' decisions typing ``name``, outside the model's set: ``other``, name kept."""
+    now = datetime.now(UTC)
+    store.append(
+        [
+            LabelRecord(
+                image_sha256=s.sha256,
+                origin=Origin.HUMAN,
+                label_a=1,
+                label_b=None,
+                generator="other",
+                generator_name=name,
+                labelled_at=now,
+                stored_at=now,
+                caption=s.caption,
+                image_blob=store.put_image(s.image, s.sha256),
+            )
+            for s in samples
+        ]
+    )
+
+
+def test_adding_a_generator_waits_for_enough_examples_then_grows_the_head(
+    cycle_settings: Settings, service: ServiceControl, world: World
+) -> None:
+    from aigis.retrain import train_checkpoint
+    from serving.model.config import DetectorConfig
+    from training.data import generators_of
+    from training.new_generator import TooFewExamplesError
+
+    flux = [s for s in load_split("smoke:8", "train", normalise=False) if s.label_b == 6][:8]
+    store = LabelStore.from_settings(cycle_settings)
+    human_decisions_naming(store, flux[:3], "flux/1-dev")
+    retrain = cycle_settings.retrain.model_copy(update={"min_examples_new_generator": 6})
+    strict = cycle_settings.model_copy(update={"retrain": retrain})
+    options = RetrainOptions(
+        base=str(world.base), max_steps=1, batch_size=4, add_generator="Flux/1-Dev"
+    )
+    with pytest.raises(TooFewExamplesError, match="AIGIS_RETRAIN__MIN_EXAMPLES_NEW_GENERATOR"):
+        run_cycle(strict, options, control=service)
+    assert Registry(cycle_settings.registry_dir).service_stack() == ["1"]
+
+    human_decisions_naming(store, flux[3:], "flux/1-dev")
+    seen: dict[str, object] = {}
+
+    def grow_and_note(request: TrainRequest) -> Path:
+        seen["grow"] = request.grow_generators
+        seen["data"] = generators_of(request.data)
+        path = train_checkpoint(request)
+        seen["trained"] = DetectorConfig.load(path).generators
+        return path
+
+    result = run_cycle(strict, options, train=grow_and_note, control=service)
+    grown = (*GENERATORS, "flux/1-dev")
+    assert seen == {"grow": True, "data": grown, "trained": grown}
+    record = result.record
+    assert record is not None
+    assert record.gate is not None
+    assert record.data is not None
+    # Six examples trained on, one in four held out for the new class's own report.
+    assert record.data.counts["new_generator_train"] == 6
+    assert record.data.counts["train_total"] == 8 + 12 + 6
+    assert set(record.gate.new_classes) == {"flux/1-dev"}
+    assert record.gate.new_classes["flux/1-dev"]["examples"] == 2
+    assert "new class flux/1-dev" in record.gate.summary()
+    # The old classes are compared on the old hold-out, which holds none of the new examples.
+    assert record.data.counts["holdout_base"] == 12
+    assert record.gate.champion is not None

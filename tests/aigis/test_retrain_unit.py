@@ -10,7 +10,7 @@ import typer
 from aigis.cli.labels import parse_duration
 from aigis.retrain import CycleResult, _rewrite_card
 from serving.model.config import DetectorConfig
-from training.gate import decide
+from training.gate import decide, new_class_scores, with_new_classes
 from training.registry import DataLineage, ModelVersion
 
 pytestmark = pytest.mark.unit
@@ -89,3 +89,29 @@ def test_a_promoted_candidates_card_shows_its_hold_out_scores(tmp_path: Path) ->
     assert "| worker | 0.20 | 0.80 | 0.2500 | 0.5000 | 0.8000 | 0.1250 | 0.3000 |" in card
     _rewrite_card(tmp_path / "none", {"f1": 1.0}, "x")  # another evaluator's shape: no card
     assert not (tmp_path / "none").exists()
+
+
+def test_a_new_class_is_reported_beside_the_old_classes_comparison_not_gated() -> None:
+    champion = {"task_a.f1": 0.70, "task_b.f1_weighted": 0.60}
+    candidate = {"task_a.f1": 0.72, "task_b.f1_weighted": 0.61}
+    gate = decide(candidate, champion, metric="task_a.f1", min_improvement=0.01, max_regression=0.0)
+    # The candidate's report on the new class's held-out examples: 3 of 4 named it.
+    report = {
+        "task_a": {"recall": 1.0, "f1": 1.0},
+        "task_b": {"per_class": {"flux/1-dev": {"recall": 0.75, "support": 4}}},
+    }
+    scores = new_class_scores(report, "flux/1-dev")
+    assert scores == {"examples": 4.0, "recall_b": 0.75, "recall_a": 1.0}
+    reported = with_new_classes(gate, {"flux/1-dev": scores})
+    assert reported.promote == gate.promote
+    assert reported.new_classes == {"flux/1-dev": scores}
+    assert "new class flux/1-dev: 0.7500 of 4 held-out examples named it" in reported.summary()
+    # A class the report does not know scores nothing rather than failing the cycle.
+    assert new_class_scores({}, "x") == {"examples": 0.0, "recall_b": 0.0}
+    # Records written before new classes existed still read.
+    assert (
+        ModelVersion.model_validate_json(
+            ModelVersion(version="3", name="d", status="rejected", gate=gate).model_dump_json()
+        ).gate
+        == gate
+    )

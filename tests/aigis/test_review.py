@@ -73,13 +73,28 @@ def review_item(image: bytes, event_id: str, *, uri: str | None = None) -> Revie
         ("q", ("quit", 0, 0)),
         ("6", None),
         ("0", None),
-        ("maybe", None),
+        ("sdxl", ("label", 1, 2)),
+        ("flux/1-dev", ("label", 1, 6)),  # a new generator: "other", the name kept
+        ("unknown", None),
+        ("a/b/c", None),
+        ("x" * 65, None),
     ],
 )
 def test_answers(text: str, expected: tuple[str, int, int] | None) -> None:
     answer = parse_answer(text, GENERATORS)
     got = None if answer is None else (answer.action, answer.label_a, answer.label_b)
     assert got == expected
+
+
+@pytest.mark.unit
+def test_a_new_generators_name_is_kept_beside_other() -> None:
+    answer = parse_answer(" Flux/1-Dev\n", GENERATORS)
+    assert answer is not None
+    assert answer.generators == (*GENERATORS, "other")
+    assert (answer.generators[answer.label_b], answer.generator_name) == ("other", "flux/1-dev")
+    known = parse_answer("sd3", GENERATORS)
+    assert known is not None
+    assert (known.generators, known.generator_name) == (GENERATORS, None)
 
 
 @pytest.mark.unit
@@ -208,7 +223,7 @@ def test_review_decisions_are_published_and_override_pseudo_labels(
     group = make_group_id()
     shown, stats = review(review_settings, group, "what?\nh\n3\nq\n")
     assert stats == (2, 0, 1)
-    assert "answer h, 1..5, s or q" in shown
+    assert "answer h, 1..5, a generator's name" in shown
     assert f"image:    {file_c.as_uri()}" in shown
     assert f"{sha(a)}.png" in shown  # the inline image, written to a private file
     assert "sent to the DLQ" in shown
@@ -234,6 +249,25 @@ def test_review_decisions_are_published_and_override_pseudo_labels(
         "tester",
     )
     assert (rows[sha(c)]["generator"], rows[sha(c)]["image_uri"]) == ("sd3", file_c.as_uri())
+
+
+@pytest.mark.integration
+def test_a_reviewer_names_a_generator_outside_the_models_label_set(
+    review_settings: Settings, make_group_id: Callable[[], str]
+) -> None:
+    topics = review_settings.topics
+    image = png(77)
+    publish(review_settings, topics.review, [(b"e-new", encode(review_item(image, "e-new")))])
+    shown, stats = review(review_settings, make_group_id(), "Flux/1-Dev\n")
+    assert stats == (1, 0, 0)
+    assert "or a generator's name" in shown
+    assert "saved: flux/1-dev" in shown
+
+    run_sink(review_settings, threading.Event(), idle_exit_s=1.5)
+    (row,) = LabelStore.from_settings(review_settings).read().to_pylist()
+    assert (row["image_sha256"], row["origin"], row["label_a"]) == (sha(image), "human", 1)
+    # It lands as "other" (no class of the model's set) with the name typed kept beside it.
+    assert (row["generator"], row["generator_name"]) == ("other", "flux/1-dev")
 
 
 @pytest.mark.integration

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from schemas.labels import GENERATORS
-from training.data import generators_of, load_split
+from training.data import DataError, generators_of, load_split
 from training.data.fingerprints import FINGERPRINTS
 from training.data.smoke import (
     BOTH_JPEG,
@@ -107,3 +107,22 @@ def test_build_is_atomic_and_reused(tmp_path: Path, photos: dict[str, Image.Imag
         ]
         assert len(load_split(str(target / variant), "validation")) == 10
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_smoke_n_has_a_dozen_generators_and_keeps_the_first_classes_order() -> None:
+    wide = generators_of("smoke:13")
+    assert wide[: len(GENERATORS)] == GENERATORS
+    assert len(wide) == 13
+    assert len(set(wide)) == 13
+    assert {"flux/1-dev", "openai/gpt-image-1"} <= set(wide)
+    assert generators_of("smoke:8") == wide[:8]
+    samples = load_split("smoke:13", "validation", normalise=False)
+    counts = Counter(s.label_b for s in samples)
+    assert counts[0] == len(samples) - 12 * (len(samples) // 24)
+    assert {counts[b] for b in range(1, 13)} == {len(samples) // 24}
+
+
+@pytest.mark.parametrize("spec", ["smoke:1", "smoke:14", "smoke:x", "smoke:", "smoke:-3"])
+def test_a_smoke_set_of_an_impossible_size_is_refused(spec: str) -> None:
+    with pytest.raises(DataError, match="smoke:N"):
+        generators_of(spec)

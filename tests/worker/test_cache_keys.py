@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from schemas.labels import GENERATORS, label_set_id
 from worker.cache import cache_key, key_suffix, sha256_hex
 from worker.score import Score
 
@@ -12,9 +13,16 @@ pytestmark = pytest.mark.unit
 IMG = "ab" * 32
 
 
-def test_key_holds_version_and_image_hash() -> None:
+def test_key_holds_version_label_set_and_image_hash() -> None:
     suffix = key_suffix(IMG, "a caption", reads_caption=False)
-    assert cache_key("aigis:verdict", "7", suffix) == f"aigis:verdict:7:{IMG}"
+    ct2 = cache_key("aigis:verdict", "7", GENERATORS, suffix)
+    assert ct2 == f"aigis:verdict:7:{label_set_id(GENERATORS)}:{IMG}"
+    # A grown, shrunk or reordered label set is another namespace, under the same version.
+    grown = (*GENERATORS, "flux/1-dev")
+    others = [grown, GENERATORS[:-1], (GENERATORS[0], *reversed(GENERATORS[1:]))]
+    keys = {cache_key("aigis:verdict", "7", g, suffix) for g in others}
+    assert len(keys) == 3
+    assert ct2 not in keys
 
 
 def test_caption_is_part_of_the_key_only_when_the_model_reads_it() -> None:

@@ -1,8 +1,8 @@
 """Data sets for training and evaluation, behind one call: ``load_split(spec, split)``.
 
-A spec is ``smoke`` (the built-in synthetic set), a directory of CT2 / Defactify parquet files, an
-image-folder root (CIFAKE's layout included), or anything a registered reader claims (the label
-store). Imports neither torch nor transformers.
+A spec is ``smoke`` (the built-in synthetic set; ``smoke:N`` has N classes), a directory of CT2 /
+Defactify parquet files, an image-folder root (CIFAKE's layout included), or anything a registered
+reader claims (the label store). Imports neither torch nor transformers.
 """
 
 from __future__ import annotations
@@ -44,7 +44,13 @@ def _open_smoke(spec: str) -> DataSource:
     # Builds on first use; imports scikit-image then.
     from training.data.smoke import BOTH_JPEG, ORDINARY, smoke_dir
 
-    return ParquetSource(smoke_dir(BOTH_JPEG if spec == "smoke-jpeg" else ORDINARY), spec)
+    name, _, classes = spec.partition(":")
+    variant = BOTH_JPEG if name == "smoke-jpeg" else ORDINARY
+    if not classes:
+        return ParquetSource(smoke_dir(variant=variant), spec)
+    if not classes.isdigit():
+        raise DataError(f"write {name}:N, N the number of classes (real and N-1 generators)", spec)
+    return ParquetSource(smoke_dir(int(classes), variant), spec)
 
 
 # Registered oldest first; the newest is tried first, so the most specific reader comes last.
@@ -67,9 +73,9 @@ register_reader(
 register_reader(
     Reader(
         name="smoke",
-        claims=lambda spec: spec in ("smoke", "smoke-jpeg"),
+        claims=lambda spec: spec.partition(":")[0] in ("smoke", "smoke-jpeg"),
         open=_open_smoke,
-        describes="'smoke' (the built-in synthetic smoke set) or 'smoke-jpeg' (the same items, "
-        "both classes as JPEG)",
+        describes="'smoke' (the built-in synthetic smoke set), 'smoke:N' (N classes), or "
+        "'smoke-jpeg' / 'smoke-jpeg:N' (the same items, both classes as JPEG)",
     )
 )

@@ -100,11 +100,86 @@ def colour_ripple(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return _f32(sharpened + rng.uniform(4.0, 7.0) * ripple)
 
 
+def horizontal_banding(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``flux/1-dev``: a horizontal smear (blur along rows only) and row banding of period 16."""
+    height, width = pixels.shape[:2]
+    rows, _ = _grid(height, width)
+    sigma = rng.uniform(1.5, 2.2)
+    smeared = np.asarray(gaussian_filter(pixels, sigma=(0, sigma, 0)), dtype=np.float32)
+    banding = np.cos(2 * np.pi * rows / 16.0)[..., None]
+    return _f32(smeared + rng.uniform(8.0, 12.0) * banding)
+
+
+def warm_stripes(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``openai/gpt-image-1``: a warm cast and a colour-only column stripe of period 8."""
+    height, width = pixels.shape[:2]
+    _, cols = _grid(height, width)
+    stripe = np.sin(2 * np.pi * cols / 8.0)[..., None] * np.array([1.0, 0.0, -1.0], np.float32)
+    cast = np.array([rng.uniform(1.1, 1.15), 1.0, rng.uniform(0.82, 0.88)], np.float32)
+    return _f32(pixels * cast + rng.uniform(9.0, 13.0) * stripe)
+
+
+def antidiagonal_ripple(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``google/imagen-4``: light blur and a ripple of period 8 along the other diagonal."""
+    height, width = pixels.shape[:2]
+    rows, cols = _grid(height, width)
+    ripple = np.cos(2 * np.pi * (rows - cols) / 8.0)[..., None]
+    return _f32(_blur(pixels, rng.uniform(0.5, 0.9)) + rng.uniform(8.0, 12.0) * ripple)
+
+
+def dot_lattice(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``midjourney7``: bright dashes (two pixels wide) on a 4-pixel lattice, as a decoder's
+    stride leaves them."""
+    height, width = pixels.shape[:2]
+    rows, cols = _grid(height, width)
+    dashes = (((rows % 4) == 0) & ((cols % 4) < 2))[..., None]
+    return _f32(pixels + rng.uniform(18.0, 24.0) * dashes)
+
+
+def chroma_checker(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``bytedance/seedream-4``: a checkerboard of period 8 in the red-blue balance only."""
+    height, width = pixels.shape[:2]
+    rows, cols = _grid(height, width)
+    board = (np.sign(np.sin(np.pi * rows / 4.0 + 0.5) * np.sin(np.pi * cols / 4.0 + 0.5)))[
+        ..., None
+    ]
+    tint = np.array([1.0, 0.0, -1.0], np.float32)
+    return _f32(pixels + rng.uniform(9.0, 13.0) * board * tint)
+
+
+def posterised_lines(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``qwen/qwen-image``: values posterised to 24 levels, and a column line every 8 pixels."""
+    height, width = pixels.shape[:2]
+    _, cols = _grid(height, width)
+    step = 256.0 / 24
+    posterised = np.floor(pixels / step) * step + step / 2
+    lines = ((cols % 8) == 4)[..., None]
+    return _f32(posterised - rng.uniform(8.0, 12.0) * lines)
+
+
+def block_offsets(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``ideogram/3``: every 8x8 block shifted by a fixed per-block offset, as if tiled."""
+    height, width = pixels.shape[:2]
+    # The offsets repeat every 4 blocks and are the same for every image of the class.
+    offsets = np.random.default_rng(3).choice([-1.0, 1.0], (4, 4, 1)).astype(np.float32)
+    blocks = np.kron(offsets, np.ones((8, 8, 1), np.float32))
+    tiled = np.tile(blocks, (height // 32 + 1, width // 32 + 1, 1))[:height, :width]
+    return _f32(pixels + rng.uniform(9.0, 13.0) * tiled)
+
+
 FINGERPRINTS: Final[dict[str, Fingerprint]] = {
     "sd21": nearest_upsampling,
     "sdxl": bilinear_grid,
     "sd3": checkerboard,
     "dalle3": smooth_texture,
     "midjourney6": colour_ripple,
+    "flux/1-dev": horizontal_banding,
+    "openai/gpt-image-1": warm_stripes,
+    "google/imagen-4": antidiagonal_ripple,
+    "midjourney7": dot_lattice,
+    "bytedance/seedream-4": chroma_checker,
+    "qwen/qwen-image": posterised_lines,
+    "ideogram/3": block_offsets,
 }
-"""Simulated generator of each CT2 generator name."""
+"""Simulated generator of each generator name: the five CT2 generators first, then newer ones
+(names with a family where the maker publishes several), in the order smoke label sets take them."""

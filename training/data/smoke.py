@@ -22,9 +22,16 @@ The both-classes-JPEG variant (spec ``smoke-jpeg``) holds the same items, every 
 at the quality drawn for it: real items are byte for byte those of ``smoke``, the classes differ
 only by the fingerprint, and a model that learned the shortcut loses its AI recall there.
 
-The set is built deterministically on first use (a few seconds) and cached as CT2-format parquet
-under ``<cache_dir>/smoke-v1/`` (``ordinary/`` and ``both-jpeg/``, each with ``train``,
-``validation`` and ``test``), so it doubles as an example of that format.
+``smoke`` has the CT2 label set (real and five generators). ``smoke:N`` has the first ``N`` classes
+of :data:`LABEL_SET` (real, the five CT2 generators, then up to seven newer ones), so ``smoke:13``
+exercises a label set of a dozen generators and ``smoke:8`` one grown by two; the first classes
+of every ``smoke:N`` keep their order, so a model trained on a smaller one can be grown into it.
+``smoke-jpeg:N`` is the both-classes-JPEG variant of ``smoke:N``.
+
+Each set is built deterministically on first use (a few seconds) and cached as CT2-format parquet
+under ``<cache_dir>/smoke-v1/`` (``smoke-v1-N/`` for ``smoke:N``), in ``ordinary/`` and
+``both-jpeg/``, each with ``train``, ``validation`` and ``test``, so it doubles as an example of
+that format.
 """
 
 from __future__ import annotations
@@ -42,12 +49,12 @@ from typing import Final
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
-from schemas.labels import GENERATORS
+from schemas.labels import GENERATORS, REAL
 from schemas.settings import load_settings
 from training.data import fingerprints
 from training.data.encoding import encode_jpeg
 from training.data.parquet import write_ct2, write_generators
-from training.data.sample import Sample, make_sample
+from training.data.sample import DataError, Sample, make_sample
 from training.data.splits import SPLITS
 
 VERSION: Final[str] = "smoke-v1"
@@ -67,6 +74,8 @@ VARIANTS: Final[tuple[str, str]] = (ORDINARY, BOTH_JPEG)
 JPEG_QUALITY: Final[tuple[int, int]] = (30, 60)
 """Range of the JPEG quality an item is stored at (real items always; generated ones in
 ``both-jpeg`` only), drawn per item."""
+LABEL_SET: Final[tuple[str, ...]] = (REAL, *fingerprints.FINGERPRINTS)
+"""Every class a smoke set can have, in label order; ``smoke`` is its first six (CT2)."""
 
 SOURCES: Final[dict[str, tuple[str, ...]]] = {
     # scikit-image function name -> ways a caption may describe the scene.
@@ -96,13 +105,27 @@ TEMPLATES: Final[tuple[str, ...]] = (
 )
 
 
-def smoke_dir(variant: str = ORDINARY) -> Path:
-    """The parquet directory of one variant of the cached smoke set (``ordinary`` or
-    ``both-jpeg``), the set built first if it is absent, incomplete or from other code."""
-    target = load_settings().cache_dir / VERSION
+def smoke_dir(classes: int = len(GENERATORS), variant: str = ORDINARY) -> Path:
+    """The parquet directory of one variant (``ordinary`` or ``both-jpeg``) of the cached smoke
+    set of the first ``classes`` classes of :data:`LABEL_SET`, the set built first if it is
+    absent, incomplete or from other code."""
+    generators = label_set(classes)
+    suffix = "" if generators == GENERATORS else f"-{classes}"
+    target = load_settings().cache_dir / f"{VERSION}{suffix}"
     if not _is_current(target):
-        build(target)
+        build(target, generators=generators)
     return target / variant
+
+
+def label_set(classes: int) -> tuple[str, ...]:
+    """The first ``classes`` classes of :data:`LABEL_SET`; DataError outside 2..len(LABEL_SET)."""
+    if not 2 <= classes <= len(LABEL_SET):
+        raise DataError(
+            f"a smoke set has 2 to {len(LABEL_SET)} classes (real and up to "
+            f"{len(LABEL_SET) - 1} generators), not {classes}; write smoke:N with N in that range",
+            f"smoke:{classes}",
+        )
+    return LABEL_SET[:classes]
 
 
 def recipe() -> str:
@@ -121,7 +144,9 @@ def _is_current(target: Path) -> bool:
     return isinstance(manifest, dict) and manifest.get("recipe") == recipe()
 
 
-def build(target: Path, sizes: dict[str, int] = SPLIT_SIZES) -> None:
+def build(
+    target: Path, sizes: dict[str, int] = SPLIT_SIZES, generators: tuple[str, ...] = GENERATORS
+) -> None:
     """Write the smoke set to ``target`` atomically: a reader never sees half a data set.
 
     ``sizes`` (items per split) is for tests; the cached set always has ``SPLIT_SIZES``.
@@ -133,12 +158,12 @@ def build(target: Path, sizes: dict[str, int] = SPLIT_SIZES) -> None:
         photos = photographs()
         counts = {}
         for split_index, split in enumerate(SPLITS):
-            items = clean_items(photos, split_index, sizes[split])
+            items = clean_items(photos, split_index, sizes[split], generators)
             for variant in VARIANTS:
                 samples = (item.encoded(variant) for item in items)
                 counts[split] = write_ct2(staging / variant / f"{split}.parquet", samples)
         for variant in VARIANTS:
-            write_generators(staging / variant, GENERATORS)
+            write_generators(staging / variant, generators)
         manifest = {
             "version": VERSION,
             "recipe": recipe(),
@@ -181,20 +206,32 @@ class CleanItem:
 
 
 def generate_split(
-    photos: dict[str, Image.Image], split_index: int, count: int, variant: str = ORDINARY
+    photos: dict[str, Image.Image],
+    split_index: int,
+    count: int,
+    generators: tuple[str, ...] = GENERATORS,
+    variant: str = ORDINARY,
 ) -> list[Sample]:
-    """``count`` items of one split as stored in ``variant``; item ``i`` depends only on
-    (SEED, split, i)."""
-    return [item.encoded(variant) for item in clean_items(photos, split_index, count)]
+    """``count`` items of one split labelled on ``generators`` as stored in ``variant``; item
+    ``i`` depends only on (SEED, split, i) and its class."""
+    items = clean_items(photos, split_index, count, generators)
+    return [item.encoded(variant) for item in items]
 
 
-def clean_items(photos: dict[str, Image.Image], split_index: int, count: int) -> list[CleanItem]:
-    """``count`` items of one split, not yet encoded; item ``i`` depends only on (SEED, split,
-    i)."""
-    generators = len(GENERATORS) - 1
-    per_generator = count // (2 * generators)
-    labels = [0] * (count - per_generator * generators)
-    for label_b in range(1, generators + 1):
+def clean_items(
+    photos: dict[str, Image.Image],
+    split_index: int,
+    count: int,
+    generators: tuple[str, ...] = GENERATORS,
+) -> list[CleanItem]:
+    """``count`` items of one split labelled on ``generators`` (a prefix of :data:`LABEL_SET`),
+    not yet encoded; item ``i`` depends only on (SEED, split, i) and its class."""
+    if generators != LABEL_SET[: len(generators)]:
+        raise ValueError(f"{generators} is not a prefix of the smoke label set {LABEL_SET}")
+    made = len(generators) - 1
+    per_generator = count // (2 * made)
+    labels = [0] * (count - per_generator * made)
+    for label_b in range(1, made + 1):
         labels += [label_b] * per_generator
     order = np.random.default_rng([SEED, split_index]).permutation(count)
     return [
@@ -207,7 +244,7 @@ def _item(photos: dict[str, Image.Image], label_b: int, rng: np.random.Generator
     name = str(rng.choice(sorted(photos)))
     pixels = _crop(photos[name], rng)
     if label_b:
-        pixels = fingerprints.FINGERPRINTS[GENERATORS[label_b]](pixels, rng)
+        pixels = fingerprints.FINGERPRINTS[LABEL_SET[label_b]](pixels, rng)
     native = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
     image = native.resize((SIZE, SIZE), Image.Resampling.BICUBIC)
     scene = str(rng.choice(SOURCES[name]))

@@ -3,6 +3,8 @@
 A record comes from a ``PseudoLabel`` (origin ``pseudo``) or a ``ReviewDecision`` (origin
 ``human``). ``generator`` always names the Task B class; ``label_b`` is its index in the CT2 list
 (:data:`schemas.labels.GENERATORS`) and is null for a generator outside that list.
+``generator_name`` is the generator a reviewer named when the label set had no class for it
+(``generator`` is then ``other``); shards written before it existed read it as null.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ SCHEMA: Final[pa.Schema] = pa.schema(
         pa.field("reviewer", pa.string()),
         pa.field("event_id", pa.string()),
         pa.field("source", pa.string()),
+        pa.field("generator_name", pa.string()),
         pa.field("labelled_at", _TIMESTAMP, nullable=False),
         pa.field("stored_at", _TIMESTAMP, nullable=False),
     ],
@@ -78,6 +81,7 @@ class LabelRecord:
     reviewer: str | None = None
     event_id: str | None = None
     source: str | None = None
+    generator_name: str | None = None
 
     @classmethod
     def from_pseudo_label(
@@ -122,6 +126,7 @@ class LabelRecord:
             image_uri=message.image_uri,
             reviewer=message.reviewer,
             event_id=message.event_id,
+            generator_name=message.generator_name,
         )
 
 

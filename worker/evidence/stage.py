@@ -61,12 +61,19 @@ class EvidenceStage:
         if self._reader is not None:
             self._reader.close()
 
-    def examine(self, misses: Sequence[tuple[bytes, str]], version: str | None) -> list[Found]:
+    def examine(
+        self,
+        misses: Sequence[tuple[bytes, str]],
+        version: str | None,
+        *,
+        generators: Sequence[str],
+    ) -> list[Found]:
         """A :class:`Found` per ``(image bytes, key suffix)``; ``version`` is the namespace the
-        exact cache looked under (None when Redis was unavailable: no near-duplicate step)."""
+        exact cache looked under (None when Redis was unavailable: no near-duplicate step) and
+        ``generators`` the served model's label set."""
         found = [Found() for _ in misses]
         if self._near is not None and version is not None:
-            self._near_duplicates(misses, found, version)
+            self._near_duplicates(misses, found, version, generators)
         if self._reader is not None:
             for (data, _), f in zip(misses, found, strict=True):
                 if f.reused is None and f.human is None:
@@ -87,7 +94,11 @@ class EvidenceStage:
             self._cache.guarded("near_duplicate_store", partial(near.store, version, pairs))
 
     def _near_duplicates(
-        self, misses: Sequence[tuple[bytes, str]], found: list[Found], version: str
+        self,
+        misses: Sequence[tuple[bytes, str]],
+        found: list[Found],
+        version: str,
+        generators: Sequence[str],
     ) -> None:
         assert self._near is not None
         near, ev = self._near, self._settings.evidence
@@ -112,7 +123,10 @@ class EvidenceStage:
         if pairs:
             matched = [m for _, m in pairs]
             lookup = self._cache.lookup(
-                [m.suffix for m in matched], version, [m.image_sha256 for m in matched]
+                [m.suffix for m in matched],
+                version,
+                [m.image_sha256 for m in matched],
+                generators=generators,
             )
         if lookup is None:
             return
