@@ -108,11 +108,8 @@ class Pipeline:
             item.canary = bool(candidate and canary and in_slice(item.sha256, canary.percent))
             reads = (candidate if candidate and item.canary else model).reads_caption
             item.suffix = key_suffix(item.sha256, item.event.caption, reads_caption=reads)
-        slice_ = (
-            (candidate.version, candidate.generators, [i.canary for i in items])
-            if candidate
-            else None
-        )
+        flags = [i.canary for i in items]
+        slice_ = (candidate.version, candidate.generators, flags) if candidate else None
         lookup = self._cache.lookup(
             [i.suffix for i in items],
             model.version,

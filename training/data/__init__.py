@@ -44,9 +44,9 @@ def _open_smoke(spec: str) -> DataSource:
     # Builds on first use; imports scikit-image then.
     from training.data.smoke import BOTH_JPEG, ORDINARY, smoke_dir
 
-    name, _, classes = spec.partition(":")
+    name, colon, classes = spec.partition(":")
     variant = BOTH_JPEG if name == "smoke-jpeg" else ORDINARY
-    if not classes:
+    if not colon:
         return ParquetSource(smoke_dir(variant=variant), spec)
     if not classes.isdigit():
         raise DataError(f"write {name}:N, N the number of classes (real and N-1 generators)", spec)
