@@ -204,6 +204,21 @@ class Predictor:
         out = self._model(**moved)
         return out.logits_a.float().cpu(), out.logits_b.float().cpu()
 
+    @torch.inference_mode()
+    def forward(
+        self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fused model's logits on ready inputs, both encoders run (no caption cache): the
+        model alone, as benchmarks time it."""
+        model = cast(FusedDetector, self._model)
+        text = self._encoders.encode_text(input_ids, attention_mask)
+        image = self._encoders.encode_image(pixel_values.to(self.device, dtype=self.dtype))
+        return model.fused_logits(*self._features(text, image))
+
+    def _features(self, *features: torch.Tensor) -> list[torch.Tensor]:
+        """Encoder outputs as the heads take them (exported encoders answer fp32 on the CPU)."""
+        return [f.to(self.device, dtype=self.dtype) for f in features]
+
     def _fused_logits(
         self, images: Sequence[Image.Image], captions: Sequence[str | None]
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -217,8 +232,7 @@ class Predictor:
         else:
             text = self._encode_captions(texts)
         image = self._encoders.encode_image(pixels)
-        text, image = (features.to(self.device, dtype=self.dtype) for features in (text, image))
-        logits_a, logits_b = model.fused_logits(text, image)
+        logits_a, logits_b = model.fused_logits(*self._features(text, image))
         return logits_a.float().cpu(), logits_b.float().cpu()
 
     def _encode_captions(self, captions: list[str]) -> torch.Tensor:
