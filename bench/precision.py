@@ -1,7 +1,8 @@
 """Precision benchmark: each CPU backend of the base fused model, validated on a trained model and
 timed, printed as tables.
 
-    .venv/bin/python -m bench.precision [--items 200] [--seconds 20] [--serve] [--json PATH]
+    .venv/bin/python -m bench.precision [--items 200] [--rounds 5] [--serve] [--seconds 20]
+                                        [--json PATH]
 
 (as a module from the repository root, so that ``bench/`` does not shadow the ``serving``
 package). What it does, with one intra-op thread per core of this process:
@@ -15,8 +16,9 @@ package). What it does, with one intra-op thread per core of this process:
    how many decisions equal fp32's and how far p_ai moved (serving.model.agreement: pass at
    99.5 % agreement and a change of at most 0.05), and the agreement on all items.
 3. Speed in process, model only: batch 32, captions of exactly 32 tokens, both encoders run;
-   items/s of each backend and its ratio to torch fp32 measured in the same run (the anchor:
-   the machine is shared, so absolute figures drift between runs).
+   items/s of each backend (median of ``--rounds`` passes taken in turn, one of each backend per
+   round, so a shared machine's changing load falls on all alike) and its ratio to torch fp32
+   (the anchor: absolute figures drift between runs).
 4. With ``--serve``: TorchServe (the ``AIGIS_SERVING__*`` ports, ``<state_dir>/bench-precision``)
    with archives of torch fp32 and of the fastest passing precision, requests of 8 JPEG items
    with 4 in flight, beside the same archive's code path in process from the same JPEG bytes
@@ -74,26 +76,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     print_machine(report["machine"])
     checkpoint = trained_checkpoint(settings.cache_dir / "bench")
     images, captions = _test_items(args.items)
+    predictors = [_load(checkpoint, backend, precision) for backend, precision in CANDIDATES]
+    logits = [predictor.scores(images, captions).logits_a for predictor in predictors]
+    spread = Spread.of(logits[0])
+    calibrated = _p_ai(logits[0], predictors[0].config.temperature)
+    print(f"  fp32 p_ai as calibrated: {np.percentile(calibrated, [0, 50, 100])}")
+    print(f"  validated as: {spread}", flush=True)
+    speeds = _interleaved_speeds(predictors, args.rounds)
     rows: list[Row] = []
-    reference: np.ndarray | None = None
-    anchor = 0.0
-    spread = Spread(0.0, 1.0)
-    for backend, precision in CANDIDATES:
-        predictor = _load(checkpoint, backend, precision)
-        logits = predictor.scores(images, captions).logits_a
-        speed = _model_speed(predictor, args.seconds)
-        if reference is None:
-            reference, anchor = logits, speed
-            spread = Spread.of(reference)
-            calibrated = _p_ai(reference, predictor.config.temperature)
-            print(f"  fp32 p_ai as calibrated: {np.percentile(calibrated, [0, 50, 100])}")
-            print(f"  validated as: {spread}", flush=True)
+    for (backend, precision), scores, speed in zip(CANDIDATES, logits, speeds, strict=True):
         agreement = None
         if rows:
-            agreement = compare(spread.p_ai(reference), spread.p_ai(logits), predictor.config)
-        rows.append(Row(backend, precision, speed, speed / anchor, agreement))
+            agreement = compare(spread.p_ai(logits[0]), spread.p_ai(scores), predictors[0].config)
+        rows.append(Row(backend, precision, speed, speed / speeds[0], agreement))
         _print_row(rows[-1])
-        del predictor
+    del predictors
     _print_table(rows)
     chosen = fastest_passing(rows)
     print(f"\nfastest passing: {chosen.backend} {chosen.precision}")
@@ -190,15 +187,25 @@ def _test_items(count: int) -> tuple[list[Any], list[str | None]]:
     return [decode_image(s.image) for s in samples], [s.caption for s in samples]
 
 
-def _model_speed(predictor: Predictor, seconds: float) -> float:
-    """Items/s of the model alone at batch 32 with 32-token captions."""
-    size = predictor.config.preprocess.image_size
-    tokenizer = predictor.checkpoint.tokenizer
+def _interleaved_speeds(predictors: list[Predictor], rounds: int) -> list[float]:
+    """Items/s of each model alone at batch 32 with 32-token captions: the median of ``rounds``
+    passes each, taken in turn (one pass of each per round, after one warm-up pass), so that
+    the load of a shared machine falls on all of them alike."""
+    first = predictors[0]
+    size = first.config.preprocess.image_size
+    tokenizer = first.checkpoint.tokenizer
     pixels = torch.randn(BATCH, 3, size, size)
     ids = torch.randint(len(tokenizer) // 2, len(tokenizer), (BATCH, TOKENS))
     ids[:, 0], ids[:, -1] = tokenizer.cls_token_id, tokenizer.sep_token_id
     mask = torch.ones_like(ids)
-    return BATCH * _rate(lambda: predictor.forward(pixels, ids, mask), seconds)
+    times: list[list[float]] = [[] for _ in predictors]
+    for round_ in range(rounds + 1):
+        for predictor, measured in zip(predictors, times, strict=True):
+            started = time.perf_counter()
+            predictor.forward(pixels, ids, mask)
+            if round_:
+                measured.append(time.perf_counter() - started)
+    return [BATCH / float(np.median(measured)) for measured in times]
 
 
 def _rate(step: Callable[[], object], seconds: float) -> float:
@@ -294,7 +301,8 @@ def _print_table(rows: list[Row]) -> None:
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--items", type=int, default=200, help="smoke test items validated")
-    parser.add_argument("--seconds", type=float, default=20.0, help="timing per point")
+    parser.add_argument("--rounds", type=int, default=5, help="timed passes of each backend")
+    parser.add_argument("--seconds", type=float, default=20.0, help="timing per served point")
     parser.add_argument("--serve", action="store_true", help="also measure through TorchServe")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     return parser.parse_args(argv)
