@@ -51,8 +51,20 @@ def register(app: typer.Typer) -> None:
         response_timeout: int = typer.Option(
             120, "--response-timeout", min=1, help="Seconds before a stuck batch's worker restarts."
         ),
+        backend: str = typer.Option(
+            "auto",
+            "--backend",
+            help="What runs the encoders on a CPU: onnxruntime, openvino (encoders exported "
+            "into the archive) or torch; auto: onnxruntime for the fused architecture, else "
+            "torch. On a GPU the archive runs on torch.",
+        ),
         precision: str = typer.Option(
-            "auto", "--precision", help="auto (fp16 on GPU, fp32 on CPU), fp32, bf16, fp16, int8."
+            "auto",
+            "--precision",
+            help="auto (fp16 on GPU; on CPU int8, fp32 for torch), fp32, bf16, fp16, int8.",
+        ),
+        compile: bool = typer.Option(
+            False, "--compile", help="torch backend: run the encoders through torch.compile."
         ),
         max_forward_batch: int = typer.Option(
             32, "--max-forward-batch", min=1, help="Most items in one forward pass."
@@ -67,10 +79,14 @@ def register(app: typer.Typer) -> None:
         ),
         force: bool = typer.Option(False, "--force", help="Replace an existing archive."),
     ) -> None:
+        from serving.model.backend_choice import default_backend
+        from serving.model.config import DetectorConfig
         from serving.torchserve.archive import ExportOptions, export_archive
 
         settings()
         try:
+            if backend == "auto":
+                backend = default_backend(DetectorConfig.load(model).architecture)
             options = ExportOptions(
                 name=name,
                 version=version,
@@ -78,7 +94,9 @@ def register(app: typer.Typer) -> None:
                 max_batch_delay_ms=max_batch_delay_ms,
                 workers=workers,
                 response_timeout_s=response_timeout,
+                backend=backend,
                 precision=precision,
+                compile=compile,
                 max_forward_batch=max_forward_batch,
                 threads=threads,
                 watermark=watermark,

@@ -6,6 +6,8 @@ The scores are read into :class:`~serving.client.prediction.Prediction` objects 
 
 from __future__ import annotations
 
+import logging
+import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,12 +19,16 @@ import torch
 from PIL import Image
 
 from serving.client.prediction import Prediction, read_scores
+from serving.model.backend_choice import check_backend, resolve_precision
+from serving.model.backends import VISION_FILE, Encoders
 from serving.model.captions import TextFeatureCache
 from serving.model.checkpoint import Checkpoint, load_checkpoint
 from serving.model.config import DetectorConfig
 from serving.model.detector import Detector, FusedDetector
 
 __all__ = ["PRECISIONS", "Prediction", "Predictor", "Scores", "with_precision"]
+
+log = logging.getLogger(__name__)
 
 PRECISIONS: Final[tuple[str, ...]] = ("auto", "fp32", "fp16", "bf16", "int8")
 
@@ -50,9 +56,13 @@ class Predictor:
         dtype: torch.dtype,
         max_batch: int,
         caption_cache: int = 4096,
+        encoders: Encoders | None = None,
+        backend: str = "torch",
+        precision: str = "fp32",
     ) -> None:
         """``caption_cache``: how many captions' text features to keep (0: none), for a model
-        that reads captions."""
+        that reads captions. ``encoders``: what runs the fused model's encoders when not its own
+        torch modules (serving.model.backends), ``backend`` and ``precision`` name them."""
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self.checkpoint = checkpoint
@@ -62,6 +72,9 @@ class Predictor:
         self.max_batch = max_batch
         self._preprocess = checkpoint.preprocessor
         self._model = checkpoint.model
+        self.backend = backend
+        self.precision = precision
+        self._encoders: Encoders = encoders or self._model
         self.captions: TextFeatureCache | None = None
         if caption_cache and isinstance(self._model, FusedDetector):
             self.captions = TextFeatureCache(caption_cache)
@@ -75,21 +88,42 @@ class Predictor:
         precision: str = "auto",
         max_batch: int = 32,
         caption_cache: int = 4096,
+        backend: str = "torch",
+        encoders: Path | None = None,
+        compile: bool = False,
     ) -> Predictor:
         """Load ``path`` for inference.
 
-        ``device`` None picks cuda when available, else cpu. ``precision``: ``auto`` (fp16 on
-        cuda, fp32 on cpu), ``fp32``, ``fp16``, ``bf16``, or ``int8`` (dynamic quantisation of
-        the linear layers, CPU only). Raises CheckpointError for a bad checkpoint, ValueError for
+        ``device`` None picks cuda when available, else cpu. ``backend`` (torch, onnxruntime,
+        openvino; serving.model.backends) runs the encoders; on a GPU it is always torch.
+        ``precision``: ``auto`` (fp16 on cuda; on cpu fp32 for torch, int8 for the others),
+        ``fp32``, ``fp16``, ``bf16``, or ``int8`` (torch: dynamic quantisation of the linear
+        layers, CPU only). ``encoders``: the directory of the exported encoders (exported there
+        first when missing; default a temporary directory). ``compile``: run torch's encoders
+        through ``torch.compile``. Raises CheckpointError for a bad checkpoint, ValueError for
         a bad option.
         """
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
         target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if backend != "torch" and target.type != "cpu":
+            log.warning(
+                "backend %s runs on the CPU only; serving on %s with torch", backend, target
+            )
+            backend = "torch"
+        checkpoint = load_checkpoint(path, device="cpu")
+        check_backend(backend, precision, checkpoint.config.architecture)
+        precision = resolve_precision(backend, precision, target.type)
         if precision == "int8" and target.type != "cpu":
             raise ValueError("int8 dynamic quantisation runs on the CPU only; use fp16 on a GPU")
-        checkpoint = load_checkpoint(path, device="cpu")
-        model, dtype = with_precision(checkpoint.model, precision, target)
+        exported: Encoders | None = None
+        if backend == "torch":
+            model, dtype = with_precision(checkpoint.model, precision, target)
+            if compile:
+                model = compile_encoders(model)
+        else:
+            model, dtype = checkpoint.model, torch.float32
+            exported = _exported_encoders(model, encoders, backend, precision)
         checkpoint = Checkpoint(
             checkpoint.config, model, checkpoint.tokenizer, checkpoint.image_processor
         )
@@ -99,6 +133,9 @@ class Predictor:
             dtype=dtype,
             max_batch=max_batch,
             caption_cache=caption_cache,
+            encoders=exported,
+            backend=backend,
+            precision=precision,
         )
 
     @property
@@ -157,7 +194,7 @@ class Predictor:
         self, images: Sequence[Image.Image], captions: Sequence[str | None]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Head A and head B logits of one forward pass, as float32 CPU tensors."""
-        if self.captions is not None:
+        if isinstance(self._model, FusedDetector):
             return self._fused_logits(images, captions)
         inputs = self._preprocess(images, captions)
         moved = {
@@ -167,22 +204,67 @@ class Predictor:
         out = self._model(**moved)
         return out.logits_a.float().cpu(), out.logits_b.float().cpu()
 
+    @torch.inference_mode()
+    def forward(
+        self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fused model's logits on ready inputs, both encoders run (no caption cache): the
+        model alone, as benchmarks time it."""
+        model = cast(FusedDetector, self._model)
+        text = self._encoders.encode_text(input_ids, attention_mask)
+        image = self._encoders.encode_image(pixel_values.to(self.device, dtype=self.dtype))
+        return model.fused_logits(*self._features(text, image))
+
+    def _features(self, *features: torch.Tensor) -> list[torch.Tensor]:
+        """Encoder outputs as the heads take them (exported encoders answer fp32 on the CPU)."""
+        return [f.to(self.device, dtype=self.dtype) for f in features]
+
     def _fused_logits(
         self, images: Sequence[Image.Image], captions: Sequence[str | None]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The fused model's logits with each caption's text features from the cache, the
         text encoder run once on the distinct captions it does not hold."""
         model = cast(FusedDetector, self._model)
-        assert self.captions is not None
         pixels = self._preprocess.pixel_values(images).to(self.device, dtype=self.dtype)
-        text = self.captions.features([c or "" for c in captions], self._encode_captions)
-        logits_a, logits_b = model.fused_logits(text, model.encode_image(pixels))
+        texts = [c or "" for c in captions]
+        if self.captions is not None:
+            text = self.captions.features(texts, self._encode_captions)
+        else:
+            text = self._encode_captions(texts)
+        image = self._encoders.encode_image(pixels)
+        logits_a, logits_b = model.fused_logits(*self._features(text, image))
         return logits_a.float().cpu(), logits_b.float().cpu()
 
     def _encode_captions(self, captions: list[str]) -> torch.Tensor:
         encoded = self._preprocess.captions(captions)
         ids, mask = (encoded[k].to(self.device) for k in ("input_ids", "attention_mask"))
-        return self._model.encode_text(ids, mask)
+        return self._encoders.encode_text(ids, mask)
+
+
+def compile_encoders(model: Detector) -> Detector:
+    """``model`` with its encoders compiled by ``torch.compile`` (shapes dynamic: batch and
+    caption length vary); the first passes of each new shape pay the compilation."""
+    for name in ("text", "vision", "clip"):
+        module = getattr(model, name, None)
+        if isinstance(module, torch.nn.Module):
+            setattr(model, name, torch.compile(module, dynamic=True))
+    return model
+
+
+def _exported_encoders(
+    model: Detector, directory: Path | None, backend: str, precision: str
+) -> Encoders:
+    """The exported encoders of ``model`` in ``directory``, exported there first if missing;
+    the model's own encoders are freed."""
+    from serving.model.backends import drop_encoders, export_encoders, load_encoders
+
+    assert isinstance(model, FusedDetector)  # check_backend refused the others
+    if directory is None:
+        directory = Path(tempfile.mkdtemp(prefix="aigis-encoders-"))
+    if not (directory / VISION_FILE).is_file():
+        export_encoders(model, directory, precision=precision)
+    drop_encoders(model)
+    return load_encoders(directory, backend, precision, torch.get_num_threads())
 
 
 def with_precision(

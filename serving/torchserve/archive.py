@@ -35,11 +35,13 @@ from serving.client.manifest import (
     archive_file_name,
     read_manifest,
 )
+from serving.model.backend_choice import ENCODERS_DIR, check_backend, resolve_precision
 from serving.model.config import Architecture, DetectorConfig
 
 __all__ = ["ExportOptions", "aigis_version", "export_archive", "export_random"]
 
 ENTRY_MODULE: Final[str] = "aigis_handler.py"
+
 _ENTRY_SOURCE: Final[str] = '''\
 """TorchServe entry point. The handler is imported from the installed aigis distribution."""
 
@@ -67,8 +69,15 @@ class ExportOptions:
     """A batch not answered in this time gets its worker restarted."""
     startup_timeout_s: int = 600
     """How long a worker may take to load the model."""
+    backend: str = "torch"
+    """What runs the encoders on a CPU: ``torch``, ``onnxruntime`` or ``openvino``
+    (serving.model.backend_choice); the last two get the encoders exported into the archive.
+    On a GPU the handler runs torch whatever the archive says."""
     precision: str = "auto"
-    """``auto`` (fp16 on GPU, fp32 on CPU), ``fp32``, ``bf16``, ``fp16`` or ``int8`` (CPU)."""
+    """``auto`` (fp16 on GPU; on CPU fp32 for torch, int8 for the exported backends), ``fp32``,
+    ``bf16``, ``fp16`` or ``int8``; which backend runs which: serving.model.backend_choice."""
+    compile: bool = False
+    """torch backend: run the encoders through ``torch.compile``."""
     max_forward_batch: int = 32
     """Most items in one forward pass; the items of a server batch are split to fit."""
     max_items_per_request: int = 256
@@ -99,10 +108,10 @@ class ExportOptions:
                 raise ArchiveError(f"{field_name} must be at least 1, got {number}")
         if self.max_batch_delay_ms < 0 or self.threads < 0:
             raise ArchiveError("max_batch_delay_ms and threads must not be negative")
-        if self.precision not in ("auto", "fp32", "bf16", "fp16", "int8"):
-            raise ArchiveError(
-                f"precision {self.precision!r} is not one of auto, fp32, bf16, fp16, int8"
-            )
+        try:
+            check_backend(self.backend, self.precision)
+        except ValueError as exc:
+            raise ArchiveError(str(exc)) from None
 
 
 def export_archive(
@@ -115,6 +124,10 @@ def export_archive(
     """
     options = options or ExportOptions()
     config = DetectorConfig.load(model_dir)
+    try:
+        check_backend(options.backend, options.precision, config.architecture)
+    except ValueError as exc:
+        raise ArchiveError(str(exc)) from None
     version = options.version or config.version
     resolved = ExportOptions(**{**asdict(options), "version": version})
     store.mkdir(parents=True, exist_ok=True)
@@ -128,6 +141,8 @@ def export_archive(
         staging = Path(staging_dir)
         files = staging / "files"
         _link_checkpoint(model_dir, files / CHECKPOINT_DIR)
+        if resolved.backend != "torch":
+            _export_encoders(model_dir, files / ENCODERS_DIR, resolved)
         entry = staging / ENTRY_MODULE
         entry.write_text(_ENTRY_SOURCE, encoding="utf-8")
         config_file = staging / CONFIG_FILE
@@ -207,6 +222,16 @@ def _link_checkpoint(model_dir: Path, target: Path) -> None:
         (target / source.name).symlink_to(source.resolve())
 
 
+def _export_encoders(model_dir: Path, target: Path, options: ExportOptions) -> None:
+    """The checkpoint's encoders as ONNX graphs at the precision the archive runs on a CPU."""
+    # Imported here: exporting needs torch, onnx and onnxruntime, which reading archives does not.
+    from serving.model.backends import export_encoders
+    from serving.model.checkpoint import load_checkpoint
+
+    precision = resolve_precision(options.backend, options.precision, "cpu")
+    export_encoders(load_checkpoint(model_dir).model, target, precision=precision)
+
+
 def _model_config(options: ExportOptions, config: DetectorConfig) -> str:
     document = {
         "minWorkers": options.workers,
@@ -217,7 +242,9 @@ def _model_config(options: ExportOptions, config: DetectorConfig) -> str:
         "startupTimeout": options.startup_timeout_s,
         "handler": {
             "checkpoint": CHECKPOINT_DIR,
+            "backend": options.backend,
             "precision": options.precision,
+            "compile": options.compile,
             "max_forward_batch": options.max_forward_batch,
             "max_items_per_request": options.max_items_per_request,
             "threads": options.threads,

@@ -29,10 +29,8 @@ the client to retry.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -67,6 +65,10 @@ class HandlerSettings:
 
     checkpoint: str = "checkpoint"
     precision: str = "auto"
+    backend: str = "torch"
+    """What runs the encoders (serving.model.backends); exported ones are under ``encoders/``."""
+    compile: bool = False
+    """torch backend: encoders through ``torch.compile``."""
     max_forward_batch: int = 32
     max_items_per_request: int = 256
     threads: int = 0
@@ -104,6 +106,8 @@ class DetectorHandler:
         """Load the archive's checkpoint on the worker's device; warm it up."""
         import torch
 
+        from serving.model.backend_choice import ENCODERS_DIR
+        from serving.model.backends import set_threads
         from serving.model.predictor import Predictor
         from serving.torchserve.archive import aigis_version
 
@@ -116,7 +120,7 @@ class DetectorHandler:
         gpu_id = properties.get("gpu_id")
         device = f"cuda:{gpu_id}" if gpu_id is not None and torch.cuda.is_available() else "cpu"
         if device == "cpu":
-            _set_threads(self.settings.threads, int(yaml_config.get("maxWorkers", 1)))
+            set_threads(self.settings.threads, int(yaml_config.get("maxWorkers", 1)))
         installed = aigis_version()
         if installed != self.settings.aigis_version:
             log.warning(
@@ -125,20 +129,25 @@ class DetectorHandler:
                 installed,
             )
         started = time.monotonic()
+        model_dir = Path(properties["model_dir"])
         self.predictor = Predictor.from_checkpoint(
-            Path(properties["model_dir"]) / self.settings.checkpoint,
+            model_dir / self.settings.checkpoint,
             device=device,
             precision=self.settings.precision,
             max_batch=self.settings.max_forward_batch,
+            backend=self.settings.backend,
+            encoders=model_dir / ENCODERS_DIR,
+            compile=self.settings.compile,
         )
         self._run_reference()
         log.info(
-            "model %s version %s (%s) ready on %s, %s, %d torch threads, in %.1f s",
+            "model %s version %s (%s) ready on %s, %s %s, %d threads, in %.1f s",
             self.served_name,
             self.served_version,
             self.predictor.architecture,
             device,
-            self.settings.precision,
+            self.predictor.backend,
+            self.predictor.precision,
             torch.get_num_threads(),
             time.monotonic() - started,
         )
@@ -181,7 +190,8 @@ class DetectorHandler:
             "reads_caption": predictor.reads_caption,
             "checkpoint": {"name": predictor.name, "version": predictor.version},
             "device": str(predictor.device),
-            "precision": self.settings.precision,
+            "backend": predictor.backend,
+            "precision": predictor.precision,
             "dtype": str(predictor.dtype).removeprefix("torch."),
             "max_forward_batch": self.settings.max_forward_batch,
             "aigis_version": self.settings.aigis_version,
@@ -346,17 +356,6 @@ class DetectorHandler:
         if self.predictor is None:
             raise RuntimeError("the detector handler is used before initialize() loaded the model")
         return self.predictor
-
-
-def _set_threads(threads: int, workers: int) -> None:
-    """Torch threads of this worker so that all workers together use each core once."""
-    import torch
-
-    cores = len(os.sched_getaffinity(0))
-    torch.set_num_threads(threads or max(1, cores // max(1, workers)))
-    # One forward pass at a time per worker; fixed already if torch ran something in parallel.
-    with contextlib.suppress(RuntimeError):
-        torch.set_num_interop_threads(1)
 
 
 def _record_metrics(context: Context, *, scored: int, errors: Counter[str]) -> None:
