@@ -26,8 +26,9 @@ from pydantic import TypeAdapter, ValidationError
 
 from schemas.codec import decode, encode
 from schemas.errors import AigisError, SchemaError
+from schemas.fields import ConsumedRecord, Identifier
 from schemas.labels import GENERATOR_DISPLAY, GENERATORS, normalise_generator, reviewer_label
-from schemas.messages import ConsumedRecord, Identifier, ReviewDecision, ReviewItem, Verdict
+from schemas.messages import ReviewDecision, ReviewItem, Verdict
 from schemas.settings import Settings
 from worker.runtime.app import StreamRuntime
 from worker.runtime.batch import Batch

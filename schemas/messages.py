@@ -20,13 +20,21 @@ write (:func:`schemas.codec.encode` drops the version 2 fields when writing 1).
 from __future__ import annotations
 
 import base64
-import binascii
-from datetime import UTC, datetime
-from typing import Annotated, ClassVar, Literal, Protocol, Self
-from urllib.parse import urlsplit
+from typing import Annotated, ClassVar, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from schemas.fields import (
+    Caption,
+    ConsumedRecord,
+    Identifier,
+    Probability,
+    Sha256,
+    UtcDateTime,
+    check_uri,
+    decode_b64,
+    utc_now,
+)
 from schemas.labels import (
     GENERATORS,
     MAX_LABEL_SET,
@@ -37,9 +45,6 @@ from schemas.labels import (
     generator_problem,
 )
 from schemas.limits import (
-    ALLOWED_URI_SCHEMES,
-    MAX_CAPTION_CHARS,
-    MAX_ID_CHARS,
     MAX_INLINE_IMAGE_BYTES,
     MAX_URI_CHARS,
 )
@@ -49,43 +54,6 @@ SCHEMA_VERSION: Literal[2] = 2
 """The newest message version: what is written unless ``settings.message_version`` says 1."""
 SCHEMA_VERSIONS: tuple[int, ...] = (1, 2)
 """Every version this code reads."""
-
-_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@/+=-]*$"
-_SHA256_PATTERN = r"^[0-9a-f]{64}$"
-
-Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS, pattern=_ID_PATTERN)]
-Sha256 = Annotated[str, Field(pattern=_SHA256_PATTERN)]
-Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
-Caption = Annotated[str, Field(max_length=MAX_CAPTION_CHARS)]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _as_utc(value: datetime) -> datetime:
-    # A time without a zone (what datetime.utcnow().isoformat() gives) is read as UTC, so every
-    # time compares with every other; one with a zone is converted to UTC.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-UtcDateTime = Annotated[datetime, AfterValidator(_as_utc)]
-"""A point in time, always in UTC; a value without a zone is read as UTC."""
-
-
-class ConsumedRecord(Protocol):
-    """What a Kafka client's consumed record offers (kafka-python's ConsumerRecord fits)."""
-
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
 
 
 class Message(BaseModel):
@@ -114,27 +82,6 @@ class Message(BaseModel):
         return self
 
 
-def _decode_b64(value: str) -> bytes:
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ValueError(f"not valid base64 ({exc})") from None
-
-
-def _check_uri(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ALLOWED_URI_SCHEMES:
-        allowed = ", ".join(sorted(ALLOWED_URI_SCHEMES))
-        raise ValueError(
-            f"URI scheme {parts.scheme or '(none)'!r} is not allowed; use one of {allowed}"
-        )
-    if parts.scheme == "file" and not parts.path:
-        raise ValueError("file URI has no path")
-    if parts.scheme in {"http", "https", "s3"} and not parts.netloc:
-        raise ValueError(f"{parts.scheme} URI has no host or bucket")
-    return value
-
-
 class ImageSource(Message):
     """An image given inline (base64) or by reference (URI); exactly one of the two."""
 
@@ -153,7 +100,7 @@ class ImageSource(Message):
             raise ValueError(
                 f"inline image exceeds {MAX_INLINE_IMAGE_BYTES} bytes; publish it by URI instead"
             )
-        raw = _decode_b64(value)
+        raw = decode_b64(value)
         if not raw:
             raise ValueError("inline image is empty")
         if len(raw) > MAX_INLINE_IMAGE_BYTES:
@@ -166,7 +113,7 @@ class ImageSource(Message):
     @field_validator("image_uri")
     @classmethod
     def _valid_uri(cls, value: str | None) -> str | None:
-        return None if value is None else _check_uri(value)
+        return None if value is None else check_uri(value)
 
     @model_validator(mode="after")
     def _exactly_one_image(self) -> Self:
@@ -326,7 +273,7 @@ class ReviewItem(Message):
     @field_validator("image_uri")
     @classmethod
     def _valid_uri(cls, value: str | None) -> str | None:
-        return None if value is None else _check_uri(value)
+        return None if value is None else check_uri(value)
 
 
 class Labelled(ImageSource):

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from schemas.fields import Identifier, Sha256
 from schemas.labels import Decision
-from schemas.messages import Identifier, Sha256
 
 
 class HumanLabel(BaseModel):

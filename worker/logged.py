@@ -4,7 +4,7 @@ a failed load saw. Never the event's content beyond a redacted URI."""
 from __future__ import annotations
 
 from schemas import ImageEvent, trace
-from schemas.messages import ConsumedRecord
+from schemas.fields import ConsumedRecord
 from schemas.uris import redact_uri
 from serving.errors import ImageError
 from worker.fetch import FetchError

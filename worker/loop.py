@@ -18,7 +18,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 from redis.exceptions import RedisError
 
-from schemas.messages import ConsumedRecord
+from schemas.fields import ConsumedRecord
 from schemas.settings import Settings
 from schemas.uris import redact_uri
 from serving.client.http import ServingClient

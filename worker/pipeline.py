@@ -25,8 +25,9 @@ import structlog
 from schemas import ImageEvent, SchemaError, Timings, decode
 from schemas.canary import CanaryState, in_slice
 from schemas.decision import proven
+from schemas.fields import ConsumedRecord
 from schemas.limits import MAX_IMAGE_PIXELS
-from schemas.messages import ConsumedRecord, Evidence, NearDuplicate
+from schemas.messages import Evidence, NearDuplicate
 from schemas.overrides import HumanLabel
 from schemas.settings import Settings
 from serving.errors import ImageError

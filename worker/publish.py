@@ -29,8 +29,8 @@ from pydantic import TypeAdapter, ValidationError
 
 from schemas import AigisError, ImageEvent, encode, trace
 from schemas.codec import schema_error
+from schemas.fields import Identifier
 from schemas.limits import MAX_ID_CHARS, MAX_INLINE_IMAGE_BYTES
-from schemas.messages import Identifier
 from schemas.settings import Settings
 from serving.imageio import MAX_IMAGE_BYTES, ImageError, probe_image
 from worker import kafka as kafka_clients

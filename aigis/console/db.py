@@ -8,6 +8,7 @@ state change goes through a conditional UPDATE whose ``WHERE`` restates what the
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from sqlalchemy import (
@@ -23,10 +24,14 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    insert,
+    update,
 )
 from sqlalchemy.engine import Connection, make_url
 
 from schemas.errors import AigisError
+from schemas.messages import ReviewItem
+from schemas.overrides import HumanLabel
 
 metadata = MetaData()
 
@@ -183,3 +188,53 @@ def _sqlite_begin(connection: Connection) -> None:
     # IMMEDIATE takes the write lock at the start: one writer at a time, waiting its turn
     # (``timeout``) instead of failing half-way.
     connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def stage_override(conn: Connection, label: HumanLabel) -> None:
+    """Write a reviewer's label of an image as its override, inactive until published."""
+    values = {"label_json": label.model_dump_json(), "decision_id": label.decision_id}
+    # Inactive until published: the outbox publisher switches it on with the publish.
+    done = conn.execute(
+        update(overrides)
+        .where(overrides.c.image_sha256 == label.image_sha256)
+        .values(**values, active=False, synced=False)
+    ).rowcount
+    if done == 0:
+        conn.execute(
+            insert(overrides).values(
+                image_sha256=label.image_sha256, **values, active=False, synced=False
+            )
+        )
+
+
+def write_audit(
+    conn: Connection,
+    now: float,
+    reviewer: str,
+    action: str,
+    item_id: int | None,
+    decision_id: str | None,
+    item: ReviewItem,
+    **extra: str,
+) -> None:
+    """One line of the audit log: who did what to which item, and what the model had said."""
+    verdict = item.verdict
+    detail = {
+        "event_id": verdict.event_id,
+        "image_sha256": verdict.image_sha256,
+        "model_p_ai": verdict.p_ai,
+        "model_decision": verdict.decision.value,
+        "model_generator": verdict.generator,
+        "model_version": verdict.model_version,
+        **extra,
+    }
+    conn.execute(
+        insert(audit).values(
+            at=now,
+            reviewer=reviewer,
+            action=action,
+            item_id=item_id,
+            decision_id=decision_id,
+            detail=json.dumps(detail),
+        )
+    )

@@ -8,7 +8,6 @@ an expired lease makes the item free again. Nothing is kept in memory: a restart
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Callable
@@ -19,7 +18,7 @@ import structlog
 from sqlalchemy import Engine, Row, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
-from aigis.console.db import audit, decisions, items, outbox, overrides
+from aigis.console.db import decisions, items, outbox, overrides, stage_override, write_audit
 from aigis.review import generators_of
 from schemas.codec import decode, encode
 from schemas.errors import AigisError
@@ -191,7 +190,7 @@ class ReviewQueue:
                 decision_id=decision_id,
                 reviewer=reviewer,
             )
-            _upsert_override(conn, label)
+            stage_override(conn, label)
             # An empty payload publishes nothing but still switches the override on in time.
             conn.execute(
                 insert(outbox).values(
@@ -202,7 +201,9 @@ class ReviewQueue:
                     publish_after=now + self._settings.review.publish_delay_s,
                 )
             )
-            _audit(conn, now, reviewer, "decide", item_id, decision_id, item, answer=answer.label)
+            write_audit(
+                conn, now, reviewer, "decide", item_id, decision_id, item, answer=answer.label
+            )
         log.info("review_decided", item_id=item_id, decision_id=decision_id, reviewer=reviewer)
         return decision_id
 
@@ -223,7 +224,7 @@ class ReviewQueue:
                 )
             )
             item = decode(ReviewItem, row.item_json.encode())
-            _audit(conn, now, reviewer, "unsure" if unsure else "skip", item_id, None, item)
+            write_audit(conn, now, reviewer, "unsure" if unsure else "skip", item_id, None, item)
 
     def undo(self, reviewer: str) -> int | None:
         """Revoke this reviewer's latest decision and give its item back to them; the item id,
@@ -268,7 +269,7 @@ class ReviewQueue:
             row = self._row(conn, last.item_id)
             assert row is not None
             item = decode(ReviewItem, row.item_json.encode())
-            _audit(conn, now, reviewer, "undo", last.item_id, last.id, item)
+            write_audit(conn, now, reviewer, "undo", last.item_id, last.id, item)
         return int(last.item_id)
 
     def waiting(self, filters: Filters = Filters(), limit: int = 200) -> list[Row[Any]]:
@@ -360,51 +361,3 @@ def _named(label: str, generators: tuple[str, ...]) -> str:
 
 def _free(now: float) -> Any:
     return or_(items.c.leased_by.is_(None), items.c.lease_until < now)
-
-
-def _upsert_override(conn: Connection, label: HumanLabel) -> None:
-    values = {"label_json": label.model_dump_json(), "decision_id": label.decision_id}
-    # Inactive until published: the outbox publisher switches it on with the publish.
-    done = conn.execute(
-        update(overrides)
-        .where(overrides.c.image_sha256 == label.image_sha256)
-        .values(**values, active=False, synced=False)
-    ).rowcount
-    if done == 0:
-        conn.execute(
-            insert(overrides).values(
-                image_sha256=label.image_sha256, **values, active=False, synced=False
-            )
-        )
-
-
-def _audit(
-    conn: Connection,
-    now: float,
-    reviewer: str,
-    action: str,
-    item_id: int | None,
-    decision_id: str | None,
-    item: ReviewItem,
-    **extra: str,
-) -> None:
-    verdict = item.verdict
-    detail = {
-        "event_id": verdict.event_id,
-        "image_sha256": verdict.image_sha256,
-        "model_p_ai": verdict.p_ai,
-        "model_decision": verdict.decision.value,
-        "model_generator": verdict.generator,
-        "model_version": verdict.model_version,
-        **extra,
-    }
-    conn.execute(
-        insert(audit).values(
-            at=now,
-            reviewer=reviewer,
-            action=action,
-            item_id=item_id,
-            decision_id=decision_id,
-            detail=json.dumps(detail),
-        )
-    )

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from schemas.messages import ConsumedRecord
+from schemas.fields import ConsumedRecord
 
 _IDLE_POLL_MS = 200
 """Longest single wait for a first record, so that a stop request is noticed quickly."""

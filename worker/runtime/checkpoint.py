@@ -21,7 +21,8 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from schemas import AigisError, trace
 from schemas.codec import encode
-from schemas.messages import ConsumedRecord, DeadLetter
+from schemas.fields import ConsumedRecord
+from schemas.messages import DeadLetter
 from schemas.settings import Guarantee, Settings
 from worker import kafka as kafka_clients
 from worker.runtime import clients

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.errors import AigisError
-from schemas.messages import ConsumedRecord
+from schemas.fields import ConsumedRecord
 from schemas.settings import Guarantee
 from worker.runtime.batch import Batch
 from worker.runtime.checkpoint import Output
