@@ -40,18 +40,28 @@ def grow_generators(checkpoint: Checkpoint, generators: tuple[str, ...]) -> Chec
     prompts_b = config.prompts_b
     if prompts_b:  # explicit prompts: keep them, and give the new classes the default ones
         prompts_b = (*prompts_b, *generator_prompts(generators)[len(old) :])
-    grown_config = DetectorConfig.model_validate(
-        {**config.model_dump(), "generators": generators, "prompts_b": prompts_b}
-    )
+    # clip-contrastive's prompts are tokenised again for the grown set (build_detector does it).
+    grown = {"generators": generators, "prompts_b": prompts_b, "prompt_token_ids": ()}
+    grown_config = DetectorConfig.model_validate({**config.model_dump(), **grown})
     state = checkpoint.model.state_dict()
+    for buffer in ("prompt_ids", "prompt_mask"):  # of the old prompts: rebuilt with the new ones
+        state.pop(buffer, None)
     if "head_b.weight" in state:
         state["head_b.weight"], state["head_b.bias"] = _grown_rows(
             state["head_b.weight"], state["head_b.bias"], len(generators)
         )
     model = build_detector(grown_config, checkpoint.tokenizer)
-    model.load_state_dict(state)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or set(missing) - {"prompt_ids", "prompt_mask"}:
+        raise CheckpointError(
+            f"the grown model does not fit the checkpoint's weights: missing {missing[:8]}, "
+            f"unexpected {unexpected[:8]}",
+            config.name,
+        )
     model.train(checkpoint.model.training)
-    return Checkpoint(grown_config, model, checkpoint.tokenizer, checkpoint.image_processor)
+    return Checkpoint(
+        model.detector_config, model, checkpoint.tokenizer, checkpoint.image_processor
+    )
 
 
 def _grown_rows(
