@@ -167,6 +167,10 @@ def run_cycle(
         tempfile.TemporaryDirectory(prefix="aigis-retrain-") as spool,  # owner-only, removed
     ):
         champion = _champion(registry, service)
+        running = CanaryControl(settings, service).state()
+        if running is not None:  # its candidate would be pruned, or a second canary refused
+            reason = f"a canary of version {running.version} is running: promote or abort it first"
+            return CycleResult("skipped", champion.version, reason)
         store = LabelStore.from_settings(settings)
         snapshot = store.snapshot(pin=True)
         last = _last_snapshot(registry)

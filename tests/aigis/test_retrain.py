@@ -233,6 +233,11 @@ def test_with_a_canary_share_a_better_candidate_starts_as_a_canary_and_is_promot
     state = canaries.state()
     assert state is not None
     assert (state.version, state.percent, state.default) == (record.version, 20.0, "1")
+    # While it runs, another cycle is skipped: it would unregister the candidate or start a
+    # second canary.
+    again = better_cycle(through, service, world, {})
+    assert (again.outcome, again.record) == ("skipped", None), again.describe()
+    assert f"canary of version {record.version}" in again.reason
     canaries.promote()
     assert (service.default_version(), namespace(through)) == (record.version, record.version)
     assert canaries.state() is None
