@@ -245,7 +245,7 @@ class StoreSettings(_Group):
     vacuum_grace_s: Annotated[float, Field(ge=0)] = 3600.0
     """Superseded shards are deleted this long after compaction (readers may still be on them),
     and kept image bytes that no remaining record names once they are this old."""
-    metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9109
+    metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9107
     """Prometheus metrics port of ``aigis sink`` (moved by ``dev.port_offset`` like the other
     local ports); 0 turns the endpoint off."""
     metrics_host: str = "127.0.0.1"
@@ -302,7 +302,7 @@ class RetrainSettings(_Group):
 class DevSettings(_Group):
     """How ``aigis dev up`` runs Kafka and Redis on this machine (not used in production)."""
 
-    port_offset: Annotated[int, Field(ge=0, le=65535 - 9109)] = 0
+    port_offset: Annotated[int, Field(ge=0, le=65535 - 9108)] = 0
     """Added to every default port (Kafka broker and controller, Redis, TorchServe's three, the
     worker's and the sink's metrics) so that a second local stack runs beside the first; ports
     set explicitly are kept as given."""

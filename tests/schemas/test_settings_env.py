@@ -33,7 +33,7 @@ def test_the_offset_moves_every_default_port(env: pytest.MonkeyPatch) -> None:
     assert settings.serving.management_url == "http://127.0.0.1:48081"
     assert settings.serving.metrics_url == "http://127.0.0.1:48082"
     assert settings.worker.metrics_port == 49108
-    assert settings.store.metrics_port == 49109  # the sink's metrics are on by default
+    assert settings.store.metrics_port == 49107  # the sink's metrics are on by default
     # The controller's default is the broker's port + 1, so it moves with the broker.
     assert settings.dev.kafka_controller_port is None
 
@@ -56,7 +56,7 @@ def test_offset_zero_changes_nothing(env: pytest.MonkeyPatch) -> None:
     env.setenv("AIGIS_DEV__PORT_OFFSET", "0")
     assert Settings() == Settings(dev={"port_offset": 0})
     assert Settings().kafka.bootstrap_servers == "127.0.0.1:9092"
-    assert (Settings().worker.metrics_port, Settings().store.metrics_port) == (9108, 9109)
+    assert (Settings().worker.metrics_port, Settings().store.metrics_port) == (9108, 9107)
 
 
 @pytest.mark.parametrize("offset", ["-1", "60000", "many"])
