@@ -123,10 +123,11 @@ class DriftMonitor:
 class DriftBoard:
     """Writes this worker's latest drift indices to Redis (skipped while Redis fails)."""
 
-    def __init__(self, cache: VerdictCache, key_prefix: str, worker: str) -> None:
+    def __init__(self, cache: VerdictCache, key_prefix: str, worker: str, ttl_s: int) -> None:
         self._cache = cache
         self._key = drift_key(key_prefix)
         self._worker = worker
+        self._ttl_s = ttl_s
 
     def publish(self, indices: Mapping[tuple[str, str, str], float]) -> None:
         if not indices:
@@ -138,6 +139,7 @@ class DriftBoard:
             for (version, source, statistic), psi in indices.items():
                 entry = DriftEntry(version, source, statistic, self._worker, psi, now)
                 pipe.hset(self._key, entry.field(), entry.value())
+            pipe.expire(self._key, self._ttl_s)  # the reports of stopped workers go with it
             pipe.execute()
 
         self._cache.guarded("keep the drift indices", write)

@@ -219,7 +219,9 @@ class Worker:
         scorer = Scorer(client, s.worker, lambda info: self.metrics.model_served(info.version))
         evidence = EvidenceStage(s, cache)
         stack.callback(evidence.close)
-        self._handler.drift = DriftBoard(cache, s.redis.key_prefix, transactional_id(s, self.slot))
+        self._handler.drift = DriftBoard(
+            cache, s.redis.key_prefix, transactional_id(s, self.slot), s.redis.ttl_seconds
+        )
         canary = Canary(s, cache, scorer, self.metrics.canary_served)
         self._handler.canary = canary
         self._handler.pipeline = Pipeline(s, fetcher, cache, scorer, evidence, canary)

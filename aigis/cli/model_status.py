@@ -2,8 +2,8 @@
 
 Drift is read from Redis, where every worker keeps its latest indices (:mod:`schemas.drift`):
 one row per model version, source and statistic, with the largest index any worker reports
-(each worker sees only its partitions' traffic), how many workers report it and how old the
-newest report is.
+(each worker sees only its partitions' traffic), how many workers report it and how old that
+largest index's report is, so the last alarm of a stopped worker shows its true age.
 """
 
 from __future__ import annotations
@@ -51,9 +51,9 @@ def gather(settings: Settings, registry: Registry, control: ServiceControl) -> d
             (entry.model_version, entry.source, entry.statistic),
             {"psi": entry.psi, "workers": 0, "age_s": now - entry.at},
         )
-        row["psi"] = max(row["psi"], entry.psi)
+        if entry.psi > row["psi"]:  # the age shown is that of the largest index's report
+            row["psi"], row["age_s"] = entry.psi, now - entry.at
         row["workers"] += 1
-        row["age_s"] = min(row["age_s"], now - entry.at)
     threshold = settings.worker.drift_psi_threshold
     return {
         "in_service": in_service.version if in_service else None,
