@@ -26,7 +26,7 @@ def gather(settings: Settings, registry: Registry, control: ServiceControl) -> d
     """Everything ``aigis model status`` shows, as plain data."""
     from aigis.canary import CanaryControl
     from schemas.canary import CanaryError
-    from schemas.drift import DriftEntry, drift_key
+    from schemas.drift import drift_key
     from serving.client.transport import ServingUnavailable
 
     in_service = registry.in_service()
@@ -41,19 +41,6 @@ def gather(settings: Settings, registry: Registry, control: ServiceControl) -> d
     except (CanaryError, redis.RedisError, OSError) as err:
         typer.secho(f"Redis cannot be read ({err}); no canary or drift shown", err=True)
         canary, raw = None, {}
-    rows: dict[tuple[str, str, str], dict[str, Any]] = {}
-    now = time.time()
-    for field, value in raw.items():
-        entry = DriftEntry.read(field, value)
-        if entry is None:
-            continue
-        row = rows.setdefault(
-            (entry.model_version, entry.source, entry.statistic),
-            {"psi": entry.psi, "workers": 0, "age_s": now - entry.at},
-        )
-        if entry.psi > row["psi"]:  # the age shown is that of the largest index's report
-            row["psi"], row["age_s"] = entry.psi, now - entry.at
-        row["workers"] += 1
     threshold = settings.worker.drift_psi_threshold
     return {
         "in_service": in_service.version if in_service else None,
@@ -66,19 +53,39 @@ def gather(settings: Settings, registry: Registry, control: ServiceControl) -> d
             "compared_with": canary.default,
         },
         "drift_threshold": threshold,
-        "drift": [
-            {
-                "model_version": version,
-                "source": source,
-                "statistic": statistic,
-                "psi": round(row["psi"], 4),
-                "workers": row["workers"],
-                "age_s": round(max(0.0, row["age_s"]), 1),
-                "drifting": row["psi"] > threshold,
-            }
-            for (version, source, statistic), row in sorted(rows.items())
-        ],
+        "drift": drift_rows(raw, time.time(), threshold),
     }
+
+
+def drift_rows(raw: dict[bytes, bytes], now: float, threshold: float) -> list[dict[str, Any]]:
+    """One row per model version, source and statistic of the drift hash's fields: the largest
+    index, how many workers report it, and the age of the report that gave the largest."""
+    from schemas.drift import DriftEntry
+
+    rows: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for field, value in raw.items():
+        entry = DriftEntry.read(field, value)
+        if entry is None:
+            continue
+        row = rows.setdefault(
+            (entry.model_version, entry.source, entry.statistic),
+            {"psi": entry.psi, "workers": 0, "age_s": now - entry.at},
+        )
+        if entry.psi > row["psi"]:
+            row["psi"], row["age_s"] = entry.psi, now - entry.at
+        row["workers"] += 1
+    return [
+        {
+            "model_version": version,
+            "source": source,
+            "statistic": statistic,
+            "psi": round(row["psi"], 4),
+            "workers": row["workers"],
+            "age_s": round(max(0.0, row["age_s"]), 1),
+            "drifting": row["psi"] > threshold,
+        }
+        for (version, source, statistic), row in sorted(rows.items())
+    ]
 
 
 def show(status: dict[str, Any]) -> None:
