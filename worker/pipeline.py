@@ -6,7 +6,7 @@ before the cache and the model are consulted, and so is a near-duplicate of one 
 ``evidence.reuse_distance`` (found by the evidence stage). With
 ``evidence.skip_model_when_proven``, an image whose provenance decided it is not sent to the
 model either. The images in a canary's slice are looked up and answered by the candidate version
-(:mod:`worker.canary`).
+(:mod:`worker.canary`), their keys with the caption when either version reads it.
 
 Produces what the batch would publish without publishing it, so the caller decides how it is
 committed (and can retry the batch whole when the model server is unavailable). Each step that
@@ -107,7 +107,8 @@ class Pipeline:
         candidate = self._canary.model(canary) if self._canary and canary else None
         for item in items:
             item.canary = bool(candidate and canary and in_slice(item.sha256, canary.percent))
-            reads = (candidate if candidate and item.canary else model).reads_caption
+            also = candidate.reads_caption if candidate and item.canary else False
+            reads = model.reads_caption or also
             item.suffix = key_suffix(item.sha256, item.event.caption, reads_caption=reads)
         flags = [i.canary for i in items]
         slice_ = (candidate.version, candidate.generators, flags) if candidate else None
