@@ -13,11 +13,15 @@ the fields in :data:`STAT_FIELDS`. :class:`Comparison` reads it back.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
 from schemas.errors import AigisError
+
+_VERSION: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+"""What a model version is (the registry's rule): it goes into URL paths and Redis keys."""
 
 STAT_FIELDS: Final[tuple[str, ...]] = (
     "items",
@@ -100,10 +104,12 @@ class CanaryState:
                 f"the canary state in Redis cannot be read ({type(exc).__name__}); end it with "
                 "`aigis model canary abort` and start it again"
             ) from None
-        if not 0.0 < state.percent <= 100.0 or not state.version:
+        versions_ok = all(_VERSION.fullmatch(v) for v in (state.version, state.default))
+        if not 0.0 < state.percent <= 100.0 or not versions_ok:
             raise CanaryError(
-                f"the canary state in Redis names percent {state.percent} and version "
-                f"{state.version!r}; end it with `aigis model canary abort`"
+                f"the canary state in Redis names percent {state.percent} and versions "
+                f"{state.version[:64]!r} and {state.default[:64]!r}; end it with "
+                "`aigis model canary abort`"
             )
         return state
 

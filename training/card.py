@@ -315,7 +315,7 @@ def _limits(
             "for testing the pipeline, not a detector of real images."
         )
     specs = {(training or {}).get("data"), ((evaluation or {}).get("data") or {}).get("spec")}
-    if "smoke" in specs:
+    if any(str(spec).partition(":")[0] in ("smoke", "smoke-jpeg") for spec in specs if spec):
         lines.append(
             "The smoke set's generators are simulated fingerprints, far easier to spot than "
             "real generators' traces: a good score on it says the code works, nothing about "

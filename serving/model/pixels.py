@@ -10,7 +10,7 @@ What CLIP's image processor does (transformers' ``CLIPImageProcessor``: resize t
 * only the centre square is written, straight into one preallocated float batch, which is then
   scaled and normalised in place: one multiply and one add per value, no temporaries.
 
-The result differs from the reference processor by at most one 8-bit grey level per value
+The result differs from the reference processor by at most two 8-bit grey levels per value
 (tests/serving/test_pixels.py states the tolerance; bench/inputs.py measures both).
 """
 

@@ -56,6 +56,8 @@ def test_a_state_survives_its_round_trip() -> None:
         b'{"version": "2", "percent": 0, "default": "1", "started_at": "2026-11-30"}',
         b'{"version": "2", "percent": 101, "default": "1", "started_at": "2026-11-30"}',
         b'{"version": "", "percent": 5, "default": "1", "started_at": "2026-11-30"}',
+        b'{"version": "../1", "percent": 5, "default": "1", "started_at": "2026-11-30"}',
+        b'{"version": "2", "percent": 5, "default": "1/x?y", "started_at": "2026-11-30"}',
         b'{"version": "2", "percent": 5, "default": "1", "started_at": "yesterday"}',
         b'{"version": "2", "percent": NaN, "default": "1", "started_at": "2026-11-30"}',
         b"\xff\xfe",

@@ -48,7 +48,7 @@ def _open_smoke(spec: str) -> DataSource:
     variant = BOTH_JPEG if name == "smoke-jpeg" else ORDINARY
     if not colon:
         return ParquetSource(smoke_dir(variant=variant), spec)
-    if not classes.isdigit():
+    if not (classes.isascii() and classes.isdigit()):
         raise DataError(f"write {name}:N, N the number of classes (real and N-1 generators)", spec)
     return ParquetSource(smoke_dir(int(classes), variant), spec)
 
