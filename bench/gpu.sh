@@ -6,11 +6,11 @@
 #   bench/gpu.sh --prepare      here, with PyPI reachable: the wheels such a machine lacks
 #                               (pydantic and pydantic-settings with their own dependencies, the
 #                               versions of uv.lock, for CPython 3.12 on x86-64 Linux) into
-#                               .gpu-wheels/, about 3 MB; carry that folder with the tree
+#                               .gpu-wheels/, about 3 MB; copy it to the GPU host with the repository
 #   bench/gpu.sh [--device auto|cuda|cpu] [--quick] [--json PATH] [bench.gpu's options]
 #                               there: unpacks whichever of those wheels the interpreter lacks
 #                               into .gpu-site/, puts it first on the path, and runs bench.gpu
-#                               under an 8-minute limit
+#                               and stops it after 8 minutes
 #
 # PYTHON names the interpreter (default python3).
 set -euo pipefail
@@ -56,7 +56,7 @@ PY
 if [[ -n $missing ]]; then
     if [[ ! -d $WHEELS ]]; then
         echo "bench/gpu.sh: this interpreter lacks $missing and there is no $WHEELS/;" \
-            "run bench/gpu.sh --prepare where PyPI is reachable and carry $WHEELS/" >&2
+            "run bench/gpu.sh --prepare where PyPI is reachable and copy $WHEELS/ here" >&2
         exit 2
     fi
     rm -rf "$SITE" && mkdir -p "$SITE"
