@@ -144,10 +144,12 @@ def test_the_slice_follows_the_image_hash_and_each_verdict_names_the_version_tha
 
     # Each answer is cached in the namespace of the version that gave it, never the other's.
     prefix = canary_settings.redis.key_prefix
+    by_event = {v.event_id: v for v in verdicts}
     for e in events:
         mine, other = ("2", "1") if chosen[e.event_id] else ("1", "2")
-        assert redis_client.keys(cache_key(prefix, mine, sha(e)) + "*")
-        assert not redis_client.keys(cache_key(prefix, other, sha(e)) + "*")
+        labels = tuple(by_event[e.event_id].generator_probs)
+        assert redis_client.keys(cache_key(prefix, mine, labels, sha(e)) + "*")
+        assert not redis_client.keys(f"{prefix}:{other}:*:{sha(e)}*")
 
     status = canaries.status()
     assert status["items"] == sum(chosen.values())

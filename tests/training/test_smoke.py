@@ -122,7 +122,9 @@ def test_smoke_n_has_a_dozen_generators_and_keeps_the_first_classes_order() -> N
     assert {counts[b] for b in range(1, 13)} == {len(samples) // 24}
 
 
-@pytest.mark.parametrize("spec", ["smoke:1", "smoke:14", "smoke:x", "smoke:", "smoke:-3", "smoke:²"])
+@pytest.mark.parametrize(
+    "spec", ["smoke:1", "smoke:14", "smoke:x", "smoke:", "smoke:-3", "smoke:²"]
+)
 def test_a_smoke_set_of_an_impossible_size_is_refused(spec: str) -> None:
     with pytest.raises(DataError, match="smoke:N"):
         generators_of(spec)
