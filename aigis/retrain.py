@@ -192,10 +192,18 @@ def run_cycle(
                 options.add_generator,
                 generators,
                 min_examples=settings.retrain.min_examples_new_generator,
+                max_examples=settings.retrain.max_per_class,
                 concurrency=concurrency,
             )
             log.info("retrain_new_generator", name=added.name, **added.counts)
-        holdout = gold_holdout(holdout_spec, store, snapshot, generators, concurrency=concurrency)
+        holdout = gold_holdout(
+            holdout_spec,
+            store,
+            snapshot,
+            generators,
+            concurrency=concurrency,
+            leave_out=added.name if added else None,
+        )
         selection = select_pseudo_labels(
             store.read(snapshot),
             threshold=settings.retrain.pseudo_label_threshold,
@@ -218,7 +226,7 @@ def run_cycle(
             min_usable=settings.retrain.min_usable_items if added is None else 0,
             concurrency=concurrency,
             added=added.train if added else (),
-            generators=added.generators if added else None,
+            generators=added.generators if added else generators,
         )
         log.info("retrain_images", snapshot=snapshot.id, **sizes)
         version = registry.next_version(taken=tuple(service.served_versions()))
@@ -239,7 +247,11 @@ def run_cycle(
             max_fpr_increase=config.max_fpr_increase,
         )
         if added is not None:
-            gate = with_new_classes(gate, {added.name: _new_class(evaluate, candidate, added)})
+            gate = with_new_classes(
+                gate,
+                {added.name: _new_class(evaluate, candidate, added)},
+                min_recall=config.min_new_class_recall,
+            )
         canary = settings.retrain.canary_percent if gate.promote else None
         record = ModelVersion(
             version=version,

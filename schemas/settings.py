@@ -293,10 +293,15 @@ class RetrainSettings(_Group):
     and still hashing to the labelled image) for a cycle to train; below it the cycle stops
     before training. Unusable items are skipped and counted. Raise it so that a cycle does not
     train for hours on a handful of items."""
-    min_examples_new_generator: Annotated[int, Field(ge=1)] = 20
+    min_examples_new_generator: Annotated[int, Field(ge=2)] = 20
     """Fewest human-labelled examples of a generator (decisions naming it, as its class or as
     ``other`` with the name kept) with a usable image before ``aigis retrain --add-generator``
-    grows the label set by it; below it the cycle stops before training."""
+    grows the label set by it; below it the cycle stops before training. One in four of them
+    is held out, so at least one is trained on and one reported. At most ``max_per_class``
+    are used."""
+    min_new_class_recall: Annotated[float, Field(ge=0, le=1)] = 0.5
+    """A grown candidate is promoted only when at least this share of its new class's
+    held-out examples is named as that class (besides passing the usual comparison)."""
 
 
 class DevSettings(_Group):

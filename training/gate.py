@@ -8,8 +8,9 @@ hold-out with classes the model lacks) is left out of the comparison. Pure funct
 
 A candidate that adds generators to the label set is compared on the old classes, on the old
 hold-out, like any other; each new class is reported beside that comparison
-(:func:`with_new_classes`, from the candidate's scores on the new class's own held-out examples)
-and does not decide the promotion: the champion cannot be scored on a class it does not have.
+(:func:`with_new_classes`, from the candidate's scores on the new class's own held-out examples).
+The champion cannot be scored on a class it does not have, so a new class only vetoes: below
+``min_recall`` of its held-out examples named, the candidate is not promoted.
 """
 
 from __future__ import annotations
@@ -142,17 +143,28 @@ def new_class_scores(report: Mapping[str, Any], name: str) -> dict[str, float]:
 
 
 def with_new_classes(
-    decision: GateDecision, new_classes: Mapping[str, Mapping[str, float]]
+    decision: GateDecision,
+    new_classes: Mapping[str, Mapping[str, float]],
+    *,
+    min_recall: float = 0.0,
 ) -> GateDecision:
-    """``decision`` with each new class's scores reported (one reason line each); the verdict
-    is unchanged."""
-    reasons = [
-        f"new class {name}: {scores.get('recall_b', 0.0):.4f} of "
-        f"{int(scores.get('examples', 0))} held-out examples named it (reported, not gated)"
-        for name, scores in new_classes.items()
-    ]
+    """``decision`` with each new class's scores reported (one reason line each), and refused
+    when a new class's held-out recall is below ``min_recall``."""
+    reasons, below = [], []
+    for name, scores in new_classes.items():
+        recall = scores.get("recall_b", 0.0)
+        line = (
+            f"new class {name}: {recall:.4f} of {int(scores.get('examples', 0))} held-out "
+            f"examples named it (at least {min_recall:.4f} required)"
+        )
+        reasons.append(line)
+        if recall < min_recall:
+            below.append(name)
+    if below:
+        reasons.append(f"not promoted: new class(es) {', '.join(below)} below the recall asked")
     return decision.model_copy(
         update={
+            "promote": decision.promote and not below,
             "new_classes": {name: dict(scores) for name, scores in new_classes.items()},
             "reasons": [*decision.reasons, *reasons],
         }

@@ -49,11 +49,13 @@ def new_generator_examples(
     generators: tuple[str, ...],
     *,
     min_examples: int,
+    max_examples: int | None = None,
     concurrency: int = 1,
 ) -> NewGenerator:
     """The examples of generator ``name`` for a model predicting ``generators`` (module
     docstring). Raises DataError for a name that is unusable or already a class, and
-    TooFewExamplesError when fewer than ``min_examples`` have a usable image."""
+    TooFewExamplesError when fewer than ``min_examples`` have a usable image. At most
+    ``max_examples`` (the first by image hash) are read."""
     try:
         name = normalise_generator(name)
     except ValueError as err:
@@ -71,6 +73,8 @@ def new_generator_examples(
     has_image = pc.or_(pc.is_valid(humans["image_blob"]), pc.is_valid(humans["image_uri"]))
     rows = humans.filter(pc.and_(pc.fill_null(named, False), has_image))
     rows = rows.sort_by([("image_sha256", "ascending")])
+    if max_examples is not None:  # bounded like a class of pseudo-labels
+        rows = rows.slice(0, max_examples)
     images: dict[int, bytes] = {}
     reads = read_images(store, rows, images.__setitem__, concurrency=concurrency)
     if len(reads.rows) < min_examples:

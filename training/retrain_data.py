@@ -103,19 +103,24 @@ def gold_holdout(
     generators: tuple[str, ...],
     *,
     concurrency: int = 1,
+    leave_out: str | None = None,
 ) -> GoldHoldout:
     """The hold-out of a cycle whose model predicts ``generators``.
 
     Raises DataError when the data set's classes are not among ``generators``. Human decisions
     naming a generator the model does not know, or whose image cannot be used, are left out
-    (and counted); their hashes are excluded from training all the same.
+    (and counted); their hashes are excluded from training all the same. So are decisions that
+    name ``leave_out``, a generator being added: they are its own examples and hold-out.
     """
     base = open_source(spec)
     base_test = base.split("test", require_labels=True)
     remap = _remap(base.generators, generators, spec)
     raw_base = [replace(s, label_b=remap[s.label_b]) for s in base_test]
-    humans = store.read(snapshot, origin=Origin.HUMAN)
+    humans = reviewed_classes(store.read(snapshot, origin=Origin.HUMAN), generators)
     known = pc.is_in(humans["generator"], pa.array(list(generators), pa.string()))
+    if leave_out is not None:  # the examples of a generator being added are not gold for it
+        named = pc.fill_null(pc.equal(humans["generator_name"], leave_out), False)
+        known = pc.and_(known, pc.invert(named))
     has_image = pc.or_(pc.is_valid(humans["image_blob"]), pc.is_valid(humans["image_uri"]))
     usable = humans.filter(pc.and_(known, has_image))
     images: dict[int, bytes] = {}
@@ -140,6 +145,16 @@ def gold_holdout(
             **{f"holdout_skipped.{reason}": n for reason, n in reads.skipped.items()},
         },
     )
+
+
+def reviewed_classes(humans: pa.Table, generators: tuple[str, ...]) -> pa.Table:
+    """``humans`` with each decision's class on ``generators``: the name a reviewer typed
+    (``generator_name``, stored with ``generator`` "other") when the set has a class of that
+    name, as it does once the generator was added; else the stored ``generator``."""
+    classes = pa.array(list(generators), pa.string())
+    typed = pc.fill_null(pc.is_in(humans["generator_name"], classes), False)
+    labels = pc.if_else(typed, humans["generator_name"], humans["generator"])
+    return humans.set_column(humans.schema.get_field_index("generator"), "generator", labels)
 
 
 class MixedSource:

@@ -91,7 +91,7 @@ def test_a_promoted_candidates_card_shows_its_hold_out_scores(tmp_path: Path) ->
     assert not (tmp_path / "none").exists()
 
 
-def test_a_new_class_is_reported_beside_the_old_classes_comparison_not_gated() -> None:
+def test_a_new_class_is_reported_beside_the_old_classes_comparison_and_can_only_veto() -> None:
     champion = {"task_a.f1": 0.70, "task_b.f1_weighted": 0.60}
     candidate = {"task_a.f1": 0.72, "task_b.f1_weighted": 0.61}
     gate = decide(candidate, champion, metric="task_a.f1", min_improvement=0.01, max_regression=0.0)
@@ -102,10 +102,15 @@ def test_a_new_class_is_reported_beside_the_old_classes_comparison_not_gated() -
     }
     scores = new_class_scores(report, "flux/1-dev")
     assert scores == {"examples": 4.0, "recall_b": 0.75, "recall_a": 1.0}
-    reported = with_new_classes(gate, {"flux/1-dev": scores})
-    assert reported.promote == gate.promote
+    reported = with_new_classes(gate, {"flux/1-dev": scores}, min_recall=0.5)
+    assert gate.promote
+    assert reported.promote
     assert reported.new_classes == {"flux/1-dev": scores}
     assert "new class flux/1-dev: 0.7500 of 4 held-out examples named it" in reported.summary()
+    # A new class its own hold-out does not show learned keeps the candidate out of service.
+    vetoed = with_new_classes(gate, {"flux/1-dev": scores}, min_recall=0.8)
+    assert not vetoed.promote
+    assert "below the recall asked" in vetoed.summary()
     # A class the report does not know scores nothing rather than failing the cycle.
     assert new_class_scores({}, "x") == {"examples": 0.0, "recall_b": 0.0}
     # Records written before new classes existed still read.

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -263,3 +265,60 @@ def test_a_missing_file_under_a_root_is_unreachable(store: LabelStore, images: P
     with pytest.raises(ImageError) as caught:
         store.image_bytes(None, (images / "gone.png").as_uri(), sha256=sha(b"x"))
     assert caught.value.reason == "unreachable_uri"
+
+
+GROWN = (*GENERATORS, "other", "flux/1-dev")
+"""A label set grown by a generator reviewers named while it was outside the set."""
+
+
+def typed(data: bytes, images: Path, name: str) -> LabelRecord:
+    """A reviewer's decision typing ``name`` when the set lacked it: ``other``, name kept."""
+    uri = on_disk(images, f"{sha(data)[:8]}.png", data)
+    return replace(
+        record(data, uri=uri, origin=Origin.HUMAN),
+        generator="other",
+        label_b=None,
+        generator_name=name,
+    )
+
+
+def test_a_typed_name_counts_as_its_class_once_the_set_has_it(
+    store: LabelStore, images: Path, base: str
+) -> None:
+    flux, unnamed = png(30), png(31)
+    store.append([typed(flux, images, "flux/1-dev"), typed(unnamed, images, "seedream/4")])
+    holdout = gold_holdout(base, store, store.snapshot(), GROWN)
+    classes = Counter(GROWN[s.label_b] for s in holdout.samples)
+    assert holdout.counts["holdout_human"] == 2
+    assert (classes["flux/1-dev"], classes["other"]) == (1, 1)
+
+
+def test_the_examples_of_a_generator_being_added_are_not_gold_for_it(
+    store: LabelStore, images: Path, base: str
+) -> None:
+    """They train the new class and make its own hold-out; counted as gold ``other`` too,
+    the candidate would be scored on images it was trained on."""
+    flux, unnamed = png(32), png(33)
+    store.append([typed(flux, images, "flux/1-dev"), typed(unnamed, images, "seedream/4")])
+    champion = (*GENERATORS, "other")
+    holdout = gold_holdout(base, store, store.snapshot(), champion, leave_out="flux/1-dev")
+    assert holdout.counts["holdout_human"] == 1  # the seedream decision, as "other"
+    assert Counter(champion[s.label_b] for s in holdout.samples)["other"] == 1
+    assert sha(flux) in holdout.exclude  # and never a pseudo-label either
+
+
+def test_pseudo_labels_of_a_grown_class_train_on_the_grown_set(
+    store: LabelStore, images: Path, base: str, tmp_path: Path
+) -> None:
+    """After a generator was added, the model in service names it: later cycles train on its
+    label set, not on the base data's."""
+    data = png(34)
+    pseudo = replace(
+        record(data, uri=on_disk(images, "grown.png", data)),
+        generator="flux/1-dev",
+        label_b=GROWN.index("flux/1-dev"),
+    )
+    store.append([pseudo])
+    spec, _ = mixed_spec(base, store, store.read(), spool=tmp_path, generators=GROWN)
+    trained = {s.sha256: s.label_b for s in load_split(spec, "train", normalise=False)}
+    assert trained[sha(data)] == GROWN.index("flux/1-dev")
