@@ -49,6 +49,13 @@ MAX_GENERATOR_CHARS: Final[int] = 64
 MAX_LABEL_SET: Final[int] = 256
 """Most classes a label set may have (a verdict carries one probability per class)."""
 
+RESERVED_WORDS: Final[frozenset[str]] = frozenset(
+    {"real", "unknown", "human", "ai", "ai-generated", "ai_generated", "needs-review"}
+    | {"needs_review", "skip", "unsure"}
+)
+"""Words that mean a decision or an answer, never a generator: not a name, nor a part of one.
+``other`` is a class, so also not the family or model part of a name."""
+
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._+-]*(/[a-z0-9][a-z0-9._+-]*)?$")
 
 
@@ -79,6 +86,9 @@ def generator_problem(name: str) -> str | None:
         )
     if name in (UNKNOWN_GENERATOR, REAL):
         return f"{name!r} is reserved: {REAL!r} is class 0, {UNKNOWN_GENERATOR!r} the abstention"
+    parts = name.split("/")
+    if name in RESERVED_WORDS or (len(parts) == 2 and set(parts) & (RESERVED_WORDS | {"other"})):
+        return f"{name!r} is reserved: it reads as a decision or an answer, not a generator"
     return None
 
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Final, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from schemas.labels import GENERATOR_DISPLAY, GENERATORS
+from schemas.labels import GENERATOR_DISPLAY, GENERATORS, check_label_set
 from serving.errors import CheckpointError
 
 Architecture = Literal["fused", "clip-linear", "clip-contrastive"]
@@ -163,10 +163,7 @@ class DetectorConfig(_Frozen):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        if len(self.generators) < 2:
-            raise ValueError("generators needs the real class and at least one generator")
-        if len(set(self.generators)) != len(self.generators):
-            raise ValueError("generator names must be unique")
+        check_label_set(self.generators)  # real first, usable distinct names, bounded
         if self.human_threshold >= self.ai_threshold:
             raise ValueError("human_threshold must be below ai_threshold")
         if self.prompts_b and len(self.prompts_b) != len(self.generators):

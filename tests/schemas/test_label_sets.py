@@ -54,6 +54,13 @@ def test_generator_names_may_carry_a_family(text: str, name: str, family: str | 
         "<script>",
         "dall\u00b7e",
         "-flux",
+        "ai",  # answers and decisions a reviewer might type, never a generator
+        "Skip",
+        "needs_review",
+        "human",
+        "other/x",  # "other" is a class, not a family
+        "unknown/x",
+        "flux/real",
     ],
 )
 def test_hostile_or_reserved_names_are_refused_with_a_reason(text: str) -> None:
