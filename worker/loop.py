@@ -216,7 +216,8 @@ class Worker:
         stack.callback(cache.close)
         fetcher = Fetcher(s.fetch, s.worker)
         stack.callback(fetcher.close)
-        scorer = Scorer(client, s.worker, lambda info: self.metrics.model_served(info.version))
+        served = self.metrics.model_served
+        scorer = Scorer(client, s.worker, lambda info: served(info.version, info.generators))
         evidence = EvidenceStage(s, cache)
         stack.callback(evidence.close)
         self._handler.drift = DriftBoard(

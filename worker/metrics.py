@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from schemas.labels import GENERATORS, OTHER_GENERATOR, UNKNOWN_GENERATOR
 from worker.drift import DriftMonitor
+from worker.evidence.names import KNOWN_NAMES
 from worker.runtime.metrics import LATENCY_BUCKETS, LoopHeartbeat
 
 if TYPE_CHECKING:
@@ -45,6 +47,7 @@ class WorkerMetrics:
             ["model_version", "guarantee"],
             registry=r,
         )
+        self._generator_labels: set[str] = {*GENERATORS, *KNOWN_NAMES, UNKNOWN_GENERATOR}
         self.model_served("unknown")
         self.loop = LoopHeartbeat("worker", r)
         self.events_in = Counter(
@@ -171,7 +174,7 @@ class WorkerMetrics:
             source = self.source_label(v.source)
             self.verdicts.labels(v.model_version, source, v.decision, str(v.cached).lower()).inc()
             self.p_ai.labels(v.model_version, source).observe(v.p_ai)
-            self.generators.labels(v.model_version, source, v.generator).inc()
+            self.generators.labels(v.model_version, source, self.generator_label(v.generator)).inc()
             seen.append((v.model_version, source, v.p_ai, v.generator))
         return self._drift.observe(seen) if self._drift is not None else {}
 
@@ -182,19 +185,26 @@ class WorkerMetrics:
             return "none"
         return source if source in self._sources else "other"
 
+    def generator_label(self, name: str) -> str:
+        """``name`` when it is a class of a served label set or a name evidence knows, else
+        ``other``: names read from manifests or typed by reviewers must not grow the series."""
+        return name if name in self._generator_labels else OTHER_GENERATOR
+
     def record_evidence(self, done: Processed) -> None:
         """The evidence counts of one committed batch."""
         for (kind, strength), n in done.evidence.items():
             self.evidence.labels(kind, strength).inc(n)
         for generator, n in done.generators.items():
-            self.evidence_generators.labels(generator).inc(n)
+            self.evidence_generators.labels(self.generator_label(generator)).inc(n)
         for reason, n in done.evidence_ignored.items():
             self.evidence_ignored.labels(reason).inc(n)
         self.near_duplicates_reused.inc(done.near_duplicates_reused)
         if done.cache_misses or done.near_duplicates_reused:
             self.evidence_seconds.observe(done.evidence_s)
 
-    def model_served(self, version: str) -> None:
-        """The model server answers with ``version`` now: the info series says so, alone."""
+    def model_served(self, version: str, generators: tuple[str, ...] = ()) -> None:
+        """The model server answers with ``version`` now, naming ``generators``: the info series
+        says so, alone."""
+        self._generator_labels.update(generators)
         self.info.clear()
         self.info.labels(version, self._guarantee).set(1)

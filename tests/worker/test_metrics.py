@@ -141,3 +141,29 @@ def test_verdict_metrics_bound_the_source_label_to_the_listed_producers() -> Non
     assert _value(registry, "aigis_worker_verdicts_total", **cached) == 1
     named = dict(model_version="2", source="none", generator="unknown")
     assert _value(registry, "aigis_worker_generators_total", **named) == 1
+
+
+def test_generator_labels_are_the_served_classes_and_known_names_only() -> None:
+    """A manifest or a reviewer can name anything; the series count only names the worker knows
+    (the served label sets and the names evidence gives), the rest as ``other``."""
+    registry = CollectorRegistry(auto_describe=True)
+    worker = WorkerMetrics(registry, "exactly_once")
+    names = ["sdxl", "flux", "attacker-0001", "flux/1-dev"]
+    worker.verdicts_committed(
+        [VerdictFacts("2", "ai_generated", n, 0.9, None, False) for n in names]
+    )
+    worker.model_served("3", ("real", "sdxl", "flux/1-dev"))
+    worker.verdicts_committed([VerdictFacts("3", "ai_generated", "flux/1-dev", 0.9, None, False)])
+    seen = {
+        (s.labels["model_version"], s.labels["generator"]): s.value
+        for m in registry.collect()
+        if m.name == "aigis_worker_generators"
+        for s in m.samples
+        if s.name.endswith("_total")
+    }
+    assert seen == {
+        ("2", "sdxl"): 1,
+        ("2", "flux"): 1,
+        ("2", "other"): 2,
+        ("3", "flux/1-dev"): 1,
+    }

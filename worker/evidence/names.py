@@ -39,6 +39,10 @@ _TOOLS: Final[tuple[tuple[re.Pattern[str], str], ...]] = (
 )
 
 
+KNOWN_NAMES: Final[frozenset[str]] = frozenset(name for _, name in (*_LABELS, *_TOOLS))
+"""Every name this module can give."""
+
+
 def label_for(text: str) -> str | None:
     """The label-set generator ``text`` names (a model or checkpoint), or None."""
     head = text[:_MAX_TEXT]
