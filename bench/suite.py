@@ -192,6 +192,7 @@ def markdown(report: dict[str, Any]) -> str:
         ts = w["torchserve_items_per_s"]
         eo = w["worker_exactly_once"]["events_per_s"]
         alo = w["worker_at_least_once"]["events_per_s"]
+        as_json = w.get("worker_exactly_once_json", {}).get("events_per_s", float("nan"))
         latency = w["latency"]
         lines += ["## Worker (tiny model)", ""]
         lines += _table(
@@ -200,6 +201,10 @@ def markdown(report: dict[str, Any]) -> str:
                 ["TorchServe alone (predict_many)", f"{ts:.1f} items/s"],
                 ["worker, exactly-once", f"{eo:.1f} events/s = {100 * eo / ts:.0f}% of TorchServe"],
                 ["worker, at-least-once", f"{alo:.1f} events/s = {100 * alo / ts:.0f}%"],
+                [
+                    "worker, exactly-once, JSON body",
+                    f"{as_json:.1f} events/s: the compact body is {eo / as_json:.2f}x",
+                ],
                 ["cache-hit replay", f"{w['cache_hit_replay']['events_per_s']:.1f} events/s"],
                 [
                     "naive worker",
