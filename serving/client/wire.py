@@ -154,8 +154,10 @@ def read_compact(body: bytes | bytearray, *, max_items: int) -> list[tuple[dict[
         raise WireError("bad_compact_body", "the compact body has no header line after its magic")
     try:
         header = json.loads(body[start:end])
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WireError("bad_compact_body", f"the header line is not UTF-8 JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:  # not UTF-8 or JSON, a huge number, deep nesting
+        raise WireError(
+            "bad_compact_body", f"the header line is not UTF-8 JSON ({type(exc).__name__})"
+        ) from None
     items = header.get("items") if isinstance(header, dict) else None
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         raise WireError("bad_compact_body", 'the header line is not {"items": [{"size": ...}]}')

@@ -6,6 +6,7 @@ The stub speaks just enough of TorchServe's protocol to make each behaviour happ
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -18,6 +19,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from schemas.settings import ServingSettings
@@ -325,12 +328,32 @@ def test_a_compact_body_carries_the_images_own_bytes_and_reads_back() -> None:
         (wire.COMPACT_MAGIC + b'{"items": [{"size": 5}]}\nabc', "bad_compact_body"),  # truncated
         (wire.COMPACT_MAGIC + b'{"items": [{"size": 1}]}\nabc', "bad_compact_body"),  # trailing
         (wire.COMPACT_MAGIC + b'{"items": [{"size": 99999999999999999999}]}\n', "bad_compact_body"),
+        (wire.COMPACT_MAGIC + b"[" * 100_000 + b"]" * 100_000 + b"\n", "bad_compact_body"),
+        (wire.COMPACT_MAGIC + b'{"items": [{"size": ' + b"9" * 5000 + b"}]}\n", "bad_compact_body"),
+        (wire.COMPACT_MAGIC + b'{"items": [{"size": 1}], "x": NaN}\nx', "ok"),
     ],
 )
 def test_a_compact_body_that_does_not_frame_its_items_is_refused(body: bytes, reason: str) -> None:
+    if reason == "ok":  # framed: whatever else the header holds is not the items' business
+        assert [image for _, image in wire.read_compact(body, max_items=2)] == [b"x"]
+        return
     with pytest.raises(wire.WireError) as refused:
         wire.read_compact(body, max_items=2)
     assert refused.value.reason == reason
+
+
+@given(st.binary(max_size=300))
+@settings(max_examples=300, deadline=None)
+def test_whatever_follows_the_magic_is_framed_items_or_a_wire_error(tail: bytes) -> None:
+    framed, reason = [], None
+    try:
+        framed = wire.read_compact(wire.COMPACT_MAGIC + tail, max_items=4)
+    except wire.WireError as exc:
+        reason = exc.reason
+    assert reason in {None, "bad_compact_body", "no_items", "too_many_items"}
+    for header, image in framed:
+        with contextlib.suppress(wire.WireError):
+            wire.read_compact_item(header, image, max_image_bytes=100)
 
 
 def test_a_compact_items_own_faults_are_its_own() -> None:
