@@ -172,6 +172,20 @@ def markdown(report: dict[str, Any]) -> str:
                 for p in report["serving"]["serving"]
             ],
         )
+        overhead = report["serving"].get("overhead")
+        if overhead:
+            lines += ["## TorchServe against its handler in process (same server batch)", ""]
+            lines += _table(
+                ["body", "TorchServe items/s", "handler in process items/s"],
+                [
+                    [
+                        body,
+                        f"{overhead['served_items_per_s'][body]:.1f}",
+                        f"{overhead['in_process_items_per_s'][body]:.1f}",
+                    ]
+                    for body in overhead["served_items_per_s"]
+                ],
+            )
         lines += ["## Precision (in process, smoke test split)", ""]
         lines += _table(
             ["preset", "precision", "items/s", "decisions = fp32", "max p_ai change", "F1 A"],

@@ -144,4 +144,5 @@ def test_the_results_file_starts_with_the_goals_and_the_load(tmp_path: Any) -> N
     assert text.index("## Goals") < text.index("## Input pipeline")
     assert "| input pipeline, per core (smoke JPEGs) | >= 400 items/s | 450 items/s" in text
     assert "| replay, batch 256 | 900.0 | 0.50 | 0.70 | 256.0 |" in text
+    assert "| compact | 440.0 | 500.0 |" in text
     plots(report, tmp_path / "day")  # no serving or worker latency: nothing to draw
