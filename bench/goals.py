@@ -36,6 +36,7 @@ def goals(report: dict[str, Any]) -> list[Goal]:
         _inputs,
         _tiny_torchserve,
         _base_model,
+        _torchserve_cost,
         _worker,
         _replay,
         _gpu,
@@ -131,6 +132,17 @@ def _base_model(report: dict[str, Any]) -> list[Goal]:
             pending,
         ),
     ]
+
+
+def _torchserve_cost(report: dict[str, Any]) -> list[Goal]:
+    name, target = "TorchServe's cost against its handler in process, same batch", "<= 15 %"
+    overhead = report.get("serving", {}).get("overhead")
+    if not overhead:
+        return [_missing(name, target, "bench.serving did not run")]
+    served = overhead["served_items_per_s"]["compact"]
+    local = overhead["in_process_items_per_s"]["compact"]
+    figure = f"{100 * overhead['torchserve_cost']:.0f} % ({served:.0f} against {local:.0f} items/s)"
+    return [Goal(name, target, figure, overhead["torchserve_cost"] <= 0.15)]
 
 
 def _fastest(

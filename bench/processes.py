@@ -51,6 +51,7 @@ def worker_process(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
     env = {
         **subprocess_env(settings),
         "AIGIS_WORKER__GUARANTEE": settings.worker.guarantee.value,
+        "AIGIS_SERVING__REQUEST_BODY": settings.serving.request_body,
         "AIGIS_LOG_LEVEL": os.environ.get("BENCH_WORKER_LOG_LEVEL", "WARNING"),
     }
     proc = subprocess.Popen([sys.executable, "-m", "aigis.run", "--slot", "0"], env=env)

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.machine import describe_machine, print_machine
+from bench.overhead import measure_overhead, print_overhead
 from schemas.settings import Settings
 from serving.client.http import ServingClient
 from serving.client.management import ManagementClient
@@ -111,6 +112,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             settings, "tiny", tiny, work / "store-tiny", tiny_archives, items, seconds
         )
         _print_points("TorchServe, tiny, fp32", points)
+        overhead = measure_overhead(settings, tiny, work / "store-overhead", items, 2 * seconds)
+        print_overhead(overhead)
+        report["overhead"] = {
+            **asdict(overhead),
+            "compact_gain": overhead.compact_gain,
+            "torchserve_cost": overhead.torchserve_cost,
+        }
         precision = precision_sweep(
             "tiny", tiny, labelled, seconds, trained=args.trained is not None
         )
@@ -380,4 +388,6 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
 
 if __name__ == "__main__":
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # As TorchServe's workers run (serving.torchserve.server), for the handler run in process.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     main(sys.argv[1:])

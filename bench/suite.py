@@ -172,6 +172,20 @@ def markdown(report: dict[str, Any]) -> str:
                 for p in report["serving"]["serving"]
             ],
         )
+        overhead = report["serving"].get("overhead")
+        if overhead:
+            lines += ["## TorchServe against its handler in process (same server batch)", ""]
+            lines += _table(
+                ["body", "TorchServe items/s", "handler in process items/s"],
+                [
+                    [
+                        body,
+                        f"{overhead['served_items_per_s'][body]:.1f}",
+                        f"{overhead['in_process_items_per_s'][body]:.1f}",
+                    ]
+                    for body in overhead["served_items_per_s"]
+                ],
+            )
         lines += ["## Precision (in process, smoke test split)", ""]
         lines += _table(
             ["preset", "precision", "items/s", "decisions = fp32", "max p_ai change", "F1 A"],
@@ -192,6 +206,7 @@ def markdown(report: dict[str, Any]) -> str:
         ts = w["torchserve_items_per_s"]
         eo = w["worker_exactly_once"]["events_per_s"]
         alo = w["worker_at_least_once"]["events_per_s"]
+        as_json = w.get("worker_exactly_once_json", {}).get("events_per_s", float("nan"))
         latency = w["latency"]
         lines += ["## Worker (tiny model)", ""]
         lines += _table(
@@ -200,6 +215,10 @@ def markdown(report: dict[str, Any]) -> str:
                 ["TorchServe alone (predict_many)", f"{ts:.1f} items/s"],
                 ["worker, exactly-once", f"{eo:.1f} events/s = {100 * eo / ts:.0f}% of TorchServe"],
                 ["worker, at-least-once", f"{alo:.1f} events/s = {100 * alo / ts:.0f}%"],
+                [
+                    "worker, exactly-once, JSON body",
+                    f"{as_json:.1f} events/s: the compact body is {eo / as_json:.2f}x",
+                ],
                 ["cache-hit replay", f"{w['cache_hit_replay']['events_per_s']:.1f} events/s"],
                 [
                     "naive worker",

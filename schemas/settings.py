@@ -132,6 +132,9 @@ class ServingSettings(_Group):
     backoff_max_s: Annotated[float, Field(gt=0)] = 10.0
     max_connections: Annotated[int, Field(ge=1)] = 16
     """Pooled HTTP connections one client keeps to TorchServe (at least ``max_in_flight``)."""
+    request_body: Literal["compact", "json"] = "compact"
+    """How the worker's client sends images: ``compact`` (their own bytes, one header line of
+    sizes and captions; :func:`serving.client.wire.compact_body`) or ``json`` (base64 in JSON)."""
     max_request_mb: Annotated[int, Field(ge=1)] = 64
     """TorchServe's request and response size limit; the client splits micro-batches to fit."""
     token_expiration_min: Annotated[int, Field(ge=1)] = 60

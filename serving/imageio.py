@@ -91,7 +91,7 @@ def probe_image(
     )
     with image:
         width, height = image.size
-        if _orientation(image) in _SIDES_SWAPPED:
+        if _orientation(image, header_only=True) in _SIDES_SWAPPED:
             width, height = height, width
         return str(image.format), width, height
 
@@ -198,7 +198,12 @@ def _check_size(image: Image.Image, max_pixels: int, max_aspect_ratio: float) ->
         )
 
 
-def _orientation(image: Image.Image) -> int:
+def _orientation(image: Image.Image, *, header_only: bool = False) -> int:
+    """The EXIF orientation of ``image`` (1: as stored). ``header_only``: without decoding
+    pixels, so a PNG whose eXIf chunk follows its pixels (Pillow would decode them all to reach
+    it; writers put it first) reads as 1."""
+    if header_only and image.format == "PNG" and "exif" not in image.info:
+        return 1
     try:
         return int(image.getexif().get(_EXIF_ORIENTATION, 1))
     except Exception:  # a corrupt EXIF block must not lose an otherwise good image

@@ -12,7 +12,6 @@ and the others were.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -30,7 +29,16 @@ from serving.client.transport import (
     TransportOwner,
     raise_for_status,
 )
-from serving.client.wire import DESCRIBE_REQUEST, ItemError, ItemResult, item_json, read_answer
+from serving.client.wire import (
+    COMPACT_CONTENT_TYPE,
+    DESCRIBE_REQUEST,
+    ItemError,
+    ItemResult,
+    compact_body,
+    dumps,
+    item_json,
+    read_answer,
+)
 
 __all__ = ["ModelInfo", "ServingClient"]
 
@@ -196,11 +204,19 @@ class ServingClient(TransportOwner):
     def _request(
         self, items: Sequence[tuple[bytes, str | None]], chunk: list[int], path: str
     ) -> list[ItemResult | ItemError]:
-        body = json.dumps(
-            [item_json(*items[index]) for index in chunk], separators=(",", ":")
-        ).encode("utf-8")
+        chosen = [items[index] for index in chunk]
+        if self._settings.request_body == "compact":
+            body, content_type = compact_body(chosen), COMPACT_CONTENT_TYPE
+        else:
+            body = dumps([item_json(*item) for item in chosen]).encode("utf-8")
+            content_type = "application/json"
         response = self._transport.send(
-            "POST", "inference", path, content=body, retry_statuses=PREDICT_RETRY_STATUSES
+            "POST",
+            "inference",
+            path,
+            content=body,
+            content_type=content_type,
+            retry_statuses=PREDICT_RETRY_STATUSES,
         )
         raise_for_status(response)
         return _parse_results(response, len(chunk), self._settings.backoff_max_s)

@@ -157,6 +157,7 @@ class Transport:
         *,
         retry_statuses: frozenset[int],
         content: bytes | None = None,
+        content_type: str = "application/json",
         params: dict[str, str | int] | None = None,
         timeout: float | None = None,
         retries: int | None = None,
@@ -173,7 +174,7 @@ class Transport:
         renewed = False
         while True:
             token = self._credentials.token(api)
-            outcome = self._attempt(method, url, token, content, params, timeout)
+            outcome = self._attempt(method, url, token, (content, content_type), params, timeout)
             server_wait: float | None = None
             if isinstance(outcome, str):
                 problem = outcome
@@ -222,12 +223,14 @@ class Transport:
         method: str,
         url: str,
         token: str | None,
-        content: bytes | None,
+        body: tuple[bytes | None, str],
         params: dict[str, str | int] | None,
         timeout: float | None,
     ) -> httpx.Response | str:
-        """The response, or what went wrong on the way when there is none."""
-        headers = {"Content-Type": "application/json"} if content is not None else {}
+        """The response, or what went wrong on the way when there is none. ``body``: the
+        content and its type."""
+        content, content_type = body
+        headers = {"Content-Type": content_type} if content is not None else {}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         try:

@@ -1,10 +1,12 @@
 """The wire format between the worker's client and the model server's handler, defined once.
 
 A request body is one item object or a list of them: ``{"image_b64": "...", "caption": "..."}``,
-the caption optional. The answer is one entry per item, in order: the scores and which model gave
-them, or ``{"error": {"reason": ..., "detail": ...}}``. A refused request answers with one error
-object. Torch-free: the client and the handler both import it, and a test feeds one side's output
-to the other.
+the caption optional; or the compact body of several items, the images' own bytes without base64
+(:func:`compact_body`): :data:`COMPACT_MAGIC`, one line of JSON ``{"items": [{"size": n,
+"caption": "..."}, ...]}`` and the images one after another, each ``size`` bytes. The answer
+is one entry per item, in order: the scores and which model gave them, or ``{"error":
+{"reason": ..., "detail": ...}}``. A refused request answers with one error object. Torch-free:
+the client and the handler both import it, and a test feeds one side's output to the other.
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ ITEM_KEYS: Final[frozenset[str]] = frozenset({"image_b64", "caption"})
 SIGNAL_KEYS: Final[tuple[str, ...]] = ("kind", "value", "generator", "strength")
 MAX_SIGNALS: Final[int] = 8
 """Signals of one answer read; more are dropped."""
+COMPACT_MAGIC: Final[bytes] = b"AIGIS-ITEMS/1\n"
+"""The first bytes of a compact body (no image format starts so, nor does JSON)."""
+COMPACT_CONTENT_TYPE: Final[str] = "application/x-aigis-items"
+COMPACT_ITEM_KEYS: Final[frozenset[str]] = frozenset({"size", "caption"})
 DESCRIBE_REQUEST: Final[bytes] = b'{"describe":true}'
 """The body of a request the handler answers with its own description (name, version,
 architecture, generators, whether it reads captions) instead of scores: how the worker learns
@@ -121,6 +127,81 @@ def read_caption(caption: Any) -> str | None:
             "shorten it",
         )
     return caption
+
+
+def compact_body(items: Sequence[tuple[bytes, str | None]]) -> bytes:
+    """The compact body of ``items``: their images as they are, no base64, no JSON around them."""
+    header = [
+        {"size": len(image)} if caption is None else {"size": len(image), "caption": caption}
+        for image, caption in items
+    ]
+    images = [image for image, _ in items]
+    return b"".join([COMPACT_MAGIC, dumps({"items": header}).encode(), b"\n", *images])
+
+
+def is_compact(body: bytes | bytearray) -> bool:
+    """Whether ``body`` is a compact body (:func:`compact_body`)."""
+    return body[: len(COMPACT_MAGIC)] == COMPACT_MAGIC
+
+
+def read_compact(body: bytes | bytearray, *, max_items: int) -> list[tuple[dict[str, Any], bytes]]:
+    """The items of a compact body: each one's header entry and image bytes. WireError
+    (``bad_compact_body``, ``no_items`` or ``too_many_items``) when the body does not frame its
+    items; the items' own fields are checked by :func:`read_compact_item`."""
+    start = len(COMPACT_MAGIC)
+    end = body.find(b"\n", start)
+    if not is_compact(body) or end < 0:
+        raise WireError("bad_compact_body", "the compact body has no header line after its magic")
+    try:
+        header = json.loads(body[start:end])
+    except (ValueError, RecursionError) as exc:  # not UTF-8 or JSON, a huge number, deep nesting
+        raise WireError(
+            "bad_compact_body", f"the header line is not UTF-8 JSON ({type(exc).__name__})"
+        ) from None
+    items = header.get("items") if isinstance(header, dict) else None
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise WireError("bad_compact_body", 'the header line is not {"items": [{"size": ...}]}')
+    if not items:
+        raise WireError("no_items", "the list of items is empty; send at least one")
+    if len(items) > max_items:
+        raise WireError(
+            "too_many_items",
+            f"{len(items)} items in one request, over the limit of {max_items}; split the list",
+        )
+    sizes = [i.get("size") for i in items]
+    if not all(type(n) is int and n >= 0 for n in sizes):
+        raise WireError("bad_compact_body", "each item's size must be a whole number of bytes")
+    position = end + 1
+    if position + sum(sizes) != len(body):
+        raise WireError(
+            "bad_compact_body",
+            f"the items' sizes add up to {sum(sizes)} bytes but {len(body) - position} follow "
+            "the header line",
+        )
+    framed = []
+    for item, size in zip(items, sizes, strict=True):
+        framed.append((item, bytes(body[position : position + size])))
+        position += size
+    return framed
+
+
+def read_compact_item(
+    item: dict[str, Any], image: bytes, *, max_image_bytes: int
+) -> tuple[bytes, str | None]:
+    """The image bytes and caption of one framed compact item; WireError when it is not one."""
+    unknown = sorted(set(item) - COMPACT_ITEM_KEYS)
+    if unknown:
+        raise WireError(
+            "invalid_item", f"unknown field(s) {', '.join(unknown)}; send size and caption"
+        )
+    caption = read_caption(item.get("caption"))
+    if len(image) > max_image_bytes:
+        raise WireError(
+            "image_too_large",
+            f"the image is {len(image)} bytes, over the limit of {max_image_bytes}; "
+            "send a smaller one",
+        )
+    return image, caption
 
 
 def _b64decode(encoded: str) -> bytes:

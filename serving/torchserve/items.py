@@ -1,6 +1,7 @@
 """The handler's first step: one request of a server batch into items, or a refusal.
 
-A request body is one item object or a list of them (:mod:`serving.client.wire`), or, the way
+A request body is one item object or a list of them, or the compact body of several items (both
+:mod:`serving.client.wire`), or, the way
 TorchServe's image examples are called, an image file as it is: the whole body (``curl -T
 kitten.jpg`` or ``--data-binary @kitten.jpg``) or a form's ``data`` file field (``curl -F
 data=@kitten.jpg``). Such a request is one item, its caption from the form's ``caption`` field or
@@ -16,7 +17,9 @@ from __future__ import annotations
 
 import json
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from serving.client import wire
@@ -86,6 +89,9 @@ def read_request(
     ``headers``: the request's HTTP headers, where a raw image's caption may be.
     """
     try:
+        compact = _compact(row)
+        if compact is not None:
+            return _compact_request(compact, max_items, max_image_bytes)
         raw_image = _raw_image(row)
         if raw_image is not None:
             item = _image_item(raw_image, row, headers or {}, max_image_bytes)
@@ -119,6 +125,24 @@ def read_request(
     except Refused as refused:
         return Request(refused=refused)
     return Request(items=[_read_item(raw, max_image_bytes) for raw in raw_items], single=single)
+
+
+def _compact(row: dict[str, Any]) -> bytes | bytearray | None:
+    """The body when it is a compact body of items."""
+    body = row.get("body")
+    if body is None:
+        body = row.get("data")
+    return body if isinstance(body, bytes | bytearray) and wire.is_compact(body) else None
+
+
+def _compact_request(body: bytes | bytearray, max_items: int, max_image_bytes: int) -> Request:
+    try:
+        framed = wire.read_compact(body, max_items=max_items)
+    except wire.WireError as exc:
+        status = 413 if exc.reason == "too_many_items" else 400
+        raise Refused(status, exc.reason, exc.detail) from None
+    read = partial(wire.read_compact_item, max_image_bytes=max_image_bytes)
+    return Request(items=[_checked(partial(read, header, image)) for header, image in framed])
 
 
 def _raw_image(row: dict[str, Any]) -> bytes | None:
@@ -170,8 +194,13 @@ def _header_caption(headers: dict[str, str]) -> str | None:
 
 
 def _read_item(raw: dict[str, Any], max_image_bytes: int) -> Item:
+    return _checked(partial(wire.read_item, raw, max_image_bytes=max_image_bytes))
+
+
+def _checked(read: Callable[[], tuple[bytes, str | None]]) -> Item:
+    """The item ``read`` returns, or a failed one with the WireError it raised."""
     try:
-        data, caption = wire.read_item(raw, max_image_bytes=max_image_bytes)
+        data, caption = read()
     except wire.WireError as exc:
         item = Item()
         item.fail(exc.reason, exc.detail)

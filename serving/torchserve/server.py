@@ -56,6 +56,12 @@ log = structlog.get_logger(__name__)
 _KEY_FILE_NAME: Final[str] = "key_file.json"
 _POLL_S: Final[float] = 0.5
 # Lines of TorchServe's own log that mean a model will never become ready.
+_THREAD_ENV: Final[dict[str, str]] = {"OMP_WAIT_POLICY": "PASSIVE"}
+"""The model workers' OpenMP threads sleep when they wait rather than spin. TorchServe shares its
+cores with its own frontend, the client and, on one host, the worker and Kafka: a spinning thread
+holds a core another process needs, and a parallel region waits for its slowest thread, which the
+scheduler has put aside. On two loaded cores (load average 7) the tiny model served 13 items/s
+with two spinning threads, 119 with two sleeping ones (bench/results/2026-11-30-serving.md)."""
 _LOAD_FAILURES: Final[tuple[str, ...]] = ("Load model failed", "Failed register model")
 
 
@@ -125,6 +131,8 @@ class TorchServe:
             "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1",
         }
+        for name, value in _THREAD_ENV.items():
+            env.setdefault(name, value)  # an operator's own setting wins
         # TorchServe's log lines go to its rotating files under logs/ (and to stdout, which is
         # shown only with echo_logs); stderr keeps what the JVM says before logging starts.
         with self.paths.console_log.open("ab") as console:

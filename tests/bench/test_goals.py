@@ -18,6 +18,7 @@ GOAL_NAMES = (
     "base fused model in process, 2 cores, chosen precision",
     "base fused model from JPEG bytes through TorchServe",
     "reduced precisions validated near the band edges",
+    "TorchServe's cost against its handler in process, same batch",
     "worker against a naive worker",
     "worker against TorchServe alone",
     "cache-hit replay, CPU per event (worker + broker)",
@@ -79,6 +80,11 @@ def full_report() -> dict[str, Any]:
                 serving_point("base-random", "b16-d20-int8", 30.0),
             ],
             "precision": [],
+            "overhead": {
+                "served_items_per_s": {"json": 400.0, "compact": 440.0},
+                "in_process_items_per_s": {"json": 480.0, "compact": 500.0},
+                "torchserve_cost": 0.12,
+            },
         },
         "replay": {
             "first_pass": replay_row(32, 100.0, 5.0, 3.0),
@@ -106,6 +112,8 @@ def test_figures_are_judged_against_their_targets() -> None:
     assert (tiny.met, tiny.figure) == (True, "600.0 items/s (b8-d5-auto)")  # the fastest archive
     assert by_name["base fused model from JPEG bytes through TorchServe"].met is False
     assert by_name["base fused model in process, 2 cores, chosen precision"].met is None
+    cost = by_name["TorchServe's cost against its handler in process, same batch"]
+    assert (cost.met, cost.figure) == (True, "12 % (440 against 500 items/s)")
     assert by_name["worker against a naive worker"].met is False  # 7.5x
     assert by_name["worker against TorchServe alone"].status == "not met"  # 75 %
     replay = by_name["cache-hit replay, CPU per event (worker + broker)"]
@@ -136,4 +144,5 @@ def test_the_results_file_starts_with_the_goals_and_the_load(tmp_path: Any) -> N
     assert text.index("## Goals") < text.index("## Input pipeline")
     assert "| input pipeline, per core (smoke JPEGs) | >= 400 items/s | 450 items/s" in text
     assert "| replay, batch 256 | 900.0 | 0.50 | 0.70 | 256.0 |" in text
+    assert "| compact | 440.0 | 500.0 |" in text
     plots(report, tmp_path / "day")  # no serving or worker latency: nothing to draw

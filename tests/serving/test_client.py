@@ -41,6 +41,28 @@ def test_a_micro_batch_returns_its_items_in_order(
     assert sum(first.generator_probs.values()) == pytest.approx(1.0, abs=1e-5)
 
 
+def test_the_compact_body_and_json_get_the_same_answers(
+    torchserve: Served, make_png: Callable[..., bytes]
+) -> None:
+    items: list[tuple[bytes, str | None]] = [
+        (make_png((250, 0, 0)), "caption \u00e9\n"),
+        (b"<html>not an image</html>", None),
+        (make_png((0, 0, 250)), None),
+    ]
+    answers = {}
+    for body in ("compact", "json"):
+        serving = torchserve.serving.model_copy(update={"request_body": body})
+        with ServingClient(serving, key_file=torchserve.key_file) as client:
+            answers[body] = client.predict_many(items, request_items=2, max_in_flight=2)
+    assert [type(a) for a in answers["compact"]] == [ItemResult, ItemError, ItemResult]
+    for compact, listed in zip(answers["compact"], answers["json"], strict=True):
+        if isinstance(compact, ItemResult):
+            assert isinstance(listed, ItemResult)
+            assert compact.p_ai == pytest.approx(listed.p_ai, abs=1e-6)
+        else:
+            assert compact == listed
+
+
 def test_concurrent_requests_run_in_server_batches(
     torchserve: Served, make_png: Callable[..., bytes]
 ) -> None:

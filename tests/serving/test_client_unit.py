@@ -6,6 +6,7 @@ The stub speaks just enough of TorchServe's protocol to make each behaviour happ
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -18,9 +19,12 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from schemas.settings import ServingSettings
+from serving.client import wire
 from serving.client.http import ServingClient
 from serving.client.transport import ServingRequestError, ServingUnavailable
 from serving.client.wire import ItemError, ItemResult
@@ -73,7 +77,10 @@ def _handler(stub: Stub) -> type[BaseHTTPRequestHandler]:
                 if stub.status != 200:
                     self._send(stub.status, {"code": stub.status, "message": "refused"})
                     return
-                items = json.loads(body)
+                if wire.is_compact(body):
+                    items = [header for header, _ in wire.read_compact(body, max_items=10**6)]
+                else:
+                    items = json.loads(body)
                 stub.requests.append(len(items))
                 stub.sizes.append(len(body))
             answers = [_answer(item) for item in items]
@@ -253,7 +260,6 @@ def test_nothing_listening_is_unavailable_within_the_backoff() -> None:
 
 
 def test_the_handler_reads_what_the_client_writes_and_back() -> None:
-    from serving.client import wire
     from serving.client.prediction import Prediction
 
     image, caption = b"\x89PNG\r\n\x1a\nbytes", "a cat on a mat"
@@ -285,3 +291,81 @@ def test_the_handler_reads_what_the_client_writes_and_back() -> None:
     with pytest.raises(wire.WireError) as refused:
         wire.read_item({"image_b64": "QUJD", "extra": 1}, max_image_bytes=1024)
     assert refused.value.reason == "invalid_item"
+
+
+def test_a_compact_body_carries_the_images_own_bytes_and_reads_back() -> None:
+    items: list[tuple[bytes, str | None]] = [
+        (b"\xff\xd8\xff jpeg \n bytes", "a caption\nwith a line break"),
+        (b"", None),
+        (b"\x89PNG\r\n\x1a\n", "\u00e9t\u00e9"),
+    ]
+    body = wire.compact_body(items)
+    assert wire.is_compact(body)
+    assert len(body) < len(wire.dumps([wire.item_json(*i) for i in items]))
+    framed = wire.read_compact(body, max_items=8)
+    read = [wire.read_compact_item(h, i, max_image_bytes=1024) for h, i in framed]
+    assert read == items
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (wire.COMPACT_MAGIC, "bad_compact_body"),  # no header line
+        (wire.COMPACT_MAGIC + b"{oops\n", "bad_compact_body"),
+        (wire.COMPACT_MAGIC + b"\xff\xfe\n", "bad_compact_body"),
+        (wire.COMPACT_MAGIC + b"[1, 2]\n", "bad_compact_body"),
+        (wire.COMPACT_MAGIC + b'{"items": 3}\n', "bad_compact_body"),
+        (wire.COMPACT_MAGIC + b'{"items": [7]}\n', "bad_compact_body"),
+        (wire.COMPACT_MAGIC + b'{"items": []}\n', "no_items"),
+        (
+            wire.COMPACT_MAGIC + b'{"items": [{"size": 1}, {"size": 1}, {"size": 1}]}\nabc',
+            "too_many_items",
+        ),
+        (wire.COMPACT_MAGIC + b'{"items": [{"caption": "x"}]}\n', "bad_compact_body"),
+        (wire.COMPACT_MAGIC + b'{"items": [{"size": -1}]}\n', "bad_compact_body"),
+        (wire.COMPACT_MAGIC + b'{"items": [{"size": true}]}\nx', "bad_compact_body"),
+        (wire.COMPACT_MAGIC + b'{"items": [{"size": 2.0}]}\nxy', "bad_compact_body"),
+        (wire.COMPACT_MAGIC + b'{"items": [{"size": 5}]}\nabc', "bad_compact_body"),  # truncated
+        (wire.COMPACT_MAGIC + b'{"items": [{"size": 1}]}\nabc', "bad_compact_body"),  # trailing
+        (wire.COMPACT_MAGIC + b'{"items": [{"size": 99999999999999999999}]}\n', "bad_compact_body"),
+        (wire.COMPACT_MAGIC + b"[" * 100_000 + b"]" * 100_000 + b"\n", "bad_compact_body"),
+        (wire.COMPACT_MAGIC + b'{"items": [{"size": ' + b"9" * 5000 + b"}]}\n", "bad_compact_body"),
+        (wire.COMPACT_MAGIC + b'{"items": [{"size": 1}], "x": NaN}\nx', "ok"),
+    ],
+)
+def test_a_compact_body_that_does_not_frame_its_items_is_refused(body: bytes, reason: str) -> None:
+    if reason == "ok":  # framed: whatever else the header holds is not the items' business
+        assert [image for _, image in wire.read_compact(body, max_items=2)] == [b"x"]
+        return
+    with pytest.raises(wire.WireError) as refused:
+        wire.read_compact(body, max_items=2)
+    assert refused.value.reason == reason
+
+
+@given(st.binary(max_size=300))
+@settings(max_examples=300, deadline=None)
+def test_whatever_follows_the_magic_is_framed_items_or_a_wire_error(tail: bytes) -> None:
+    framed, reason = [], None
+    try:
+        framed = wire.read_compact(wire.COMPACT_MAGIC + tail, max_items=4)
+    except wire.WireError as exc:
+        reason = exc.reason
+    assert reason in {None, "bad_compact_body", "no_items", "too_many_items"}
+    for header, image in framed:
+        with contextlib.suppress(wire.WireError):
+            wire.read_compact_item(header, image, max_image_bytes=100)
+
+
+def test_a_compact_items_own_faults_are_its_own() -> None:
+    body = wire.COMPACT_MAGIC + (
+        b'{"items": [{"size": 1, "caption": 5}, {"size": 1, "image_b64": "x"}, {"size": 4},'
+        b' {"size": 1, "caption": "ok"}]}\n' + b"a" + b"b" + b"cdef" + b"g"
+    )
+    reasons = []
+    for header, image in wire.read_compact(body, max_items=8):
+        try:
+            wire.read_compact_item(header, image, max_image_bytes=3)
+            reasons.append("ok")
+        except wire.WireError as exc:
+            reasons.append(exc.reason)
+    assert reasons == ["invalid_item", "invalid_item", "image_too_large", "ok"]

@@ -16,6 +16,7 @@ import yaml
 from PIL import Image
 from ts.context import Context, RequestProcessor
 
+from serving.client import wire
 from serving.torchserve import handler as handler_module
 from serving.torchserve.handler import DetectorHandler
 
@@ -171,6 +172,43 @@ def test_each_bad_item_gets_its_own_error(
         "ok",
     ]
     assert answers[0]["p_ai"] == pytest.approx(answers[-1]["p_ai"], abs=1e-6)
+
+
+def test_a_compact_body_is_answered_like_the_same_items_in_json(
+    serve: Callable[..., tuple[list[Any], list[int]]], make_png: Callable[..., bytes]
+) -> None:
+    items: list[tuple[bytes, str | None]] = [
+        (make_png((200, 10, 10)), "red"),
+        (b"GIF89a but not really", None),
+        (make_png((10, 10, 200)), None),
+        (make_png((1, 2, 3)), "x" * 5000),
+    ]
+    [compact, listed], statuses = serve(
+        wire.compact_body(items), [_item(image, caption) for image, caption in items]
+    )
+    assert statuses == [200, 200]
+    reasons = [a["error"]["reason"] if "error" in a else "ok" for a in compact]
+    assert reasons == ["ok", "undecodable_image", "ok", "caption_too_long"]
+    for sent, json_answer in zip(compact, listed, strict=True):
+        assert sent.get("p_ai") == pytest.approx(json_answer.get("p_ai"), abs=1e-6)
+
+
+def test_a_compact_body_that_does_not_frame_its_items_is_refused_alone(
+    serve: Callable[..., tuple[list[Any], list[int]]], make_png: Callable[..., bytes]
+) -> None:
+    image = make_png((90, 90, 90))
+    good = wire.compact_body([(image, "fine")])
+    answers, statuses = serve(
+        good[:-1],  # truncated
+        good + b"trailing",
+        wire.COMPACT_MAGIC + b"not json\n",
+        wire.compact_body([(image, None)] * 300),
+        good,
+    )
+    assert statuses == [400, 400, 400, 413, 200]
+    reasons = [a["error"]["reason"] for a in answers[:4]]
+    assert reasons == ["bad_compact_body", "bad_compact_body", "bad_compact_body", "too_many_items"]
+    assert "p_ai" in answers[4][0]
 
 
 def test_a_single_bad_item_is_answered_422(

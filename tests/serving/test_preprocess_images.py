@@ -104,6 +104,28 @@ def test_probe_reads_format_and_size() -> None:
     assert probe_image(encode(Image.new("RGB", (30, 20)), "PNG")) == ("PNG", 30, 20)
 
 
+def test_probing_a_png_decodes_none_of_its_pixels_and_reads_its_orientation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from PIL import ImageFile
+
+    loads = []
+    real_load = ImageFile.ImageFile.load
+
+    def counted(image: ImageFile.ImageFile) -> object:
+        loads.append(image.format)
+        return real_load(image)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", counted)
+    plain = encode(Image.new("RGB", (300, 200)), "PNG")
+    rotated = Image.new("RGB", (300, 200))
+    exif = rotated.getexif()
+    exif[0x0112] = 6  # Pillow writes the eXIf chunk before the pixels
+    assert probe_image(plain) == ("PNG", 300, 200)
+    assert probe_image(encode(rotated, "PNG", exif=exif)) == ("PNG", 200, 300)
+    assert loads == []
+
+
 @pytest.mark.parametrize(
     ("data", "reason"),
     [
