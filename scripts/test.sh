@@ -15,6 +15,10 @@ export AIGIS_SERVING__MANAGEMENT_URL="${AIGIS_SERVING__MANAGEMENT_URL:-http://12
 export AIGIS_SERVING__METRICS_URL="${AIGIS_SERVING__METRICS_URL:-http://127.0.0.1:18082}"
 export AIGIS_LOG_FORMAT=json
 export PYTHONUNBUFFERED=1
+# OpenMP threads that wait sleep instead of spinning: on a shared 2-core machine spinning threads
+# of one test process starve the services and the others (as `aigis serve start` does for
+# TorchServe's workers; see docs/serving.md).
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 
 echo "== lint" >&2
 $BIN/ruff check .

@@ -121,6 +121,13 @@ class TrainResult:
     """Whether this process wrote the checkpoint (under torchrun only rank 0 does)."""
 
 
+def _preset(request: TrainRequest) -> str:
+    """The preset of the encoders trained: the checkpoint's when fine-tuning one."""
+    if request.init_from is None:
+        return request.preset
+    return DetectorConfig.load(request.init_from).preset
+
+
 def train(request: TrainRequest) -> TrainResult:
     """Train as ``request`` says and write the checkpoint to ``request.output``.
 
@@ -128,7 +135,7 @@ def train(request: TrainRequest) -> TrainResult:
     """
     previous_threads = torch.get_num_threads()
     threads = request.threads
-    if threads is None and request.init_from is None and request.preset == "tiny":
+    if threads is None and _preset(request) == "tiny":
         threads = TINY_THREADS
     if threads is not None:
         torch.set_num_threads(threads)
