@@ -248,16 +248,22 @@ def clean_items(
     not yet encoded; item ``i`` depends only on (SEED, split, i) and its class."""
     if generators != LABEL_SET[: len(generators)]:
         raise ValueError(f"{generators} is not a prefix of the smoke label set {LABEL_SET}")
-    made = len(generators) - 1
-    per_generator = count // (2 * made)
-    labels = [0] * (count - per_generator * made)
-    for label_b in range(1, made + 1):
-        labels += [label_b] * per_generator
+    labels = balanced_labels(count, len(generators) - 1)
     order = np.random.default_rng([SEED, split_index]).permutation(count)
     return [
         _item(photos, int(labels[position]), np.random.default_rng([SEED, split_index, index]))
         for index, position in enumerate(order)
     ]
+
+
+def balanced_labels(count: int, made: int) -> list[int]:
+    """``count`` Task B labels, in class order: half (and the remainder) real, the rest split
+    evenly across the ``made`` generators 1..made."""
+    per_generator = count // (2 * made)
+    labels = [0] * (count - per_generator * made)
+    for label_b in range(1, made + 1):
+        labels += [label_b] * per_generator
+    return labels
 
 
 def _item(photos: dict[str, Image.Image], label_b: int, rng: np.random.Generator) -> CleanItem:

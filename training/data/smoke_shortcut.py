@@ -44,6 +44,7 @@ from training.data.smoke import (
     SOURCES,
     TEMPLATES,
     CleanItem,
+    balanced_labels,
     is_current,
     random_crop,
     recipe,
@@ -86,11 +87,7 @@ def build(target: Path, sizes: dict[str, int] = SPLIT_SIZES) -> None:
 def clean_items(photos: dict[str, Image.Image], split_index: int, count: int) -> list[CleanItem]:
     """``count`` items of one split, half real, the rest split evenly across the generators;
     item ``i`` depends only on (SEED, SPLIT_STREAM, split, i) and its class."""
-    made = len(GENERATORS) - 1
-    per_generator = count // (2 * made)
-    labels = [0] * (count - per_generator * made)
-    for label_b in range(1, made + 1):
-        labels += [label_b] * per_generator
+    labels = balanced_labels(count, len(GENERATORS) - 1)
     order = np.random.default_rng([SEED, SPLIT_STREAM, split_index]).permutation(count)
     return [
         _item(photos, labels[position], np.random.default_rng([SEED, SPLIT_STREAM, split_index, i]))
