@@ -17,6 +17,7 @@ from typing import Any, Final
 import yaml
 
 from serving.model.config import DetectorConfig
+from training.data import SMOKE_SPECS
 
 CARD_FILE: Final[str] = "README.md"
 TRAINING_FILE: Final[str] = "training.json"
@@ -315,7 +316,7 @@ def _limits(
             "for testing the pipeline, not a detector of real images."
         )
     specs = {(training or {}).get("data"), ((evaluation or {}).get("data") or {}).get("spec")}
-    if any(str(spec).partition(":")[0] in ("smoke", "smoke-jpeg") for spec in specs if spec):
+    if any(str(spec).partition(":")[0] in SMOKE_SPECS for spec in specs if spec):
         lines.append(
             "The smoke set's generators are simulated fingerprints, far easier to spot than "
             "real generators' traces: a good score on it says the code works, nothing about "

@@ -45,12 +45,23 @@ def _open_smoke(spec: str) -> DataSource:
     from training.data.smoke import BOTH_JPEG, ORDINARY, smoke_dir
 
     name, colon, classes = spec.partition(":")
-    variant = BOTH_JPEG if name == "smoke-jpeg" else ORDINARY
+    variant = BOTH_JPEG if name.endswith("-jpeg") else ORDINARY
+    if name in SHORTCUT_SPECS:
+        if colon:
+            raise DataError(f"{name} has one label set (CT2); write it without :N", spec)
+        from training.data.smoke_shortcut import shortcut_dir
+
+        return ParquetSource(shortcut_dir(variant), spec)
     if not colon:
         return ParquetSource(smoke_dir(variant=variant), spec)
     if not (classes.isascii() and classes.isdigit()):
         raise DataError(f"write {name}:N, N the number of classes (real and N-1 generators)", spec)
     return ParquetSource(smoke_dir(int(classes), variant), spec)
+
+
+SMOKE_SPECS = ("smoke", "smoke-jpeg", "smoke-shortcut", "smoke-shortcut-jpeg")
+"""Names of the built-in smoke sets; ``smoke`` and ``smoke-jpeg`` also take ``:N``."""
+SHORTCUT_SPECS = ("smoke-shortcut", "smoke-shortcut-jpeg")
 
 
 # Registered oldest first; the newest is tried first, so the most specific reader comes last.
@@ -73,9 +84,10 @@ register_reader(
 register_reader(
     Reader(
         name="smoke",
-        claims=lambda spec: spec.partition(":")[0] in ("smoke", "smoke-jpeg"),
+        claims=lambda spec: spec.partition(":")[0] in SMOKE_SPECS,
         open=_open_smoke,
         describes="'smoke' (the built-in synthetic smoke set), 'smoke:N' (N classes), or "
-        "'smoke-jpeg' / 'smoke-jpeg:N' (the same items, both classes as JPEG)",
+        "'smoke-jpeg' / 'smoke-jpeg:N' (the same items, both classes as JPEG), or "
+        "'smoke-shortcut' / 'smoke-shortcut-jpeg' (the format the easiest cue)",
     )
 )

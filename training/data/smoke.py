@@ -42,6 +42,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -112,7 +113,7 @@ def smoke_dir(classes: int = len(GENERATORS), variant: str = ORDINARY) -> Path:
     generators = label_set(classes)
     suffix = "" if generators == GENERATORS else f"-{classes}"
     target = load_settings().cache_dir / f"{VERSION}{suffix}"
-    if not _is_current(target):
+    if not is_current(target):
         build(target, generators=generators)
     return target / variant
 
@@ -128,20 +129,23 @@ def label_set(classes: int) -> tuple[str, ...]:
     return LABEL_SET[:classes]
 
 
-def recipe() -> str:
-    """A digest of the code that generates the set: a cache built by other code is rebuilt."""
+def recipe(*modules: str) -> str:
+    """A digest of the code that generates a set (this module, the fingerprints and
+    ``modules``): a cache built by other code is rebuilt."""
     digest = hashlib.sha256()
-    for module in (__file__, fingerprints.__file__):
+    for module in (__file__, fingerprints.__file__, *modules):
         digest.update(Path(module).read_bytes())
     return digest.hexdigest()[:16]
 
 
-def _is_current(target: Path) -> bool:
+def is_current(target: Path, digest: str | None = None) -> bool:
+    """Whether ``target`` holds a complete set built by the code of ``digest`` (default: this
+    module's :func:`recipe`)."""
     try:
         manifest = json.loads((target / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return isinstance(manifest, dict) and manifest.get("recipe") == recipe()
+    return isinstance(manifest, dict) and manifest.get("recipe") == (digest or recipe())
 
 
 def build(
@@ -151,32 +155,48 @@ def build(
 
     ``sizes`` (items per split) is for tests; the cached set always has ``SPLIT_SIZES``.
     """
+
+    def items(photos: dict[str, Image.Image], split_index: int, count: int) -> list[CleanItem]:
+        return clean_items(photos, split_index, count, generators)
+
+    write_set(
+        target, items, sizes, generators, {"version": VERSION, "recipe": recipe(), "size": SIZE}
+    )
+
+
+ItemMaker = Callable[[dict[str, Image.Image], int, int], "list[CleanItem]"]
+"""(photographs, split index, count) -> the clean items of one split."""
+
+
+def write_set(
+    target: Path,
+    items: ItemMaker,
+    sizes: dict[str, int],
+    generators: tuple[str, ...],
+    manifest: dict[str, str | int],
+) -> None:
+    """Write both variants of every split of the items ``items`` makes to ``target``
+    atomically, with ``manifest`` (``version`` and ``recipe``) and the split counts."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{VERSION}-", dir=target.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{manifest['version']}-", dir=target.parent))
     retired = target.parent / f"{staging.name}-retired"
     try:
         photos = photographs()
         counts = {}
         for split_index, split in enumerate(SPLITS):
-            items = clean_items(photos, split_index, sizes[split], generators)
+            made = items(photos, split_index, sizes[split])
             for variant in VARIANTS:
-                samples = (item.encoded(variant) for item in items)
+                samples = (item.encoded(variant) for item in made)
                 counts[split] = write_ct2(staging / variant / f"{split}.parquet", samples)
         for variant in VARIANTS:
             write_generators(staging / variant, generators)
-        manifest = {
-            "version": VERSION,
-            "recipe": recipe(),
-            "seed": SEED,
-            "size": SIZE,
-            "splits": counts,
-        }
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        written = {**manifest, "seed": SEED, "splits": counts}
+        (staging / MANIFEST).write_text(json.dumps(written, indent=2) + "\n", encoding="utf-8")
         if target.exists():
             os.replace(target, retired)  # stale or interrupted: moved aside, deleted below
         os.replace(staging, target)
     except OSError:
-        if _is_current(target):
+        if is_current(target, str(manifest["recipe"])):
             return  # another process finished the same build first
         raise
     finally:
@@ -228,11 +248,7 @@ def clean_items(
     not yet encoded; item ``i`` depends only on (SEED, split, i) and its class."""
     if generators != LABEL_SET[: len(generators)]:
         raise ValueError(f"{generators} is not a prefix of the smoke label set {LABEL_SET}")
-    made = len(generators) - 1
-    per_generator = count // (2 * made)
-    labels = [0] * (count - per_generator * made)
-    for label_b in range(1, made + 1):
-        labels += [label_b] * per_generator
+    labels = balanced_labels(count, len(generators) - 1)
     order = np.random.default_rng([SEED, split_index]).permutation(count)
     return [
         _item(photos, int(labels[position]), np.random.default_rng([SEED, split_index, index]))
@@ -240,9 +256,19 @@ def clean_items(
     ]
 
 
+def balanced_labels(count: int, made: int) -> list[int]:
+    """``count`` Task B labels, in class order: half (and the remainder) real, the rest split
+    evenly across the ``made`` generators 1..made."""
+    per_generator = count // (2 * made)
+    labels = [0] * (count - per_generator * made)
+    for label_b in range(1, made + 1):
+        labels += [label_b] * per_generator
+    return labels
+
+
 def _item(photos: dict[str, Image.Image], label_b: int, rng: np.random.Generator) -> CleanItem:
     name = str(rng.choice(sorted(photos)))
-    pixels = _crop(photos[name], rng)
+    pixels = random_crop(photos[name], rng)
     if label_b:
         pixels = fingerprints.FINGERPRINTS[LABEL_SET[label_b]](pixels, rng)
     native = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
@@ -253,7 +279,7 @@ def _item(photos: dict[str, Image.Image], label_b: int, rng: np.random.Generator
     return CleanItem(image, caption, label_b, quality)
 
 
-def _crop(photo: Image.Image, rng: np.random.Generator) -> np.ndarray:
+def random_crop(photo: Image.Image, rng: np.random.Generator) -> np.ndarray:
     """A random square crop, flipped half the time, colour-jittered, resized to NATIVE."""
     width, height = photo.size
     side = int(min(height, width) * rng.uniform(0.35, 0.95))
