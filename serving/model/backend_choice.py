@@ -5,8 +5,9 @@ themselves are in :mod:`serving.model.backends`.
 
 - ``torch``: ``fp32``, ``bf16``, ``fp16`` (GPU), ``int8`` (torch's dynamic quantisation);
 - ``onnxruntime``: ``int8``, ``fp32``;
-- ``openvino``: ``int8`` (the same int8 graph), ``bf16`` (the fp32 graph run in bf16 where the
-  CPU has bf16 instructions), ``fp32``.
+- ``openvino``: ``int8`` (the fp32 graph quantised statically by NNCF: OpenVINO's own int8,
+  serving.model.openvino_int8), ``bf16`` (the fp32 graph run in bf16 where the CPU has bf16
+  instructions), ``fp32``.
 
 ``auto`` is fp16 on a GPU (where every backend is torch); on a CPU it is fp32 for torch and int8
 for the others: the fastest precision that passed validation on a trained model

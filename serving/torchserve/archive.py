@@ -229,7 +229,9 @@ def _export_encoders(model_dir: Path, target: Path, options: ExportOptions) -> N
     from serving.model.checkpoint import load_checkpoint
 
     precision = resolve_precision(options.backend, options.precision, "cpu")
-    export_encoders(load_checkpoint(model_dir).model, target, precision=precision)
+    export_encoders(
+        load_checkpoint(model_dir).model, target, precision=precision, backend=options.backend
+    )
 
 
 def _model_config(options: ExportOptions, config: DetectorConfig) -> str:
