@@ -187,7 +187,7 @@ class Spread:
     @classmethod
     def of(cls, logits: np.ndarray) -> Spread:
         low, centre, high = np.percentile(logits, [10, 50, 90])
-        return cls(float(centre), max(float(high - low) / (2 * np.log(9)), 1e-6))
+        return cls(float(centre), max(float((high - low) / (2 * np.log(9))), 1e-6))
 
     def p_ai(self, logits: np.ndarray) -> np.ndarray:
         return _p_ai(logits - self.centre, self.temperature)
