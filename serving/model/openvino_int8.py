@@ -11,7 +11,7 @@ OpenVINO IR (``.xml`` and ``.bin``) beside nothing else.
 The calibration set is a few batches of the model's own inputs. :func:`calibration_batches`
 makes them from images and captions (the benchmark's: the smoke set); without any,
 :func:`synthetic_batches` makes random pixels and random captions of varied length, which fixes
-ranges less tightly than real inputs would (docs/serving.md#precision).
+ranges less tightly than real inputs would (docs/serving.md#precision-and-backends).
 """
 
 from __future__ import annotations

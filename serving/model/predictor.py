@@ -96,7 +96,8 @@ class Predictor:
 
         ``device`` None picks cuda when available, else cpu. ``backend`` (torch, onnxruntime,
         openvino; serving.model.backends) runs the encoders; on a GPU it is always torch.
-        ``precision``: ``auto`` (fp16 on cuda; on cpu fp32 for torch, int8 for the others),
+        ``precision``: ``auto`` (fp16 on cuda; on cpu fp32 for torch, int8 for onnxruntime,
+        bf16 for openvino),
         ``fp32``, ``fp16``, ``bf16``, or ``int8`` (torch: dynamic quantisation of the linear
         layers, CPU only). ``encoders``: the directory of the exported encoders (exported there
         first when missing; default a temporary directory). ``compile``: run torch's encoders

@@ -74,8 +74,9 @@ class ExportOptions:
     (serving.model.backend_choice); the last two get the encoders exported into the archive.
     On a GPU the handler runs torch whatever the archive says."""
     precision: str = "auto"
-    """``auto`` (fp16 on GPU; on CPU fp32 for torch, int8 for the exported backends), ``fp32``,
-    ``bf16``, ``fp16`` or ``int8``; which backend runs which: serving.model.backend_choice."""
+    """``auto`` (fp16 on GPU; on CPU fp32 for torch, int8 for onnxruntime, bf16 for openvino),
+    ``fp32``, ``bf16``, ``fp16`` or ``int8``; which backend runs which:
+    serving.model.backend_choice."""
     compile: bool = False
     """torch backend: run the encoders through ``torch.compile``."""
     max_forward_batch: int = 32

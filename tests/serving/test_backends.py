@@ -216,10 +216,11 @@ def test_choices_are_checked_before_any_model_is_loaded() -> None:
     with pytest.raises(ArchiveError, match="unknown backend"):
         ExportOptions(backend="../../etc")
     assert resolve_precision("onnxruntime", "auto", "cpu") == "int8"
+    assert resolve_precision("openvino", "auto", "cpu") == "bf16"
     assert resolve_precision("torch", "auto", "cpu") == "fp32"
     assert resolve_precision("onnxruntime", "auto", "cuda") == "fp16"
     assert (default_backend("fused"), default_backend("clip-contrastive")) == (
-        "onnxruntime",
+        "openvino",
         "torch",
     )
 

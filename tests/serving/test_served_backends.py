@@ -40,14 +40,14 @@ def test_an_int8_archive_is_served_and_scores_like_in_process(
     backend: str,
     graphs: set[str],
 ) -> None:
-    options = ExportOptions(name="detector-int8", version="1", backend=backend)
+    options = ExportOptions(name="detector-int8", version="1", backend=backend, precision="int8")
     info = export_random(tmp_path / "store", options)
     with zipfile.ZipFile(info.path) as archive:
         names = set(archive.namelist())
         handler = yaml.safe_load(archive.read("model-config.yaml"))["handler"]
         archive.extractall(tmp_path / "unpacked")
     assert graphs <= names
-    assert (handler["backend"], handler["precision"]) == (backend, "auto")
+    assert (handler["backend"], handler["precision"]) == (backend, "int8")
 
     images = [make_png((40 * i, 90, 200 - 30 * i)) for i in range(5)]
     captions = ["a cat", None, "a much longer caption about two dogs on a beach", "", "car"]
@@ -69,6 +69,7 @@ def test_an_int8_archive_is_served_and_scores_like_in_process(
         tmp_path / "unpacked" / "checkpoint",
         device="cpu",
         backend=backend,
+        precision="int8",
         encoders=tmp_path / "unpacked" / "encoders",
     )
     pictures = [Image.open(io.BytesIO(data)).convert("RGB") for data in images]
