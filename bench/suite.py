@@ -1,12 +1,13 @@
 """Every benchmark of the project in one run: ``aigis bench`` (or ``make bench``).
 
     .venv/bin/python -m bench.suite [--quick] [--trained DIR] [--gpu JSON]
-                                    [--only inputs,model,serving,worker,replay]
+                                    [--only inputs,model,precision,serving,worker,replay]
 
-Runs ``bench.inputs``, ``bench.model``, ``bench.serving``, ``bench.worker`` and ``bench.replay``
-one after the other (each in its own process, so one's threads and servers never disturb the
-next), prints the issue's goals beside their figures (:mod:`bench.goals`; ``--gpu`` adds the
-figures ``bench/gpu.sh`` wrote on a GPU machine), then writes
+Runs ``bench.inputs``, ``bench.model``, ``bench.precision`` (the base model's CPU backends,
+validated; it gives the base model's in-process goal), ``bench.serving``, ``bench.worker`` and
+``bench.replay`` one after the other (each in its own process, so one's threads and servers never
+disturb the next), prints the issue's goals beside their figures (:mod:`bench.goals`; ``--gpu``
+adds the figures ``bench/gpu.sh`` wrote on a GPU machine), then writes
 ``bench/results/<date>.json`` (the machine and every figure), ``bench/results/<date>.md`` (the
 tables) and two plots: ``<date>-throughput.png`` (items/s against TorchServe's server batch
 size) and ``<date>-latency.png`` (the worker's end-to-end latency distribution).
@@ -33,7 +34,7 @@ from bench.goals import goals, markdown_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-PARTS = ("inputs", "model", "serving", "worker", "replay")
+PARTS = ("inputs", "model", "precision", "serving", "worker", "replay")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -50,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for part in parts:
             out = Path(tmp) / f"{part}.json"
             command = [sys.executable, "-m", f"bench.{part}", "--json", str(out)]
-            if args.quick and part in ("inputs", "model", "serving"):
+            if args.quick and part in ("inputs", "model", "precision", "serving"):
                 command.append("--quick")
             if args.quick and part == "replay":
                 command += ["--events", "300"]
@@ -155,6 +156,12 @@ def markdown(report: dict[str, Any]) -> str:
                 for r in report["model"]["rows"]
             ],
         )
+    if "precision" in report:
+        lines += ["## Base model's CPU backends (batch 32, 32-token captions, validated)", ""]
+        lines += _table(
+            ["backend", "precision", "items/s", "x fp32", "near-edge items", "decisions = fp32"],
+            [_precision_row(r) for r in report["precision"]["rows"]],
+        )
     if "serving" in report:
         lines += ["## TorchServe", ""]
         lines += _table(
@@ -233,6 +240,19 @@ def markdown(report: dict[str, Any]) -> str:
             ],
         )
     return "\n".join(lines) + "\n"
+
+
+def _precision_row(row: dict[str, Any]) -> list[Any]:
+    agreement = row["agreement"] or {}
+    near = agreement.get("near", 0)
+    return [
+        row["backend"],
+        row["precision"] + (" compiled" if row.get("compiled") else ""),
+        f"{row['items_per_s']:.1f}",
+        f"{row['ratio']:.2f}",
+        near if agreement else "-",
+        f"{agreement['agree'] / near:.1%}" if near else "-",
+    ]
 
 
 def _goal_rows(report: dict[str, Any]) -> list[list[Any]]:

@@ -28,7 +28,9 @@ def register(app: typer.Typer) -> None:
             None, "--trained", help="A trained tiny model, for the accuracy columns."
         ),
         only: str = typer.Option(
-            "", "--only", help="A comma-separated subset of inputs,model,serving,worker,replay."
+            "",
+            "--only",
+            help="A comma-separated subset of inputs,model,precision,serving,worker,replay.",
         ),
         gpu: Path | None = typer.Option(
             None, "--gpu", help="The JSON bench/gpu.sh wrote on a GPU machine, for its goal."

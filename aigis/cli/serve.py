@@ -61,7 +61,8 @@ def register(app: typer.Typer) -> None:
         precision: str = typer.Option(
             "auto",
             "--precision",
-            help="auto (fp16 on GPU; on CPU int8, fp32 for torch), fp32, bf16, fp16, int8.",
+            help="auto (fp16 on GPU; on CPU fp32 torch, int8 onnxruntime, bf16 openvino), fp32, "
+            "bf16, fp16, int8.",
         ),
         compile: bool = typer.Option(
             False, "--compile", help="torch backend: run the encoders through torch.compile."

@@ -5,12 +5,14 @@ themselves are in :mod:`serving.model.backends`.
 
 - ``torch``: ``fp32``, ``bf16``, ``fp16`` (GPU), ``int8`` (torch's dynamic quantisation);
 - ``onnxruntime``: ``int8``, ``fp32``;
-- ``openvino``: ``int8`` (the same int8 graph), ``bf16`` (the fp32 graph run in bf16 where the
-  CPU has bf16 instructions), ``fp32``.
+- ``openvino``: ``int8`` (the fp32 graph quantised statically by NNCF: OpenVINO's own int8,
+  serving.model.openvino_int8), ``bf16`` (the fp32 graph run in bf16 where the CPU has bf16
+  instructions), ``fp32``.
 
-``auto`` is fp16 on a GPU (where every backend is torch); on a CPU it is fp32 for torch and int8
-for the others: the fastest precision that passed validation on a trained model
-(docs/serving.md#precision).
+``auto`` is fp16 on a GPU (where every backend is torch); on a CPU it is fp32 for torch, int8
+for onnxruntime and bf16 for openvino. A fused model's CPU archive gets openvino bf16 unless told
+otherwise: the fastest precision that passed validation on a trained model; no int8 passed
+(docs/serving.md#precision-and-backends).
 """
 
 from __future__ import annotations
@@ -59,10 +61,10 @@ def resolve_precision(backend: str, precision: str, device_type: str) -> str:
         return precision
     if device_type == "cuda":
         return "fp16"
-    return "fp32" if backend == "torch" else "int8"
+    return {"torch": "fp32", "openvino": "bf16"}.get(backend, "int8")
 
 
 def default_backend(architecture: str) -> str:
-    """The backend a CPU archive of ``architecture`` gets unless told otherwise: onnxruntime
-    (int8) for the fused detector, the only architecture the exported backends serve."""
-    return "onnxruntime" if architecture == "fused" else "torch"
+    """The backend a CPU archive of ``architecture`` gets unless told otherwise: openvino (bf16)
+    for the fused detector, the only architecture the exported backends serve."""
+    return "openvino" if architecture == "fused" else "torch"

@@ -6,9 +6,10 @@ vision tower on the image); its fusion layer and heads are a few small matrices.
 than torch therefore replaces the encoders only: :func:`export_encoders` writes each encoder as an
 ONNX graph with a dynamic batch and a dynamic caption length (so captions stay padded to the
 longest of their batch), quantising its linear layers' weights to int8 (activations quantised per
-batch at run time: ONNX Runtime's dynamic quantisation) when the precision is ``int8``;
-:func:`load_encoders` runs those graphs with the cores given, and the fusion layer and heads stay
-in torch fp32.
+batch at run time: ONNX Runtime's dynamic quantisation) when the precision is ``int8``, or, for
+OpenVINO int8, quantising weights and activations statically with NNCF on a calibration set
+(:mod:`serving.model.openvino_int8`, written as OpenVINO IR); :func:`load_encoders` runs those
+graphs with the cores given, and the fusion layer and heads stay in torch fp32.
 
 Which backend runs at which precision is :mod:`serving.model.backend_choice`; torch's own
 precisions, and ``torch.compile``, are applied by :mod:`serving.model.predictor`.
@@ -25,7 +26,7 @@ import logging
 import os
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final, Protocol
 
@@ -35,11 +36,13 @@ from torch import nn
 
 from serving.errors import CheckpointError
 from serving.model.detector import Detector, FusedDetector
+from serving.model.openvino_int8 import Batch, quantize_graph, synthetic_batches
 
 __all__ = [
     "Encoders",
     "ExportedEncoders",
     "export_encoders",
+    "graph_files",
     "load_encoders",
     "set_threads",
 ]
@@ -47,6 +50,14 @@ __all__ = [
 VISION_FILE: Final[str] = "vision.onnx"
 TEXT_FILE: Final[str] = "text.onnx"
 _OPSET: Final[int] = 18
+
+
+def graph_files(backend: str, precision: str) -> tuple[str, str]:
+    """The vision and text graphs' file names for ``backend`` at ``precision``: ONNX, except
+    OpenVINO's own int8 (IR, each ``.xml`` with a ``.bin`` beside it)."""
+    if (backend, precision) == ("openvino", "int8"):
+        return "vision.xml", "text.xml"
+    return VISION_FILE, TEXT_FILE
 
 
 class Encoders(Protocol):
@@ -59,9 +70,17 @@ class Encoders(Protocol):
     ) -> torch.Tensor: ...
 
 
-def export_encoders(model: Detector, directory: Path, *, precision: str) -> Path:
-    """Write ``model``'s encoders as ONNX graphs into ``directory`` (created), int8 when
-    ``precision`` is ``int8``, else fp32; returns ``directory``. ``model`` must be fused, fp32."""
+def export_encoders(
+    model: Detector,
+    directory: Path,
+    *,
+    precision: str,
+    backend: str = "onnxruntime",
+    calibration: Sequence[Batch] | None = None,
+) -> Path:
+    """Write ``model``'s encoders as graphs for ``backend`` into ``directory`` (created), int8
+    when ``precision`` is ``int8``, else fp32; returns ``directory``. ``model`` must be fused,
+    fp32. OpenVINO int8 is calibrated on ``calibration`` (default: synthetic inputs)."""
     if not isinstance(model, FusedDetector):
         raise ValueError("only the fused detector's encoders can be exported")
     directory.mkdir(parents=True, exist_ok=True)
@@ -74,12 +93,32 @@ def export_encoders(model: Detector, directory: Path, *, precision: str) -> Path
         staged = Path(scratch)
         _export(_ImageEncoder(model), (torch.randn(2, 3, size, size),), staged / VISION_FILE)
         _export(_TextEncoder(model), (ids, torch.ones_like(ids)), staged / TEXT_FILE)
+        if (backend, precision) == ("openvino", "int8"):
+            batches = calibration or synthetic_batches(size, vocabulary)
+            feeds = _calibration_feeds(batches)
+            for name, target, feed in zip(
+                (VISION_FILE, TEXT_FILE), graph_files(backend, precision), feeds, strict=True
+            ):
+                quantize_graph(staged / name, directory / target, feed)
+            return directory
         for name in (VISION_FILE, TEXT_FILE):
             if precision == "int8":
                 _quantize(staged / name, directory / name)
             else:
                 (staged / name).replace(directory / name)
     return directory
+
+
+def _calibration_feeds(
+    batches: Sequence[Batch],
+) -> tuple[list[dict[str, np.ndarray]], list[dict[str, np.ndarray]]]:
+    """The vision and the text graph's inputs by name, one dict per calibration batch."""
+    vision = [{"pixel_values": pixels.float().numpy()} for pixels, _, _ in batches]
+    text = [
+        {"input_ids": ids.long().numpy(), "attention_mask": mask.long().numpy()}
+        for _, ids, mask in batches
+    ]
+    return vision, text
 
 
 def load_encoders(directory: Path, backend: str, precision: str, threads: int) -> ExportedEncoders:
@@ -92,11 +131,11 @@ def load_encoders(directory: Path, backend: str, precision: str, threads: int) -
     if backend not in runners:
         raise ValueError(f"backend {backend!r} does not run exported encoders")
     loaded: list[_Runner] = []
-    for name in (VISION_FILE, TEXT_FILE):
+    for name in graph_files(backend, precision):
         path = directory / name
         if not path.is_file():
             raise CheckpointError(
-                f"{path} is missing: export the encoders for backend {backend} "
+                f"{path} is missing: export the encoders for backend {backend} {precision} "
                 "(aigis export --backend ...) first",
                 str(path),
             )

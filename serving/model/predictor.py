@@ -20,7 +20,7 @@ from PIL import Image
 
 from serving.client.prediction import Prediction, read_scores
 from serving.model.backend_choice import check_backend, resolve_precision
-from serving.model.backends import VISION_FILE, Encoders
+from serving.model.backends import Encoders
 from serving.model.captions import TextFeatureCache
 from serving.model.checkpoint import Checkpoint, load_checkpoint
 from serving.model.config import DetectorConfig
@@ -96,7 +96,8 @@ class Predictor:
 
         ``device`` None picks cuda when available, else cpu. ``backend`` (torch, onnxruntime,
         openvino; serving.model.backends) runs the encoders; on a GPU it is always torch.
-        ``precision``: ``auto`` (fp16 on cuda; on cpu fp32 for torch, int8 for the others),
+        ``precision``: ``auto`` (fp16 on cuda; on cpu fp32 for torch, int8 for onnxruntime,
+        bf16 for openvino),
         ``fp32``, ``fp16``, ``bf16``, or ``int8`` (torch: dynamic quantisation of the linear
         layers, CPU only). ``encoders``: the directory of the exported encoders (exported there
         first when missing; default a temporary directory). ``compile``: run torch's encoders
@@ -256,13 +257,13 @@ def _exported_encoders(
 ) -> Encoders:
     """The exported encoders of ``model`` in ``directory``, exported there first if missing;
     the model's own encoders are freed."""
-    from serving.model.backends import drop_encoders, export_encoders, load_encoders
+    from serving.model.backends import drop_encoders, export_encoders, graph_files, load_encoders
 
     assert isinstance(model, FusedDetector)  # check_backend refused the others
     if directory is None:
         directory = Path(tempfile.mkdtemp(prefix="aigis-encoders-"))
-    if not (directory / VISION_FILE).is_file():
-        export_encoders(model, directory, precision=precision)
+    if not (directory / graph_files(backend, precision)[0]).is_file():
+        export_encoders(model, directory, precision=precision, backend=backend)
     drop_encoders(model)
     return load_encoders(directory, backend, precision, torch.get_num_threads())
 

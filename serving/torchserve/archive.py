@@ -74,8 +74,9 @@ class ExportOptions:
     (serving.model.backend_choice); the last two get the encoders exported into the archive.
     On a GPU the handler runs torch whatever the archive says."""
     precision: str = "auto"
-    """``auto`` (fp16 on GPU; on CPU fp32 for torch, int8 for the exported backends), ``fp32``,
-    ``bf16``, ``fp16`` or ``int8``; which backend runs which: serving.model.backend_choice."""
+    """``auto`` (fp16 on GPU; on CPU fp32 for torch, int8 for onnxruntime, bf16 for openvino),
+    ``fp32``, ``bf16``, ``fp16`` or ``int8``; which backend runs which:
+    serving.model.backend_choice."""
     compile: bool = False
     """torch backend: run the encoders through ``torch.compile``."""
     max_forward_batch: int = 32
@@ -229,7 +230,9 @@ def _export_encoders(model_dir: Path, target: Path, options: ExportOptions) -> N
     from serving.model.checkpoint import load_checkpoint
 
     precision = resolve_precision(options.backend, options.precision, "cpu")
-    export_encoders(load_checkpoint(model_dir).model, target, precision=precision)
+    export_encoders(
+        load_checkpoint(model_dir).model, target, precision=precision, backend=options.backend
+    )
 
 
 def _model_config(options: ExportOptions, config: DetectorConfig) -> str:

@@ -146,3 +146,41 @@ def test_the_results_file_starts_with_the_goals_and_the_load(tmp_path: Any) -> N
     assert "| replay, batch 256 | 900.0 | 0.50 | 0.70 | 256.0 |" in text
     assert "| compact | 440.0 | 500.0 |" in text
     plots(report, tmp_path / "day")  # no serving or worker latency: nothing to draw
+
+
+def precision_row(backend: str, precision: str, items_per_s: float, **extra: Any) -> dict[str, Any]:
+    agreement = {"items": 300, "near": 120, "agree": 120, "agree_all": 300, "max_change": 0.01}
+    return {
+        "backend": backend,
+        "precision": precision,
+        "items_per_s": items_per_s,
+        "ratio": items_per_s / 10.0,
+        "agreement": None if precision == "fp32" else {**agreement, "mean_change": 0.002},
+        "compiled": False,
+        "warm_up_s": 1.0,
+        **extra,
+    }
+
+
+def test_the_base_models_in_process_goal_reads_the_precision_benchmark_of_the_same_run() -> None:
+    precision = {
+        "rows": [
+            precision_row("torch", "fp32", 10.0),
+            precision_row("torch", "bf16", 60.0, compiled=True),  # faster, never chosen
+            precision_row("openvino", "int8", 50.0),
+        ],
+        "chosen": ["openvino", "int8"],
+    }
+    by_name = {g.name: g for g in goals({**full_report(), "precision": precision})}
+    in_process = by_name["base fused model in process, 2 cores, chosen precision"]
+    assert (in_process.met, in_process.figure) == (
+        True,
+        "50.0 items/s (openvino int8, 5.0x torch fp32)",
+    )
+    validated = by_name["reduced precisions validated near the band edges"]
+    assert validated.met is True
+    assert validated.figure.startswith("100.0% of 120 near-edge items")
+    report = {key: value for key, value in full_report().items() if key != "worker"}
+    assert "| openvino | int8 | 50.0 | 5.00 | 120 | 100.0% |" in markdown(
+        {**report, "precision": precision}
+    )

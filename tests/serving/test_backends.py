@@ -1,5 +1,6 @@
-"""Backends: every backend and precision scores like torch fp32 on the tiny model, the
-agreement check judges precisions as documented, and bad exported graphs are refused clearly."""
+"""Backends: every backend and precision scores like torch fp32 on the tiny model (OpenVINO int8
+calibrated by NNCF, with the test's items or synthetic ones), the agreement check judges
+precisions as documented, and bad exported graphs are refused clearly."""
 
 from __future__ import annotations
 
@@ -12,9 +13,16 @@ from PIL import Image
 from serving.errors import CheckpointError
 from serving.model.agreement import MAX_P_AI_CHANGE, compare, near_edges
 from serving.model.backend_choice import check_backend, default_backend, resolve_precision
-from serving.model.backends import TEXT_FILE, VISION_FILE, export_encoders, load_encoders
+from serving.model.backends import (
+    TEXT_FILE,
+    VISION_FILE,
+    export_encoders,
+    graph_files,
+    load_encoders,
+)
 from serving.model.checkpoint import load_checkpoint, save_checkpoint
 from serving.model.config import DetectorConfig
+from serving.model.openvino_int8 import calibration_batches
 from serving.model.predictor import Predictor
 from serving.model.presets import build_preset
 from serving.torchserve.archive import ArchiveError, ExportOptions
@@ -44,13 +52,28 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def exported(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The tiny model's encoders exported once per graph precision."""
-    model = load_checkpoint(checkpoint).model
+    """The tiny model's encoders exported once per graph: fp32 and int8 ONNX, and OpenVINO's
+    int8 calibrated on the test's own items."""
+    loaded = load_checkpoint(checkpoint)
     root = tmp_path_factory.mktemp("encoders")
-    return {
-        precision: export_encoders(model, root / precision, precision=precision)
+    graphs = {
+        precision: export_encoders(loaded.model, root / precision, precision=precision)
         for precision in ("fp32", "int8")
     }
+    graphs["openvino-int8"] = export_encoders(
+        loaded.model,
+        root / "openvino-int8",
+        precision="int8",
+        backend="openvino",
+        calibration=calibration_batches(loaded.preprocessor, IMAGES, CAPTIONS, batch=4),
+    )
+    return graphs
+
+
+def _graph(backend: str, precision: str) -> str:
+    if (backend, precision) == ("openvino", "int8"):
+        return "openvino-int8"
+    return "int8" if precision == "int8" else "fp32"
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +101,7 @@ def test_each_backend_scores_like_torch_fp32(
     backend: str,
     precision: str,
 ) -> None:
-    graph = exported["int8" if precision == "int8" else "fp32"]
+    graph = exported[_graph(backend, precision)]
     predictor = Predictor.from_checkpoint(
         checkpoint,
         device="cpu",
@@ -91,8 +114,8 @@ def test_each_backend_scores_like_torch_fp32(
     p_ai = predictor.scores(IMAGES, CAPTIONS).p_ai
     assert p_ai.shape == reference.shape
     assert np.abs(p_ai - reference).max() <= TOLERANCE[precision]
-    # An item scores the same alone as in a batch of other caption lengths (int8 quantises
-    # activations per batch, so its scores depend a little on the batch).
+    # An item scores the same alone as in a batch of other caption lengths (ONNX Runtime's int8
+    # quantises activations per batch, so its scores depend a little on the batch).
     [alone] = predictor.scores(IMAGES[3:4], CAPTIONS[3:4]).p_ai
     assert alone == pytest.approx(p_ai[3], abs=TOLERANCE[precision] / 10)
 
@@ -102,12 +125,40 @@ def test_exported_graphs_are_int8_only_when_asked(exported: dict[str, Path]) -> 
 
     for name in (VISION_FILE, TEXT_FILE):
         ops = {
-            precision: {node.op_type for node in onnx.load(path / name).graph.node}
-            for precision, path in exported.items()
+            precision: {node.op_type for node in onnx.load(exported[precision] / name).graph.node}
+            for precision in ("fp32", "int8")
         }
         assert "DynamicQuantizeLinear" in ops["int8"] or "DynamicQuantizeMatMul" in ops["int8"]
         assert "MatMulInteger" in ops["int8"]
         assert not {"DynamicQuantizeLinear", "MatMulInteger"} & ops["fp32"]
+
+
+def test_openvino_int8_is_its_own_statically_quantised_graph(exported: dict[str, Path]) -> None:
+    import openvino as ov
+
+    directory = exported["openvino-int8"]
+    assert graph_files("openvino", "int8") == ("vision.xml", "text.xml")
+    assert {p.name for p in directory.iterdir()} == {
+        "vision.xml",
+        "vision.bin",
+        "text.xml",
+        "text.bin",
+    }
+    for name in graph_files("openvino", "int8"):
+        ops = {op.get_type_name() for op in ov.Core().read_model(str(directory / name)).get_ops()}
+        assert "FakeQuantize" in ops  # activations and weights quantised with fixed ranges
+
+
+def test_openvino_int8_without_a_calibration_set_uses_synthetic_inputs(
+    checkpoint: Path, reference: np.ndarray, tmp_path: Path
+) -> None:
+    target = tmp_path / "encoders"
+    predictor = Predictor.from_checkpoint(
+        checkpoint, device="cpu", backend="openvino", precision="int8", encoders=target
+    )
+    assert {p.name for p in target.iterdir()} >= {"vision.xml", "text.xml"}
+    p_ai = predictor.scores(IMAGES, CAPTIONS).p_ai
+    assert np.abs(p_ai - reference).max() <= TOLERANCE["int8"]
 
 
 def test_missing_encoders_are_exported_into_the_directory_given(
@@ -124,24 +175,33 @@ def test_missing_encoders_are_exported_into_the_directory_given(
 
 
 @pytest.mark.parametrize(
-    ("content", "backend"),
+    ("content", "backend", "precision"),
     [
-        (b"", "onnxruntime"),
-        (b"not a graph at all", "onnxruntime"),
-        (b"\x08\x07" + b"\xff" * 64, "openvino"),
-        (None, "onnxruntime"),  # the text graph missing
+        (b"", "onnxruntime", "int8"),
+        (b"not a graph at all", "onnxruntime", "int8"),
+        (b"\x08\x07" + b"\xff" * 64, "openvino", "fp32"),
+        (None, "onnxruntime", "int8"),  # the text graph missing
+        (b"<net><layers>", "openvino", "int8"),  # a truncated IR
+        (None, "openvino", "int8"),
     ],
 )
 def test_a_bad_or_missing_graph_is_refused_naming_the_file(
-    exported: dict[str, Path], tmp_path: Path, content: bytes | None, backend: str
+    exported: dict[str, Path],
+    tmp_path: Path,
+    content: bytes | None,
+    backend: str,
+    precision: str,
 ) -> None:
+    source = exported[_graph(backend, precision)]
+    vision, text = graph_files(backend, precision)
     broken = tmp_path / "broken"
     broken.mkdir()
-    (broken / VISION_FILE).write_bytes((exported["int8"] / VISION_FILE).read_bytes())
+    for name in {vision, vision.replace(".xml", ".bin")}:
+        (broken / name).write_bytes((source / name).read_bytes())
     if content is not None:
-        (broken / TEXT_FILE).write_bytes(content)
-    with pytest.raises(CheckpointError, match=TEXT_FILE):
-        load_encoders(broken, backend, "int8", threads=1)
+        (broken / text).write_bytes(content)
+    with pytest.raises(CheckpointError, match=text):
+        load_encoders(broken, backend, precision, threads=1)
 
 
 def test_choices_are_checked_before_any_model_is_loaded() -> None:
@@ -156,10 +216,11 @@ def test_choices_are_checked_before_any_model_is_loaded() -> None:
     with pytest.raises(ArchiveError, match="unknown backend"):
         ExportOptions(backend="../../etc")
     assert resolve_precision("onnxruntime", "auto", "cpu") == "int8"
+    assert resolve_precision("openvino", "auto", "cpu") == "bf16"
     assert resolve_precision("torch", "auto", "cpu") == "fp32"
     assert resolve_precision("onnxruntime", "auto", "cuda") == "fp16"
     assert (default_backend("fused"), default_backend("clip-contrastive")) == (
-        "onnxruntime",
+        "openvino",
         "torch",
     )
 

@@ -1,4 +1,4 @@
-"""An archive of an exported backend, through a real TorchServe: it carries its int8 encoders,
+"""An archive of each exported backend, through a real TorchServe: it carries its int8 encoders,
 says which backend serves it, and scores like the same checkpoint in process."""
 
 from __future__ import annotations
@@ -25,17 +25,29 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def test_an_onnxruntime_int8_archive_is_served_and_scores_like_in_process(
-    torchserve: Served, tmp_path: Path, make_png: Callable[..., bytes]
+@pytest.mark.parametrize(
+    ("backend", "graphs"),
+    [
+        ("onnxruntime", {"encoders/vision.onnx", "encoders/text.onnx"}),
+        # OpenVINO's own int8 (NNCF), calibrated on synthetic inputs when exported for an archive
+        ("openvino", {"encoders/vision.xml", "encoders/vision.bin", "encoders/text.xml"}),
+    ],
+)
+def test_an_int8_archive_is_served_and_scores_like_in_process(
+    torchserve: Served,
+    tmp_path: Path,
+    make_png: Callable[..., bytes],
+    backend: str,
+    graphs: set[str],
 ) -> None:
-    options = ExportOptions(name="detector-int8", version="1", backend="onnxruntime")
+    options = ExportOptions(name="detector-int8", version="1", backend=backend, precision="int8")
     info = export_random(tmp_path / "store", options)
     with zipfile.ZipFile(info.path) as archive:
         names = set(archive.namelist())
         handler = yaml.safe_load(archive.read("model-config.yaml"))["handler"]
         archive.extractall(tmp_path / "unpacked")
-    assert {"encoders/vision.onnx", "encoders/text.onnx"} <= names
-    assert (handler["backend"], handler["precision"]) == ("onnxruntime", "auto")
+    assert graphs <= names
+    assert (handler["backend"], handler["precision"]) == (backend, "int8")
 
     images = [make_png((40 * i, 90, 200 - 30 * i)) for i in range(5)]
     captions = ["a cat", None, "a much longer caption about two dogs on a beach", "", "car"]
@@ -56,7 +68,8 @@ def test_an_onnxruntime_int8_archive_is_served_and_scores_like_in_process(
     local = Predictor.from_checkpoint(
         tmp_path / "unpacked" / "checkpoint",
         device="cpu",
-        backend="onnxruntime",
+        backend=backend,
+        precision="int8",
         encoders=tmp_path / "unpacked" / "encoders",
     )
     pictures = [Image.open(io.BytesIO(data)).convert("RGB") for data in images]
