@@ -11,6 +11,7 @@ cache hit would cost.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -87,28 +88,16 @@ class Admission:
     ) -> list[Item]:
         """The items whose image could be had (within ``worker.max_image_bytes``), with their
         bytes and hash; the others are dead-lettered."""
-        loaded: list[Item] = []
-        fetched = self._fetcher.fetch_all([i.event for i in items])
-        for item, data in zip(items, fetched, strict=True):
-            try:
-                if isinstance(data, FetchError):
-                    raise data
-                item.data, item.sha256 = data, sha256_hex(data)
-            except FetchError as err:
-                detail, context = err.detail, load_context(item.event, err)
-                per_record[item.index] = [
-                    self.reject(
-                        item.record, err.reason, detail, item.event.event_id, done, **context
-                    )
-                ]
-                continue
-            except Exception as exc:
-                per_record[item.index] = [
-                    self.internal(item.record, item.event.event_id, exc, "reading its image", done)
-                ]
-                continue
-            loaded.append(item)
-        return loaded
+        loads = self._fetcher.fetch_all([i.event for i in items])
+        fetched = dict(zip(map(id, items), loads, strict=True))
+
+        def hashed(item: Item) -> None:
+            data = fetched[id(item)]
+            if isinstance(data, FetchError):
+                raise data
+            item.data, item.sha256 = data, sha256_hex(data)
+
+        return self._keep(items, hashed, per_record, done)
 
     def probe(
         self, items: list[Item], per_record: list[list[Output]], done: Processed
@@ -116,22 +105,39 @@ class Admission:
         """The items whose image is of a known format within the size limits; the others are
         dead-lettered."""
         limit = self._settings.worker.max_image_bytes
-        good: list[Item] = []
+
+        def probed(item: Item) -> None:
+            probe_image(item.data, max_bytes=limit, max_pixels=MAX_IMAGE_PIXELS)
+
+        return self._keep(items, probed, per_record, done)
+
+    def _keep(
+        self,
+        items: list[Item],
+        check: Callable[[Item], None],
+        per_record: list[list[Output]],
+        done: Processed,
+    ) -> list[Item]:
+        """The items ``check`` passes. One it fails (FetchError, ImageError) is dead-lettered
+        with the failure's reason; one it makes raise anything else, as ``internal_error``."""
+        kept: list[Item] = []
         for item in items:
+            event_id = item.event.event_id
             try:
-                probe_image(item.data, max_bytes=limit, max_pixels=MAX_IMAGE_PIXELS)
-            except ImageError as err:
+                check(item)
+            except (FetchError, ImageError) as err:
+                context = load_context(item.event, err)
                 per_record[item.index] = [
-                    self.reject(item.record, err.reason, err.detail, item.event.event_id, done)
+                    self.reject(item.record, err.reason, err.detail, event_id, done, **context)
                 ]
                 continue
             except Exception as exc:
                 per_record[item.index] = [
-                    self.internal(item.record, item.event.event_id, exc, "reading its image", done)
+                    self.internal(item.record, event_id, exc, "reading its image", done)
                 ]
                 continue
-            good.append(item)
-        return good
+            kept.append(item)
+        return kept
 
     def internal(
         self,
