@@ -1,17 +1,21 @@
-"""The stream side's own cost: a cache-hit replay at several micro-batch sizes, in one run.
+"""The stream side's own cost: a cache-hit replay by today's code and by this code at several
+micro-batch sizes, in one run.
 
 Needs Kafka and Redis (``aigis dev up``); starts its own TorchServe with the tiny model.
 
-    .venv/bin/python -m bench.replay [--events 1200] [--batch-sizes 32,128,256] [--json PATH]
+    .venv/bin/python -m bench.replay [--events 1200] [--batch-sizes 32,128,256]
+                                     [--baseline main] [--json PATH]
 
-(as a module from the repository root). A first pass scores N unique images, filling the cache;
-each replay publishes the same images again as new events to fresh topics and runs one worker
-process (exactly-once) over that backlog with ``AIGIS_WORKER__BATCH_SIZE`` set to one of the
-sizes. A batch is one Kafka transaction: its records, its input offsets and a commit marker on
-every partition it wrote, so records, requests and markers per event fall as batches grow. For
-each: events/s, and CPU milliseconds per event of the worker process and of the Kafka broker's
-JVM (``utime + stime`` from ``/proc/<pid>/stat``), read at the first and at the last verdict.
-The first size is today's default, so each row compares with it in the same run.
+(as a module from the repository root). A first pass scores N images that are not
+near-duplicates of one another (:func:`distinct_images`), filling the cache; each replay
+publishes the same images again as new events to fresh topics and runs one worker process
+(exactly-once) over that backlog. The first replay runs the worker of the ``--baseline`` git ref
+(today's code, at today's batch size 32), the others this code with ``AIGIS_WORKER__BATCH_SIZE``
+set to each size. A batch is one Kafka transaction: its records, its input offsets and a commit
+marker on every partition it wrote, so records, requests and markers per event fall as batches
+grow. For each: events/s, CPU milliseconds per event of the worker process and of the Kafka
+broker's JVM (``utime + stime`` from ``/proc/<pid>/stat``, read at the first and at the last
+verdict), cache hits, and offsets per event on each output topic.
 """
 
 from __future__ import annotations
