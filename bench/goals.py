@@ -221,33 +221,43 @@ def _worker(report: dict[str, Any]) -> list[Goal]:
 
 
 def _replay(report: dict[str, Any]) -> list[Goal]:
+    """This code at its default batch size against today's code (the baseline phase, else this
+    code's first row), both from the same run."""
     name, target = "cache-hit replay, CPU per event (worker + broker)", "<= 1.3 ms"
     replay = report.get("replay")
     if not replay:
         return [_missing(name, target, "bench.replay did not run")]
     rows = replay["replays"]
-    best = min(rows, key=lambda r: r["cpu_ms_per_event"]["worker"] + r["cpu_ms_per_event"]["kafka"])
+    ours = [r for r in rows if r.get("code", "this code") == "this code"]
+    new = next((r for r in ours if r.get("default")), None) or min(ours, key=_replay_cpu)
     today = rows[0]
-
-    def cpu(row: dict[str, Any]) -> float:
-        return float(row["cpu_ms_per_event"]["worker"] + row["cpu_ms_per_event"]["kafka"])
-
     figure = (
-        f"{cpu(best):.2f} ms at batch {best['batch_size']} ({best['events_per_s']:.0f} events/s) "
-        f"against {cpu(today):.2f} ms at batch {today['batch_size']} "
-        f"({today['events_per_s']:.0f} events/s), same run"
+        f"{_replay_cpu(new):.2f} ms ({_replay_split(new)}) at batch {new['batch_size']}, "
+        f"{new['events_per_s']:.0f} events/s; {today.get('code', 'first row')}: "
+        f"{_replay_cpu(today):.2f} ms ({_replay_split(today)}) at batch {today['batch_size']}, "
+        f"{today['events_per_s']:.0f} events/s; same run"
     )
     first = replay["first_pass"]["events_per_s"]
     return [
-        Goal(name, target, figure, cpu(best) <= 1.3),
+        Goal(name, target, figure, _replay_cpu(new) <= 1.3),
         Goal(
             "cache-hit replay against the first pass",
             ">= 20x (base model)",
-            f"{best['events_per_s'] / first:.1f}x on the tiny model "
-            f"({best['events_per_s']:.0f} against {first:.0f} events/s)",
+            f"{new['events_per_s'] / first:.1f}x on the tiny model "
+            f"({new['events_per_s']:.0f} against {first:.0f} events/s); the base model's "
+            "first pass is not in this benchmark",
             None,
         ),
     ]
+
+
+def _replay_cpu(row: dict[str, Any]) -> float:
+    return float(row["cpu_ms_per_event"]["worker"] + row["cpu_ms_per_event"]["kafka"])
+
+
+def _replay_split(row: dict[str, Any]) -> str:
+    cpu = row["cpu_ms_per_event"]
+    return f"worker {cpu['worker']:.2f} + broker {cpu['kafka']:.2f}"
 
 
 def _gpu(report: dict[str, Any]) -> list[Goal]:

@@ -47,14 +47,23 @@ def group_pids(leader: int | None) -> list[int]:
 
 
 @contextmanager
-def worker_process(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
+def worker_process(
+    settings: Settings, *, code: Path | None = None, unset: Sequence[str] = ()
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A worker process of ``settings``; ``code``: a checkout to run the worker from instead of
+    this one (another version of the code, same environment); ``unset``: prefixes of variables
+    to leave out (settings that code does not know)."""
     env = {
         **subprocess_env(settings),
         "AIGIS_WORKER__GUARANTEE": settings.worker.guarantee.value,
         "AIGIS_SERVING__REQUEST_BODY": settings.serving.request_body,
         "AIGIS_LOG_LEVEL": os.environ.get("BENCH_WORKER_LOG_LEVEL", "WARNING"),
     }
-    proc = subprocess.Popen([sys.executable, "-m", "aigis.run", "--slot", "0"], env=env)
+    env = {k: v for k, v in env.items() if not k.startswith(tuple(unset))}
+    if code is not None:
+        env["PYTHONPATH"] = str(code)
+    command = [sys.executable, "-m", "aigis.run", "--slot", "0"]
+    proc = subprocess.Popen(command, env=env, cwd=code)
     try:
         yield proc
     finally:

@@ -1,41 +1,59 @@
-"""The stream side's own cost: a cache-hit replay at several micro-batch sizes, in one run.
+"""The stream side's own cost: a cache-hit replay by today's code and by this code at several
+micro-batch sizes, in one run.
 
 Needs Kafka and Redis (``aigis dev up``); starts its own TorchServe with the tiny model.
 
-    .venv/bin/python -m bench.replay [--events 1200] [--batch-sizes 32,128,256] [--json PATH]
+    .venv/bin/python -m bench.replay [--events 1200] [--batch-sizes 32,128,256]
+                                     [--baseline main] [--json PATH]
 
-(as a module from the repository root). A first pass scores N unique images, filling the cache;
-each replay publishes the same images again as new events to fresh topics and runs one worker
-process (exactly-once) over that backlog with ``AIGIS_WORKER__BATCH_SIZE`` set to one of the
-sizes. A batch is one Kafka transaction: its records, its input offsets and a commit marker on
-every partition it wrote, so records, requests and markers per event fall as batches grow. For
-each: events/s, and CPU milliseconds per event of the worker process and of the Kafka broker's
-JVM (``utime + stime`` from ``/proc/<pid>/stat``), read at the first and at the last verdict.
-The first size is today's default, so each row compares with it in the same run.
+(as a module from the repository root). A first pass scores N images that are not
+near-duplicates of one another (:func:`distinct_images`), filling the cache; each replay
+publishes the same images again as new events to fresh topics and runs one worker process
+(exactly-once) over that backlog. The first replay runs the worker of the ``--baseline`` git ref
+(today's code, at today's batch size 32), the others this code with ``AIGIS_WORKER__BATCH_SIZE``
+set to each size. A batch is one Kafka transaction: its records, its input offsets and a commit
+marker on every partition it wrote, so records, requests and markers per event fall as batches
+grow. For each: events/s, CPU milliseconds per event of the worker process and of the Kafka
+broker's JVM (``utime + stime`` from ``/proc/<pid>/stat``, read at the first and at the last
+verdict), cache hits, and offsets per event on each output topic.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
+import subprocess
+import tarfile
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from PIL import Image
+
 from aigis.devstack.kafka_broker import KafkaBroker
 from bench.worker import _CREATED, bench_settings, export_store, fresh, run_worker_phase
-from bench.worker import unique_images as make_images
+from schemas.settings import Settings, WorkerSettings
 from serving.torchserve.server import running_torchserve
 from worker import kafka
+from worker.tail import partitions
+
+TODAY_BATCH_SIZE = 32
+"""``worker.batch_size``'s default before the cache path was tuned: the baseline runs at it."""
+
+
+NEW_SETTINGS = ("AIGIS_KAFKA__STREAM_",)
+"""Settings today's code does not know (it refuses them): left out of its environment."""
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = _arguments(argv)
     sizes = [int(size) for size in args.batch_sizes.split(",") if size]
     base = bench_settings()
-    images = make_images(args.events)
+    images = distinct_images(args.events)
     broker = KafkaBroker(base).pid()
     load = os.getloadavg()[0]
     print(f"# cache-hit replay: {args.events} events, load average {load:.1f}\n", flush=True)
@@ -46,33 +64,115 @@ def main(argv: Sequence[str] | None = None) -> None:
     ):
         first = fresh(base, "first")
         results["first_pass"] = run_worker_phase(first, images, "first", ts, broker)
+        results["first_pass"]["records_per_event"] = records_per_event(first, len(images))
         _print("first pass", results["first_pass"])
+        phases: list[tuple[str, int, Path | None]] = []
+        baseline = checkout(args.baseline, Path(tmp) / "baseline") if args.baseline else None
+        if baseline is not None:
+            results["baseline"] = {"ref": args.baseline, "commit": baseline[1]}
+            phases.append((f"today's code ({args.baseline})", TODAY_BATCH_SIZE, baseline[0]))
+        phases += [("this code", size, None) for size in sizes]
         results["replays"] = []
-        for size in sizes:
+        for i, (code, size, root) in enumerate(phases):
             replay = first.model_copy(
                 update={
-                    "topics": fresh(base, f"replay{size}").topics,
+                    "topics": fresh(base, f"replay{i}").topics,
                     "worker": first.worker.model_copy(
-                        update={"group_id": f"{first.worker.group_id}.{size}", "batch_size": size}
+                        update={"group_id": f"{first.worker.group_id}.{i}", "batch_size": size}
                     ),
                 }
             )
-            row = run_worker_phase(replay, images, f"replay{size}", ts, broker)
-            row["batch_size"] = size
+            process: dict[str, Any] = {"code": root, "unset": NEW_SETTINGS} if root else {}
+            row = run_worker_phase(replay, images, f"replay{i}", ts, broker, **process)
+            default = root is None and size == WorkerSettings.model_fields["batch_size"].default
+            row.update(code=code, batch_size=size, default=default)
+            row["records_per_event"] = records_per_event(replay, len(images))
             results["replays"].append(row)
-            _print(f"replay, batch {size}", row)
+            _print(f"{code}, batch {size}", row)
     kafka.delete_topics(base, _CREATED)
     results["load_average_at_end"] = os.getloadavg()[0]
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
 
 
+def checkout(ref: str, root: Path) -> tuple[Path, str] | None:
+    """The files of ``ref`` of this repository under ``root`` (``git archive``, no worktree),
+    and its commit; None, said on stdout, when git cannot give them."""
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--verify", f"{ref}^{{commit}}"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        root.mkdir(parents=True)
+        archive = subprocess.run(
+            ["git", "archive", commit], cwd=repo, capture_output=True, check=True
+        ).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        print(f"  no baseline: git cannot give {ref!r} ({exc}); this code's rows only")
+        return None
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(root, filter="data")
+    return root, commit
+
+
+def distinct_images(count: int) -> list[tuple[bytes, str | None]]:
+    """``count`` images that differ in their pixels, not only in their bytes, half JPEG and half
+    PNG, with the smoke set's captions.
+
+    Images that differ only in trailing bytes (as :func:`bench.worker.unique_images` makes them)
+    are near-duplicates of one another: past the smoke set's 300, the first pass answers them by
+    near-duplicate reuse and stores no exact entry, so their replay would hash and search them
+    again instead of hitting the cache. Each image here is a random 8x8 colour field upscaled to
+    256 pixels, so no two are near-duplicates.
+    """
+    from training.data import load_split
+
+    captions = [
+        s.caption for s in load_split("smoke", "test", normalise=False, require_labels=False)
+    ]
+    rng = np.random.default_rng(int.from_bytes(os.urandom(4)))
+    images = []
+    for i in range(count):
+        field = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+        image = Image.fromarray(field).resize((256, 256), Image.Resampling.BICUBIC)
+        out = io.BytesIO()
+        if i % 2:
+            image.save(out, "JPEG", quality=90)
+        else:
+            image.save(out, "PNG", compress_level=1)
+        images.append((out.getvalue(), captions[i % len(captions)]))
+    return images
+
+
+def records_per_event(settings: Settings, events: int) -> dict[str, float]:
+    """Offsets the phase used on each output topic, per event: its records and, under
+    exactly-once, the commit marker each transaction wrote on each partition it touched."""
+    consumer = kafka.consumer(settings, group_id=None)
+    try:
+        out = {}
+        for name in ("verdicts", "review", "pseudo_labels", "dlq"):
+            topic = getattr(settings.topics, name)
+            ends = consumer.end_offsets(partitions(consumer, topic))
+            out[name] = sum(ends.values()) / events
+        return out
+    finally:
+        consumer.close(autocommit=False)
+
+
 def _print(name: str, row: dict[str, Any]) -> None:
+    """One phase's figures on one line."""
     cpu = row["cpu_ms_per_event"]
+    offsets = ", ".join(f"{t} {n:.2f}" for t, n in row.get("records_per_event", {}).items())
     print(
-        f"  {name:<18} {row['events_per_s']:8.1f} events/s   CPU ms/event: worker "
+        f"  {name:<30} {row['events_per_s']:8.1f} events/s   CPU ms/event: worker "
         f"{cpu['worker']:.2f}, broker {cpu['kafka']:.2f}, together "
-        f"{cpu['worker'] + cpu['kafka']:.2f}   mean batch {row['mean_batch_size']:.1f}",
+        f"{cpu['worker'] + cpu['kafka']:.2f}   mean batch {row['mean_batch_size']:.1f}, "
+        f"cache hits {row['cache_hits']:.0f} of {row['cache_hits'] + row['cache_misses']:.0f}, "
+        f"offsets per event: {offsets}",
         flush=True,
     )
 
@@ -81,7 +181,14 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--events", type=int, default=1200, help="unique images (default 1200)")
     parser.add_argument(
-        "--batch-sizes", default="32,128,256", help="worker batch sizes, today's first"
+        "--batch-sizes",
+        default="32,128,256",
+        help="worker batch sizes this code runs at (default 32,128,256)",
+    )
+    parser.add_argument(
+        "--baseline",
+        default="main",
+        help="git ref of today's code, replayed first at batch 32 ('' for none; default main)",
     )
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     return parser.parse_args(argv)

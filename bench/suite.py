@@ -126,7 +126,10 @@ def markdown(report: dict[str, Any]) -> str:
         lines += ["## Cache-hit replay by micro-batch size (tiny model, exactly-once)", ""]
         replay = report["replay"]
         phases = [("first pass", replay["first_pass"])]
-        phases += [(f"replay, batch {r['batch_size']}", r) for r in replay["replays"]]
+        phases += [
+            (f"replay, {r.get('code', 'this code')}, batch {r['batch_size']}", r)
+            for r in replay["replays"]
+        ]
         lines += _table(
             ["phase", "events/s", "worker CPU ms/event", "broker CPU ms/event", "mean batch"],
             [

@@ -149,12 +149,14 @@ def run_worker_phase(
     tag: str,
     torchserve: TorchServe,
     broker: int | None,
+    **process: Any,
 ) -> dict[str, Any]:
-    """Backlog throughput of one worker process, and where its time and CPU went."""
+    """Backlog throughput of one worker process, and where its time and CPU went. ``process``:
+    options of :func:`bench.processes.worker_process` (another checkout, more environment)."""
     produced = publish(settings, images, tag)
     arrivals = Arrivals(settings)
     serve_pids = group_pids(torchserve.pid())
-    with worker_process(settings) as proc:
+    with worker_process(settings, **process) as proc:
         arrivals.wait(1, 120)
         first = min(arrivals.at.values())
         done_first = len(arrivals.at)
@@ -185,6 +187,8 @@ def run_worker_phase(
         / batch_s
         if batch_s
         else None,
+        "cache_hits": metrics.get("aigis_worker_cache_hits_total", 0.0),
+        "cache_misses": metrics.get("aigis_worker_cache_misses_total", 0.0),
         "mean_batch_size": metrics.get("aigis_worker_batch_size_sum", 0.0)
         / max(1.0, metrics.get("aigis_worker_batch_size_count", 1.0)),
     }

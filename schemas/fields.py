@@ -3,12 +3,12 @@ captions, times in UTC, image URIs and base64 bytes, and what a consumed record 
 
 from __future__ import annotations
 
-import base64
 import binascii
 from datetime import UTC, datetime
 from typing import Annotated, Protocol
 from urllib.parse import urlsplit
 
+import pybase64
 from pydantic import AfterValidator, Field
 
 from schemas.limits import ALLOWED_URI_SCHEMES, MAX_CAPTION_CHARS, MAX_ID_CHARS
@@ -53,7 +53,7 @@ class ConsumedRecord(Protocol):
 
 def decode_b64(value: str) -> bytes:
     try:
-        return base64.b64decode(value, validate=True)
+        return pybase64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ValueError(f"not valid base64 ({exc})") from None
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 from typing import Annotated, ClassVar, Literal, Self
 
+import pybase64
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas.fields import (
@@ -123,7 +124,7 @@ class ImageSource(Message):
 
     def inline_bytes(self) -> bytes | None:
         """The decoded inline image, or None when the image is given by URI."""
-        return None if self.image_b64 is None else base64.b64decode(self.image_b64)
+        return None if self.image_b64 is None else pybase64.b64decode(self.image_b64)
 
 
 class ImageEvent(ImageSource):

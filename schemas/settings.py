@@ -47,6 +47,21 @@ class KafkaSettings(_Group):
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+    stream_linger_ms: Annotated[int, Field(ge=0, le=60_000)] = 5
+    """How long the stream runtime's producer (the worker's, the sink's) lets records gather
+    before sending them (``linger.ms``). Every commit flushes it, so this only shapes the
+    requests of a batch; lingering until the commit (1000) measured no better on the cache-hit
+    replay (bench/results/2026-11-30-replay.md)."""
+    stream_batch_bytes: Annotated[int, Field(ge=16 * 1024)] = 1024 * 1024
+    """The stream runtime's producer batch per partition (Kafka's ``batch.size``): 1 MiB, not
+    16 KiB, so a micro-batch (review items carry their images) goes out in a few requests."""
+    stream_fetch_min_bytes: Annotated[int, Field(ge=1)] = 1
+    """Bytes a stream consumer's fetch waits for (``fetch.min.bytes``), at most
+    ``stream_fetch_max_wait_ms``. Raising it fetches a trickle of events in fewer requests, at
+    the price of that wait; a backlog is fetched at once whatever the value."""
+    stream_fetch_max_wait_ms: Annotated[int, Field(ge=0, le=60_000)] = 500
+    """Longest a stream consumer's fetch waits for ``stream_fetch_min_bytes``
+    (``fetch.max.wait.ms``)."""
     images_retention_ms: RetentionMs | None = None
     """``retention.ms`` of the images topic when aigis creates it (None: the broker's default). It
     bounds how long workers may be down or behind before unscored events are lost."""

@@ -7,6 +7,7 @@ and nothing a producer can make unbounded.
 
 from __future__ import annotations
 
+from collections import Counter as Tally
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -170,12 +171,24 @@ class WorkerMetrics:
     ) -> dict[tuple[str, str, str], float]:
         """Count committed verdicts; return the drift indices they moved (see DriftMonitor)."""
         seen = []
+        counts: Tally[tuple[str, str, str, str]] = Tally()
+        generators: Tally[tuple[str, str, str]] = Tally()
+        p_ai: dict[tuple[str, str], list[float]] = {}
         for v in verdicts:
             source = self.source_label(v.source)
-            self.verdicts.labels(v.model_version, source, v.decision, str(v.cached).lower()).inc()
-            self.p_ai.labels(v.model_version, source).observe(v.p_ai)
-            self.generators.labels(v.model_version, source, self.generator_label(v.generator)).inc()
+            counts[v.model_version, source, v.decision, str(v.cached).lower()] += 1
+            generators[v.model_version, source, self.generator_label(v.generator)] += 1
+            p_ai.setdefault((v.model_version, source), []).append(v.p_ai)
             seen.append((v.model_version, source, v.p_ai, v.generator))
+        # One label lookup per series and batch, not per verdict.
+        for labels, n in counts.items():
+            self.verdicts.labels(*labels).inc(n)
+        for labels, n in generators.items():
+            self.generators.labels(*labels).inc(n)
+        for labels, values in p_ai.items():
+            histogram = self.p_ai.labels(*labels)
+            for value in values:
+                histogram.observe(value)
         return self._drift.observe(seen) if self._drift is not None else {}
 
     def source_label(self, source: str | None) -> str:

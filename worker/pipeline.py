@@ -1,5 +1,5 @@
-"""One micro-batch from records to outputs: validate, fetch, probe, hash, look up, evidence,
-score, route.
+"""One micro-batch from records to outputs: validate, fetch, hash, look up, probe what the
+cache did not answer (:mod:`worker.admit`), evidence, score, route.
 
 An image a reviewer has labelled is answered with the human's label (``decided_by: human``)
 before the cache and the model are consulted, and so is a near-duplicate of one within
@@ -17,58 +17,28 @@ DLQ (``internal_error``, naming the exception's type, never its text) and the ba
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import structlog
 
-from schemas import ImageEvent, SchemaError, Timings, decode
+from schemas import Timings
 from schemas.canary import CanaryState, in_slice
 from schemas.decision import proven
-from schemas.fields import ConsumedRecord
-from schemas.limits import MAX_IMAGE_PIXELS
-from schemas.messages import Evidence, NearDuplicate
-from schemas.overrides import HumanLabel
 from schemas.settings import Settings
-from serving.errors import ImageError
-from serving.imageio import probe_image
-from worker.cache import VerdictCache, key_suffix, sha256_hex
+from worker.admit import Admission, Item
+from worker.cache import VerdictCache, key_suffix
 from worker.canary import Canary
 from worker.evidence.stage import EvidenceStage
-from worker.fetch import Fetcher, FetchError
-from worker.logged import load_context, where
-from worker.neardup import Hashed
-from worker.processed import DLQ, Processed, VerdictFacts
+from worker.fetch import Fetcher
+from worker.logged import where
+from worker.processed import Processed, VerdictFacts
 from worker.route import build_verdict, end_to_end_ms, human_verdict, proven_verdict, route
 from worker.runtime.batch import Batch
-from worker.runtime.checkpoint import Output, dead_letter, traced
-from worker.runtime.handler import where_raised
-from worker.score import Score
+from worker.runtime.checkpoint import Output, traced
 from worker.scorer import Rejected, Scorer
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass
-class _Item:
-    """An event that passed validation, on its way through the batch."""
-
-    index: int
-    record: ConsumedRecord
-    event: ImageEvent
-    data: bytes = b""
-    sha256: str = ""
-    suffix: str = ""
-    score: Score | None = None
-    cached: bool = False
-    evidence: list[Evidence] = field(default_factory=list)
-    hashed: Hashed | None = None
-    near_duplicate_of: NearDuplicate | None = None
-    human: HumanLabel | None = None
-    proven: bool = False
-    """Decided by its provenance alone, and not to be scored."""
-    canary: bool = False
-    """In the slice of a canary whose candidate can answer."""
 
 
 class Pipeline:
@@ -84,7 +54,7 @@ class Pipeline:
         canary: Canary | None = None,
     ) -> None:
         self._settings = settings
-        self._fetcher = fetcher
+        self._admit = Admission(settings, fetcher)
         self._cache = cache
         self._scorer = scorer
         self._evidence = evidence
@@ -94,12 +64,11 @@ class Pipeline:
         started = time.monotonic()
         done = Processed()
         per_record: list[list[Output]] = [[] for _ in batch.records]
-        items = self._validate(batch, per_record, done)
+        items = self._admit.validate(batch, per_record, done)
 
         t = time.monotonic()
-        self._load(items, per_record, done)
+        items = self._admit.load(items, per_record, done)
         fetch_ms = _ms_since(t)
-        items = [i for i in items if i.sha256]
 
         t = time.monotonic()
         model = self._scorer.model()
@@ -127,8 +96,16 @@ class Pipeline:
                 item.evidence = list(score.evidence) if score else []
         cache_ms = _ms_since(t)
 
+        # Only what the cache and the reviewers did not answer is probed (worker.admit).
         t = time.monotonic()
         unanswered = [i for i in items if i.score is None and i.human is None]
+        probed = self._admit.probe(unanswered, per_record, done)
+        rejected = {id(i) for i in unanswered} - {id(i) for i in probed}
+        items = [i for i in items if id(i) not in rejected]
+        unanswered = probed
+        fetch_ms += _ms_since(t)
+
+        t = time.monotonic()
         version = None if lookup is None else lookup.version
         self._examine(unanswered, version, model.generators, done)
         done.evidence_s = time.monotonic() - t
@@ -185,14 +162,14 @@ class Pipeline:
             except ValueError as exc:  # pydantic's ValidationError: the model said nonsense
                 detail = f"the model's answer does not make a valid verdict: {exc}"
                 per_record[item.index] = [
-                    self._reject(
+                    self._admit.reject(
                         item.record, "invalid_model_output", detail, item.event.event_id, done
                     )
                 ]
                 continue
             except Exception as exc:
                 per_record[item.index] = [
-                    self._internal(
+                    self._admit.internal(
                         item.record, item.event.event_id, exc, "routing its verdict", done
                     )
                 ]
@@ -237,7 +214,7 @@ class Pipeline:
 
     def _examine(
         self,
-        misses: list[_Item],
+        misses: list[Item],
         version: str | None,
         generators: tuple[str, ...],
         done: Processed,
@@ -273,61 +250,16 @@ class Pipeline:
                     reasons=f.ignored,
                 )
 
-    def _validate(
-        self, batch: Batch, per_record: list[list[Output]], done: Processed
-    ) -> list[_Item]:
-        items: list[_Item] = []
-        for index, record in enumerate(batch.records):
-            try:
-                event = decode(ImageEvent, record.value or b"")
-            except SchemaError as err:
-                per_record[index] = [self._reject(record, err.reason, str(err), None, done)]
-                continue
-            except Exception as exc:
-                per_record[index] = [self._internal(record, None, exc, "decoding it", done)]
-                continue
-            items.append(_Item(index, record, event))
-        return items
-
-    def _load(self, items: list[_Item], per_record: list[list[Output]], done: Processed) -> None:
-        """Fetch and probe each image; set ``sha256`` on the good ones, reject the others."""
-        limit = self._settings.worker.max_image_bytes
-        for item, data in zip(
-            items, self._fetcher.fetch_all([i.event for i in items]), strict=True
-        ):
-            try:
-                if isinstance(data, FetchError):
-                    raise data
-                probe_image(data, max_bytes=limit, max_pixels=MAX_IMAGE_PIXELS)
-            except (FetchError, ImageError) as err:
-                per_record[item.index] = [
-                    self._reject(
-                        item.record,
-                        err.reason,
-                        err.detail,
-                        item.event.event_id,
-                        done,
-                        **load_context(item.event, err),
-                    )
-                ]
-                continue
-            except Exception as exc:
-                per_record[item.index] = [
-                    self._internal(item.record, item.event.event_id, exc, "reading its image", done)
-                ]
-                continue
-            item.data, item.sha256 = data, sha256_hex(data)
-
     def _score(
         self,
-        misses: list[_Item],
+        misses: list[Item],
         per_record: list[list[Output]],
         done: Processed,
         canary: CanaryState | None,
     ) -> None:
         """Score each distinct input once: a batch often holds the same image more than once.
         The canary's slice is scored by both versions and answered by the candidate."""
-        unique: dict[str, _Item] = {}
+        unique: dict[str, Item] = {}
         for item in misses:
             unique.setdefault(item.suffix, item)
         if not unique:
@@ -346,54 +278,13 @@ class Pipeline:
             answer = by_suffix[item.suffix]
             if isinstance(answer, Rejected):
                 per_record[item.index] = [
-                    self._reject(
+                    self._admit.reject(
                         item.record, answer.reason, answer.detail, item.event.event_id, done
                     )
                 ]
             else:
                 item.score = answer
                 item.evidence = [*item.evidence, *answer.evidence]  # read by the server
-
-    def _internal(
-        self,
-        record: ConsumedRecord,
-        event_id: str | None,
-        exc: Exception,
-        step: str,
-        done: Processed,
-    ) -> Output:
-        """The dead letter of a record that made a step raise: the exception's type only (its
-        text may quote the input)."""
-        log.error(
-            "record_failed",
-            **where(record),
-            step=step,
-            error=type(exc).__name__,
-            raised_at=where_raised(exc),
-        )
-        detail = f"{type(exc).__name__} while {step}; the service's log has the details"
-        return self._reject(record, "internal_error", detail, event_id, done)
-
-    def _reject(
-        self,
-        record: ConsumedRecord,
-        reason: str,
-        detail: str,
-        event_id: str | None,
-        done: Processed,
-        **context: object,
-    ) -> Output:
-        log.warning(
-            "dead_letter",
-            **where(record),
-            event_id=event_id,
-            reason=reason,
-            detail=detail,
-            **context,
-        )
-        done.outcomes[DLQ] += 1
-        done.dlq_reasons[reason] += 1
-        return dead_letter(record, reason, detail, self._settings, event_id)
 
 
 def _ms_since(start: float) -> float:

@@ -124,3 +124,29 @@ def test_min_insync_replicas_above_the_replication_factor_is_refused(
     monkeypatch.setenv("AIGIS_KAFKA__MIN_INSYNC_REPLICAS", "2")
     with pytest.raises(ValidationError, match="min_insync_replicas"):
         Settings()
+
+
+def test_the_stream_producer_batches_as_the_settings_say() -> None:
+    from worker.runtime.checkpoint import _producer_options
+
+    defaults = _producer_options(Settings())
+    assert defaults == {"linger_ms": 5, "batch_size": 1024 * 1024}
+    tuned = Settings(kafka=KafkaSettings(stream_linger_ms=50, stream_batch_bytes=256 * 1024))
+    assert _producer_options(tuned) == {"linger_ms": 50, "batch_size": 256 * 1024}
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        {"stream_linger_ms": -1},
+        {"stream_linger_ms": 3_600_000},
+        {"stream_batch_bytes": 100},
+        {"stream_fetch_min_bytes": 0},
+        {"stream_fetch_max_wait_ms": -5},
+        {"stream_fetch_max_wait_ms": "soon"},
+    ],
+)
+def test_stream_client_options_out_of_range_are_refused_by_name(field: dict[str, object]) -> None:
+    with pytest.raises(ValidationError) as caught:
+        KafkaSettings(**field)  # type: ignore[arg-type]
+    assert next(iter(field)) in str(caught.value)

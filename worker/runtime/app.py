@@ -149,6 +149,8 @@ class StreamRuntime:
             group_id=c.group_id,
             max_poll_records=c.max_records,
             session_timeout_ms=c.session_timeout_ms,
+            fetch_min_bytes=self.settings.kafka.stream_fetch_min_bytes,
+            fetch_max_wait_ms=self.settings.kafka.stream_fetch_max_wait_ms,
             **c.consumer_options,
         )
         stack.callback(clients.close_consumer, self._consumer)

@@ -32,9 +32,12 @@ log = structlog.get_logger(__name__)
 
 Offsets = dict[TopicPartition, OffsetAndMetadata]
 
-_PRODUCER_OPTIONS: dict[str, Any] = {"linger_ms": 5, "batch_size": 1024 * 1024}
-"""Producer batches of 1 MiB, not 16 KiB: a micro-batch (review items carry their images) goes
-out in a few requests."""
+
+def _producer_options(settings: Settings) -> dict[str, Any]:
+    """The checkpoint producer's batching (``kafka.stream_linger_ms``, ``stream_batch_bytes``):
+    every commit flushes, so it may linger until then."""
+    kafka = settings.kafka
+    return {"linger_ms": kafka.stream_linger_ms, "batch_size": kafka.stream_batch_bytes}
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +108,7 @@ class TransactionalCheckpoint:
         # init_transactions (inside worker.kafka.producer) fences any earlier producer with this id
         # and aborts whatever transaction it left open, e.g. after a kill -9.
         return kafka_clients.producer(
-            self._settings, transactional_id=self._id, **_PRODUCER_OPTIONS
+            self._settings, transactional_id=self._id, **_producer_options(self._settings)
         )
 
     def commit(self, outputs: Sequence[Output], offsets: Offsets) -> None:
@@ -190,7 +193,7 @@ class AtLeastOnceCheckpoint:
 
     def __init__(self, settings: Settings, consumer: KafkaConsumer) -> None:
         self._consumer = consumer
-        self._producer = kafka_clients.producer(settings, **_PRODUCER_OPTIONS)
+        self._producer = kafka_clients.producer(settings, **_producer_options(settings))
         self._timeout_s = 60.0
 
     def commit(self, outputs: Sequence[Output], offsets: Offsets) -> None:
