@@ -29,6 +29,9 @@ COMPACT_MAGIC: Final[bytes] = b"AIGIS-ITEMS/1\n"
 """The first bytes of a compact body (no image format starts so, nor does JSON)."""
 COMPACT_CONTENT_TYPE: Final[str] = "application/x-aigis-items"
 COMPACT_ITEM_KEYS: Final[frozenset[str]] = frozenset({"size", "caption"})
+MAX_HEADER_BYTES_PER_ITEM: Final[int] = 6 * MAX_CAPTION_CHARS + 64
+"""Most header-line bytes one item can need (every caption character escaped as \\uXXXX): a
+longer header line is refused before it is parsed, so its size bounds the memory parsing takes."""
 DESCRIBE_REQUEST: Final[bytes] = b'{"describe":true}'
 """The body of a request the handler answers with its own description (name, version,
 architecture, generators, whether it reads captions) instead of scores: how the worker learns
@@ -105,7 +108,7 @@ def read_item(raw: dict[str, Any], *, max_image_bytes: int) -> tuple[bytes, str 
         )
     try:
         return _b64decode(encoded), caption
-    except binascii.Error as exc:
+    except ValueError as exc:  # binascii.Error, or a string that is not ASCII
         raise WireError(
             "bad_base64",
             f"image_b64 is not valid base64 ({exc}); encode the image file's bytes with standard "
@@ -115,17 +118,24 @@ def read_item(raw: dict[str, Any], *, max_image_bytes: int) -> tuple[bytes, str 
 
 def read_caption(caption: Any) -> str | None:
     """A request item's caption: None, or a string within the length limit; else WireError."""
-    if caption is not None and not isinstance(caption, str):
+    if caption is None:
+        return None
+    if not isinstance(caption, str):
         raise WireError(
             "invalid_item",
             f"caption is JSON {type(caption).__name__}; send a string or leave it out",
         )
-    if caption is not None and len(caption) > MAX_CAPTION_CHARS:
+    if len(caption) > MAX_CAPTION_CHARS:
         raise WireError(
             "caption_too_long",
             f"the caption has {len(caption)} characters, over the limit of {MAX_CAPTION_CHARS}; "
             "shorten it",
         )
+    if not caption.isascii():
+        try:  # a lone surrogate (a JSON escape such as "\ud800") is no text a tokenizer reads
+            caption.encode("utf-8")
+        except UnicodeEncodeError:
+            raise WireError("invalid_item", "the caption is not valid Unicode text") from None
     return caption
 
 
@@ -152,8 +162,14 @@ def read_compact(body: bytes | bytearray, *, max_items: int) -> list[tuple[dict[
     end = body.find(b"\n", start)
     if not is_compact(body) or end < 0:
         raise WireError("bad_compact_body", "the compact body has no header line after its magic")
+    if end - start > max_items * MAX_HEADER_BYTES_PER_ITEM:  # refused before it is parsed
+        raise WireError(
+            "too_many_items",
+            f"the header line has {end - start} bytes, more than {max_items} items need; "
+            "split the list",
+        )
     try:
-        header = json.loads(body[start:end])
+        header = json.loads(bytes(body[start:end]).decode("utf-8"))
     except (ValueError, RecursionError) as exc:  # not UTF-8 or JSON, a huge number, deep nesting
         raise WireError(
             "bad_compact_body", f"the header line is not UTF-8 JSON ({type(exc).__name__})"
@@ -169,13 +185,15 @@ def read_compact(body: bytes | bytearray, *, max_items: int) -> list[tuple[dict[
             f"{len(items)} items in one request, over the limit of {max_items}; split the list",
         )
     sizes = [i.get("size") for i in items]
-    if not all(type(n) is int and n >= 0 for n in sizes):
-        raise WireError("bad_compact_body", "each item's size must be a whole number of bytes")
     position = end + 1
+    if not all(type(n) is int and 0 <= n <= len(body) for n in sizes):
+        raise WireError(
+            "bad_compact_body", "each item's size must be a whole number of bytes, within the body"
+        )
     if position + sum(sizes) != len(body):
         raise WireError(
             "bad_compact_body",
-            f"the items' sizes add up to {sum(sizes)} bytes but {len(body) - position} follow "
+            f"the items' sizes do not add up to the {len(body) - position} bytes that follow "
             "the header line",
         )
     framed = []

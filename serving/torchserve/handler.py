@@ -154,7 +154,8 @@ class DetectorHandler:
 
     def handle(self, data: list[dict[str, Any]], context: Context) -> list[str]:
         """One JSON answer per request of the server batch, in order."""
-        if context.get_request_header(0, "describe") == "True":
+        # The management API's describe call; alone, so a client's header cannot answer a batch.
+        if len(data) == 1 and context.get_request_header(0, "describe") == "True":
             return [json.dumps(self.describe())]
         started = time.monotonic()
         headers = [context.get_all_request_header(i) or {} for i in range(len(data))]

@@ -16,6 +16,7 @@ forward pass at a time, within its memory budget.
 from __future__ import annotations
 
 import json
+import logging
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from serving.client import wire
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -124,6 +127,9 @@ def read_request(
                 )
     except Refused as refused:
         return Request(refused=refused)
+    except Exception as exc:  # a body nothing above foresaw fails itself, never the batch
+        log.warning("request refused by an unexpected error", exc_info=True)
+        return Request(refused=Refused(400, "bad_request", f"unreadable ({type(exc).__name__})"))
     return Request(items=[_read_item(raw, max_image_bytes) for raw in raw_items], single=single)
 
 
@@ -189,8 +195,9 @@ def _form_caption(row: dict[str, Any]) -> str | None:
 
 def _header_caption(headers: dict[str, str]) -> str | None:
     wanted = CAPTION_HEADER.lower()
-    header = next((v for k, v in headers.items() if k.lower() == wanted), None)
-    return None if header is None else urllib.parse.unquote(header, errors="strict")
+    header = next((v for k, v in headers.items() if str(k).lower() == wanted), None)
+    # TorchServe also lists form fields here, as dicts: only a real header is read.
+    return urllib.parse.unquote(header, errors="strict") if isinstance(header, str) else None
 
 
 def _read_item(raw: dict[str, Any], max_image_bytes: int) -> Item:
@@ -199,11 +206,15 @@ def _read_item(raw: dict[str, Any], max_image_bytes: int) -> Item:
 
 def _checked(read: Callable[[], tuple[bytes, str | None]]) -> Item:
     """The item ``read`` returns, or a failed one with the WireError it raised."""
+    item = Item()
     try:
         data, caption = read()
     except wire.WireError as exc:
-        item = Item()
         item.fail(exc.reason, exc.detail)
+        return item
+    except Exception as exc:  # an item nothing above foresaw fails itself, never the batch
+        log.warning("item refused by an unexpected error", exc_info=True)
+        item.fail("invalid_item", f"unreadable ({type(exc).__name__})")
         return item
     return Item(caption=caption, data=data)
 
@@ -215,8 +226,9 @@ def _body(row: dict[str, Any]) -> Any:
     # TorchServe parses application/json bodies itself; anything else arrives as bytes or text.
     if isinstance(body, bytes | bytearray | str):
         try:
-            return json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            text = body if isinstance(body, str) else bytes(body).decode("utf-8")
+            return json.loads(text)
+        except (ValueError, RecursionError) as exc:  # not UTF-8 or JSON, huge numbers, nesting
             raise Refused(
                 400,
                 "not_json",

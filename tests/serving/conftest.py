@@ -10,9 +10,12 @@ start theirs with :func:`serving.torchserve.archive.export_random` and
 from __future__ import annotations
 
 import io
+import json
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -20,7 +23,9 @@ from PIL import Image
 from schemas.settings import ServingSettings, Settings
 from serving.client.manifest import ArchiveInfo
 from serving.torchserve.archive import ExportOptions, export_random
+from serving.torchserve.handler import DetectorHandler
 from serving.torchserve.server import TorchServe
+from tests.serving.handler_support import handler_context
 
 # Batches form reliably when requests may wait a little for each other.
 TEST_EXPORT = ExportOptions(version="1", batch_size=8, max_batch_delay_ms=100, max_forward_batch=4)
@@ -92,3 +97,33 @@ def _png(colour: tuple[int, int, int], size: tuple[int, int] = (48, 40)) -> byte
     buffer = io.BytesIO()
     Image.new("RGB", size, colour).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def model_dir(model_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The store's archive extracted, as TorchServe extracts it for a worker."""
+    target = tmp_path_factory.mktemp("extracted")
+    [archive] = model_store.glob("*.mar")
+    with zipfile.ZipFile(archive) as mar:
+        mar.extractall(target)
+    return target
+
+
+@pytest.fixture(scope="module")
+def handler(model_dir: Path) -> DetectorHandler:
+    loaded = DetectorHandler()
+    loaded.initialize(handler_context(model_dir))
+    return loaded
+
+
+@pytest.fixture
+def serve(handler: DetectorHandler, model_dir: Path) -> Callable[..., tuple[list[Any], list[int]]]:
+    """Run one server batch; return the decoded answers and their HTTP statuses."""
+
+    def run(*bodies: Any) -> tuple[list[Any], list[int]]:
+        context = handler_context(model_dir, rows=len(bodies))
+        answers = handler.handle([{"body": body} for body in bodies], context)
+        statuses = [context.get_response_status(i)[0] for i in range(len(bodies))]
+        return [json.loads(answer) for answer in answers], statuses
+
+    return run

@@ -5,62 +5,19 @@ from __future__ import annotations
 import base64
 import io
 import json
-import zipfile
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from PIL import Image
-from ts.context import Context, RequestProcessor
 
-from serving.client import wire
 from serving.torchserve import handler as handler_module
 from serving.torchserve.handler import DetectorHandler
+from tests.serving.handler_support import handler_context
 
 pytestmark = pytest.mark.unit
-
-
-def _context(model_dir: Path, rows: int = 1, headers: dict[str, str] | None = None) -> Context:
-    manifest = json.loads((model_dir / "MAR-INF" / "MANIFEST.json").read_text())
-    model_yaml = yaml.safe_load((model_dir / manifest["model"]["configFile"]).read_text())
-    context = Context(
-        "detector", str(model_dir), manifest, 8, None, "0.12.0", model_yaml_config=model_yaml
-    )
-    context.request_processor = [RequestProcessor(dict(headers or {})) for _ in range(rows)]
-    return context
-
-
-@pytest.fixture(scope="module")
-def model_dir(model_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The store's archive extracted, as TorchServe extracts it for a worker."""
-    target = tmp_path_factory.mktemp("extracted")
-    [archive] = model_store.glob("*.mar")
-    with zipfile.ZipFile(archive) as mar:
-        mar.extractall(target)
-    return target
-
-
-@pytest.fixture(scope="module")
-def handler(model_dir: Path) -> DetectorHandler:
-    loaded = DetectorHandler()
-    loaded.initialize(_context(model_dir))
-    return loaded
-
-
-@pytest.fixture
-def serve(handler: DetectorHandler, model_dir: Path) -> Callable[..., tuple[list[Any], list[int]]]:
-    """Run one server batch; return the decoded answers and their HTTP statuses."""
-
-    def run(*bodies: Any) -> tuple[list[Any], list[int]]:
-        context = _context(model_dir, rows=len(bodies))
-        answers = handler.handle([{"body": body} for body in bodies], context)
-        statuses = [context.get_response_status(i)[0] for i in range(len(bodies))]
-        return [json.loads(answer) for answer in answers], statuses
-
-    return run
 
 
 def _item(image: bytes, caption: str | None = None) -> dict[str, str]:
@@ -172,43 +129,6 @@ def test_each_bad_item_gets_its_own_error(
         "ok",
     ]
     assert answers[0]["p_ai"] == pytest.approx(answers[-1]["p_ai"], abs=1e-6)
-
-
-def test_a_compact_body_is_answered_like_the_same_items_in_json(
-    serve: Callable[..., tuple[list[Any], list[int]]], make_png: Callable[..., bytes]
-) -> None:
-    items: list[tuple[bytes, str | None]] = [
-        (make_png((200, 10, 10)), "red"),
-        (b"GIF89a but not really", None),
-        (make_png((10, 10, 200)), None),
-        (make_png((1, 2, 3)), "x" * 5000),
-    ]
-    [compact, listed], statuses = serve(
-        wire.compact_body(items), [_item(image, caption) for image, caption in items]
-    )
-    assert statuses == [200, 200]
-    reasons = [a["error"]["reason"] if "error" in a else "ok" for a in compact]
-    assert reasons == ["ok", "undecodable_image", "ok", "caption_too_long"]
-    for sent, json_answer in zip(compact, listed, strict=True):
-        assert sent.get("p_ai") == pytest.approx(json_answer.get("p_ai"), abs=1e-6)
-
-
-def test_a_compact_body_that_does_not_frame_its_items_is_refused_alone(
-    serve: Callable[..., tuple[list[Any], list[int]]], make_png: Callable[..., bytes]
-) -> None:
-    image = make_png((90, 90, 90))
-    good = wire.compact_body([(image, "fine")])
-    answers, statuses = serve(
-        good[:-1],  # truncated
-        good + b"trailing",
-        wire.COMPACT_MAGIC + b"not json\n",
-        wire.compact_body([(image, None)] * 300),
-        good,
-    )
-    assert statuses == [400, 400, 400, 413, 200]
-    reasons = [a["error"]["reason"] for a in answers[:4]]
-    assert reasons == ["bad_compact_body", "bad_compact_body", "bad_compact_body", "too_many_items"]
-    assert "p_ai" in answers[4][0]
 
 
 def test_a_single_bad_item_is_answered_422(
@@ -336,7 +256,7 @@ def test_a_server_out_of_memory_for_any_item_fails_the_batch(
 
     around_predict(exhausted)
     with pytest.raises(MemoryError):
-        handler.handle([{"body": [_item(make_png((9, 9, 9)))] * 2}], _context(model_dir))
+        handler.handle([{"body": [_item(make_png((9, 9, 9)))] * 2}], handler_context(model_dir))
 
 
 def test_images_are_decoded_reduced_one_forward_pass_at_a_time(
@@ -388,7 +308,7 @@ def test_a_pass_closes_early_rather_than_hold_more_than_the_budget(
 
 
 def test_describe_names_the_served_model(handler: DetectorHandler, model_dir: Path) -> None:
-    context = _context(model_dir, headers={"describe": "True"})
+    context = handler_context(model_dir, headers={"describe": "True"})
     [answer] = handler.handle([{"body": None}], context)
     described = json.loads(answer)
     assert described["name"] == "detector"
@@ -408,7 +328,7 @@ def test_a_describe_request_on_the_inference_path_is_answered_beside_scored_item
         {"body": {"describe": "yes"}},  # not the describe request: an item with unknown fields
         {"body": {"describe": True, "image_b64": "AAAA"}},
     ]
-    described, scored, odd, mixed = handler.handle(rows, _context(model_dir, rows=len(rows)))
+    described, scored, odd, mixed = handler.handle(rows, handler_context(model_dir, rows=len(rows)))
     assert json.loads(described)["version"] == "1"
     assert json.loads(described)["reads_caption"] is True
     assert "p_ai" in json.loads(scored)
@@ -420,46 +340,7 @@ def test_the_handler_refuses_to_serve_before_it_is_loaded(
     model_dir: Path, make_png: Callable[..., bytes]
 ) -> None:
     with pytest.raises(RuntimeError, match="before initialize"):
-        DetectorHandler().handle([{"body": _item(make_png((0, 0, 0)))}], _context(model_dir))
-
-
-def test_an_image_sent_as_it_is_is_scored_with_its_caption_from_a_header_or_the_form(
-    handler: DetectorHandler,
-    model_dir: Path,
-    serve: Callable[..., tuple[list[Any], list[int]]],
-    make_png: Callable[..., bytes],
-) -> None:
-    """``curl -T kitten.jpg`` (the whole body), ``curl -F data=@kitten.jpg -F caption=...`` (a
-    form), the caption of a raw body in ``X-Caption``, percent-encoded."""
-    image = make_png((200, 30, 60))
-    caption = "un chat \u00e9tonn\u00e9 <b>"
-    [[expected], [uncaptioned]], _ = serve([_item(image, caption)], [_item(image)])
-    rows = [
-        {"body": bytearray(image)},
-        {"body": bytearray(image)},
-        {"data": bytearray(image), "caption": caption.encode()},
-        {"data": bytearray(image), "caption": caption},
-        {"body": b"GIF89a but not really"},
-        {"body": bytearray(image)},
-        {"data": bytearray(image), "caption": b"\xff\xfe"},
-        {"body": bytearray(b"\x89PNG" + bytes(handler.settings.max_image_bytes))},
-    ]
-    context = _context(model_dir, rows=len(rows))
-    headers = [{}, {"x-caption": "un%20chat%20%C3%A9tonn%C3%A9%20%3Cb%3E"}, {}, {}, {}]
-    headers += [{"X-Caption": "%FF"}, {}, {}]
-    for index, given in enumerate(headers):
-        context.request_processor[index] = RequestProcessor(given)
-    answers = [json.loads(a) for a in handler.handle(rows, context)]
-    reasons = [a["error"]["reason"] if "error" in a else "ok" for a in answers]
-    assert reasons == ["ok"] * 4 + [
-        "undecodable_image",
-        "invalid_item",
-        "invalid_item",
-        "image_too_large",
-    ]
-    assert answers[0]["p_ai"] == pytest.approx(uncaptioned["p_ai"], abs=1e-5)
-    for answer in answers[1:4]:
-        assert answer["p_ai"] == pytest.approx(expected["p_ai"], abs=1e-5)
+        DetectorHandler().handle([{"body": _item(make_png((0, 0, 0)))}], handler_context(model_dir))
 
 
 def test_with_the_watermark_setting_an_answer_carries_the_watermark_it_found(
