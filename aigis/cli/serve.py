@@ -55,7 +55,7 @@ def register(app: typer.Typer) -> None:
             "auto",
             "--backend",
             help="What runs the encoders on a CPU: onnxruntime, openvino (encoders exported "
-            "into the archive) or torch; auto: onnxruntime for the fused architecture, else "
+            "into the archive) or torch; auto: openvino (bf16) for the fused architecture, else "
             "torch. On a GPU the archive runs on torch.",
         ),
         precision: str = typer.Option(
