@@ -29,7 +29,6 @@ from __future__ import annotations
 import functools
 import shutil
 import tempfile
-import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,7 +36,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
-import yaml
 
 from aigis.canary import CanaryControl
 from aigis.fetching import install_fetch_policy
@@ -45,7 +43,7 @@ from aigis.promote import ServiceControl
 from schemas.settings import Settings
 from serving.client.management import ManagementClient
 from serving.model.config import DetectorConfig
-from serving.torchserve.archive import ExportOptions, export_archive
+from serving.torchserve.archive import export_archive, options_like
 from training.card import training_summary, write_card
 from training.data import Sample
 from training.gate import decide, flatten_metrics, new_class_scores, with_new_classes
@@ -291,7 +289,9 @@ def run_cycle(
             return CycleResult("rejected", champion.version, gate.summary(), record)
         _rewrite_card(candidate, report, f"{holdout_spec} + human labels of {snapshot.id}")
         archive = export_archive(
-            candidate, registry.archives_dir, _export_options(champion, settings, version)
+            candidate,
+            registry.archives_dir,
+            options_like(champion.archive, settings.serving.model_name, version),
         )
         record = record.model_copy(update={"archive": str(archive.path)})
         registry.record(record)
@@ -361,34 +361,6 @@ def _request(
         name=DetectorConfig.load(Path(champion.checkpoint or "")).name,
         version=version,
         progress=False,
-    )
-
-
-def _export_options(champion: ModelVersion, settings: Settings, version: str) -> ExportOptions:
-    """The champion archive's serving settings (batching, workers, precision) for the new one."""
-    base = ExportOptions(name=settings.serving.model_name, version=version)
-    if not champion.archive:
-        return base
-    try:
-        with zipfile.ZipFile(champion.archive) as archive:
-            config = yaml.safe_load(archive.read("model-config.yaml")) or {}
-    except (OSError, KeyError, zipfile.BadZipFile, yaml.YAMLError):
-        return base
-    handler = config.get("handler") or {}
-    return ExportOptions(
-        name=base.name,
-        version=version,
-        batch_size=int(config.get("batchSize", base.batch_size)),
-        max_batch_delay_ms=int(config.get("maxBatchDelay", base.max_batch_delay_ms)),
-        workers=int(config.get("minWorkers", base.workers)),
-        response_timeout_s=int(config.get("responseTimeout", base.response_timeout_s)),
-        startup_timeout_s=int(config.get("startupTimeout", base.startup_timeout_s)),
-        backend=str(handler.get("backend", base.backend)),
-        precision=str(handler.get("precision", base.precision)),
-        compile=bool(handler.get("compile", base.compile)),
-        max_forward_batch=int(handler.get("max_forward_batch", base.max_forward_batch)),
-        max_items_per_request=int(handler.get("max_items_per_request", base.max_items_per_request)),
-        threads=int(handler.get("threads", base.threads)),
     )
 
 

@@ -8,7 +8,6 @@ made unique (bytes appended after the JPEG end marker) so that scoring phases mi
 
 (as a module from the repository root: run as a script, ``bench/`` would come first on the path
 and this file and ``bench/serving.py`` would shadow the ``worker`` and ``serving`` packages).
-
 Phases, all in one run so the ratios compare like with like:
 
 1. TorchServe alone: ``predict_many`` with the worker's request size and concurrency.

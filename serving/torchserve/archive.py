@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import zipfile
 from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
@@ -38,7 +39,7 @@ from serving.client.manifest import (
 from serving.model.backend_choice import ENCODERS_DIR, check_backend, resolve_precision
 from serving.model.config import Architecture, DetectorConfig
 
-__all__ = ["ExportOptions", "aigis_version", "export_archive", "export_random"]
+__all__ = ["ExportOptions", "aigis_version", "export_archive", "export_random", "options_like"]
 
 ENTRY_MODULE: Final[str] = "aigis_handler.py"
 
@@ -288,3 +289,33 @@ def _run_archiver(arguments: list[str], *, tmp: Path) -> None:
         raise ArchiveError(
             f"torch-model-archiver did not finish in {_ARCHIVE_TIMEOUT_S:.0f} s"
         ) from None
+
+
+def options_like(archive_path: str | Path | None, name: str, version: str) -> ExportOptions:
+    """Options for version ``version`` of model ``name`` with the serving settings (batching,
+    workers, backend, precision) of the archive at ``archive_path``; the defaults where it has
+    none or cannot be read."""
+    base = ExportOptions(name=name, version=version)
+    if not archive_path:
+        return base
+    try:
+        with zipfile.ZipFile(archive_path) as archive:
+            config = yaml.safe_load(archive.read("model-config.yaml")) or {}
+    except (OSError, KeyError, zipfile.BadZipFile, yaml.YAMLError):
+        return base
+    handler = config.get("handler") or {}
+    return ExportOptions(
+        name=base.name,
+        version=version,
+        batch_size=int(config.get("batchSize", base.batch_size)),
+        max_batch_delay_ms=int(config.get("maxBatchDelay", base.max_batch_delay_ms)),
+        workers=int(config.get("minWorkers", base.workers)),
+        response_timeout_s=int(config.get("responseTimeout", base.response_timeout_s)),
+        startup_timeout_s=int(config.get("startupTimeout", base.startup_timeout_s)),
+        backend=str(handler.get("backend", base.backend)),
+        precision=str(handler.get("precision", base.precision)),
+        compile=bool(handler.get("compile", base.compile)),
+        max_forward_batch=int(handler.get("max_forward_batch", base.max_forward_batch)),
+        max_items_per_request=int(handler.get("max_items_per_request", base.max_items_per_request)),
+        threads=int(handler.get("threads", base.threads)),
+    )

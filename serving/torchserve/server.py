@@ -55,14 +55,13 @@ log = structlog.get_logger(__name__)
 
 _KEY_FILE_NAME: Final[str] = "key_file.json"
 _POLL_S: Final[float] = 0.5
-# Lines of TorchServe's own log that mean a model will never become ready.
 _THREAD_ENV: Final[dict[str, str]] = {"OMP_WAIT_POLICY": "PASSIVE"}
-"""The model workers' OpenMP threads sleep when they wait rather than spin. TorchServe shares its
-cores with its own frontend, the client and, on one host, the worker and Kafka: a spinning thread
-holds a core another process needs, and a parallel region waits for its slowest thread, which the
-scheduler has put aside. On two loaded cores (load average 7) the tiny model served 13 items/s
-with two spinning threads, 119 with two sleeping ones (bench/results/2026-11-30-serving.md)."""
+"""The model workers' OpenMP threads sleep when they wait rather than spin: TorchServe shares its
+cores with its frontend, the client, the worker and Kafka, and a parallel region waits for its
+slowest thread. On two loaded cores the tiny model served 13 items/s with two spinning threads,
+119 with two sleeping ones (bench/results/2026-11-30-serving.md)."""
 _LOAD_FAILURES: Final[tuple[str, ...]] = ("Load model failed", "Failed register model")
+"""Lines of TorchServe's own log that mean a model will never become ready."""
 
 
 @dataclass(frozen=True)
@@ -110,7 +109,6 @@ class TorchServe:
     ) -> list[ArchiveInfo]:
         """Start TorchServe with ``models`` (archive file names in ``model_store``; default the
         newest version of each model there) and return once all their workers are READY.
-
         ``echo_logs`` also writes TorchServe's log lines to this process's stdout (for a
         container whose foreground process this is).
 
@@ -120,7 +118,8 @@ class TorchServe:
         archives = self.archives(model_store, models)
         self._check_can_start()
         self._prepare(auth)
-        command = self._command(model_store.resolve(), [a.path.name for a in archives])
+        names = [a.path.name for a in archives]
+        command = jvm_command(self.settings, self.paths, model_store.resolve(), names)
         self._log_offset = size(self.paths.logs / "ts_log.log")
         env = {
             **os.environ,
@@ -314,9 +313,6 @@ class TorchServe:
         # A key file left by an earlier run would hand clients dead keys until the new one lands.
         self.paths.key_file.unlink(missing_ok=True)
         self.paths.config.write_text(render_config(self.settings, auth=auth), encoding="utf-8")
-
-    def _command(self, model_store: Path, archives: list[str]) -> list[str]:
-        return jvm_command(self.settings, self.paths, model_store, archives)
 
     def _key_file(self) -> Path | None:
         record = self._record()
