@@ -15,6 +15,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils.generic import ModelOutput
 
+from serving.errors import CheckpointError
 from serving.model.config import DetectorConfig
 from serving.model.hub import DetectorHubConfig, hub_config
 
@@ -73,6 +74,26 @@ class Detector(PreTrainedModel):
         disk, which the project's loader and the Trainer's best-epoch reload do not undo."""
         kwargs.setdefault("save_original_format", False)
         super().save_pretrained(save_directory, *args, **kwargs)
+
+    @classmethod
+    def from_pretrained(  # type: ignore[override]  # the same call, stricter
+        cls, pretrained_model_name_or_path: str | os.PathLike[str], *args: Any, **kwargs: Any
+    ) -> Any:
+        """As transformers loads, but a checkpoint that lacks a tensor of the model, or holds one
+        it has not, is refused (CheckpointError) where transformers would initialise the missing
+        ones at random with a warning: a detector with a random head answers anything."""
+        wanted = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(
+            pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs
+        )
+        wrong = {k: sorted(info.get(k) or ()) for k in ("missing_keys", "unexpected_keys")}
+        if any(wrong.values()):
+            raise CheckpointError(
+                f"the weights do not match the model: missing {wrong['missing_keys'][:5]}, "
+                f"unexpected {wrong['unexpected_keys'][:5]}",
+                str(pretrained_model_name_or_path),
+            )
+        return (model, info) if wanted else model
 
     @property
     def n_generators(self) -> int:

@@ -52,6 +52,22 @@ def test_auto_model_round_trip(architecture: str, tmp_path: Path) -> None:
     assert load_checkpoint(again).config == config
 
 
+def test_auto_model_refuses_weights_that_do_not_match_rather_than_draw_them(
+    tmp_path: Path,
+) -> None:
+    """transformers would initialise a missing head at random and only warn."""
+    built = build_preset("tiny", "fused", name="hub", version="4")
+    save_checkpoint(built.model, built.tokenizer, built.image_processor, built.config, tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    headless = {k: v for k, v in weights.items() if not k.startswith("head_b.")}
+    save_file(headless, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match=r"missing \['head_b\.bias', 'head_b\.weight'\]"):
+        AutoModel.from_pretrained(tmp_path)
+    save_file({**weights, "extra.weight": torch.zeros(1)}, tmp_path / "model.safetensors")
+    with pytest.raises(CheckpointError, match=r"unexpected \['extra\.weight'\]"):
+        AutoModel.from_pretrained(tmp_path)
+
+
 def test_hub_config_validates_the_detector_fields() -> None:
     config = build_preset("tiny", "clip-linear").config
     values = hub_config(config).to_diff_dict()
