@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from serving.model.agreement import MAX_P_AI_CHANGE, MIN_AGREEMENT
+from serving.model.agreement import Agreement
 
 __all__ = ["Goal", "goals", "markdown_rows"]
 
@@ -169,16 +169,12 @@ def _validated(precision: dict[str, Any]) -> Goal:
     agreement = row["agreement"]
     if agreement is None:  # torch fp32 itself: nothing reduced passed
         return Goal(_VALIDATED, _AGREEMENT, "no reduced precision passed; fp32 chosen", False)
-    rate = agreement["agree"] / agreement["near"] if agreement["near"] else 0.0
+    checked = Agreement(**agreement)
     figure = (
-        f"{rate:.1%} of {agreement['near']} near-edge items, max p_ai change "
-        f"{agreement['max_change']:.4f} ({row['backend']} {row['precision']})"
+        f"{checked.rate:.1%} of {checked.near} near-edge items, max p_ai change "
+        f"{checked.max_change:.4f} ({row['backend']} {row['precision']})"
     )
-    passed = (
-        agreement["near"] > 0
-        and rate >= MIN_AGREEMENT
-        and agreement["max_change"] <= MAX_P_AI_CHANGE
-    )
+    passed = checked.passes
     return Goal(_VALIDATED, _AGREEMENT, figure, passed)
 
 

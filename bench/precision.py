@@ -58,8 +58,6 @@ BATCH = 32
 TOKENS = 32
 MIN_NEAR = 100
 """Near-edge items the calibrated scores must give for the check to read them as they are."""
-CALIBRATION_ITEMS = 128
-"""Smoke training items OpenVINO int8 is calibrated on (never among the items validated)."""
 
 
 @dataclass(frozen=True)
@@ -69,10 +67,6 @@ class Candidate:
     compiled: bool = False
     """torch.compile (inductor, frozen weights): reported, never chosen as a default, since
     every server worker would pay the compilation at start."""
-
-    @property
-    def label(self) -> str:
-        return f"{self.backend} {self.precision}" + (" compiled" if self.compiled else "")
 
 
 CANDIDATES: tuple[Candidate, ...] = (
@@ -272,7 +266,7 @@ def _export_calibrated(checkpoint: Path, target: Path) -> None:
     """OpenVINO int8 encoders calibrated on smoke training items."""
     from serving.model.backends import export_encoders
     from serving.model.checkpoint import load_checkpoint
-    from serving.model.openvino_int8 import calibration_batches
+    from serving.model.openvino_int8 import CALIBRATION_ITEMS, calibration_batches
 
     loaded = load_checkpoint(checkpoint)
     images, captions = _smoke_items(("train",), CALIBRATION_ITEMS)

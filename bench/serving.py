@@ -46,7 +46,7 @@ from serving.client.management import ManagementClient
 from serving.client.manifest import ArchiveInfo
 from serving.client.wire import ItemResult
 from serving.torchserve.archive import ExportOptions, export_archive
-from serving.torchserve.server import TorchServe
+from serving.torchserve.server import OMP_WAIT_POLICY, TorchServe
 
 Item = tuple[bytes, str | None]
 
@@ -389,5 +389,5 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
 if __name__ == "__main__":
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     # As TorchServe's workers run (serving.torchserve.server), for the handler run in process.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("OMP_WAIT_POLICY", OMP_WAIT_POLICY)
     main(sys.argv[1:])

@@ -139,7 +139,7 @@ class DriftBoard:
             for (version, source, statistic), psi in indices.items():
                 entry = DriftEntry(version, source, statistic, self._worker, psi, now)
                 pipe.hset(self._key, entry.field(), entry.value())
-            pipe.expire(self._key, self._ttl_s)  # the reports of stopped workers go with it
+            pipe.expire(self._key, self._ttl_s)  # with every worker stopped, the reports go
             pipe.execute()
 
         self._cache.guarded("keep the drift indices", write)

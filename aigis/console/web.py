@@ -205,10 +205,10 @@ def create_app(
         who, fields = await posted(request, {"label"})
         if who.role != "reviewer":
             raise HTTPException(403, "auditors cannot decide")
-        label = fields.get("label", "").strip()
+        label = fields.get("label", "").strip().lower()
         try:
-            if label.lower() in {"skip", "unsure"}:
-                queue.skip(item_id, who.reviewer, unsure=label.lower() == "unsure")
+            if label in {"skip", "unsure"}:
+                queue.skip(item_id, who.reviewer, unsure=label == "unsure")
             else:
                 queue.decide(item_id, who.reviewer, Answer(label))
                 row = queue.get(item_id)

@@ -133,11 +133,15 @@ def read_request(
     return Request(items=[_read_item(raw, max_image_bytes) for raw in raw_items], single=single)
 
 
+def _payload(row: dict[str, Any]) -> Any:
+    """What the request carries: ``body`` (a raw body), else ``data`` (a form's file field)."""
+    body = row.get("body")
+    return row.get("data") if body is None else body
+
+
 def _compact(row: dict[str, Any]) -> bytes | bytearray | None:
     """The body when it is a compact body of items."""
-    body = row.get("body")
-    if body is None:
-        body = row.get("data")
+    body = _payload(row)
     return body if isinstance(body, bytes | bytearray) and wire.is_compact(body) else None
 
 
@@ -153,9 +157,7 @@ def _compact_request(body: bytes | bytearray, max_items: int, max_image_bytes: i
 
 def _raw_image(row: dict[str, Any]) -> bytes | None:
     """The body's bytes when they are not JSON: an image file sent as it is."""
-    body = row.get("body")
-    if body is None:
-        body = row.get("data")
+    body = _payload(row)
     if not isinstance(body, bytes | bytearray) or not body:
         return None
     if body[:64].lstrip()[:1] in (b"{", b"["):  # no copy of a large image to look
@@ -220,9 +222,7 @@ def _checked(read: Callable[[], tuple[bytes, str | None]]) -> Item:
 
 
 def _body(row: dict[str, Any]) -> Any:
-    body = row.get("body")
-    if body is None:
-        body = row.get("data")
+    body = _payload(row)
     # TorchServe parses application/json bodies itself; anything else arrives as bytes or text.
     if isinstance(body, bytes | bytearray | str):
         try:

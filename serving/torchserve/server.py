@@ -55,11 +55,12 @@ log = structlog.get_logger(__name__)
 
 _KEY_FILE_NAME: Final[str] = "key_file.json"
 _POLL_S: Final[float] = 0.5
-_THREAD_ENV: Final[dict[str, str]] = {"OMP_WAIT_POLICY": "PASSIVE"}
-"""The model workers' OpenMP threads sleep when they wait rather than spin: TorchServe shares its
-cores with its frontend, the client, the worker and Kafka, and a parallel region waits for its
-slowest thread. On two loaded cores the tiny model served 13 items/s with two spinning threads,
-119 with two sleeping ones (bench/results/2026-11-30-serving.md)."""
+OMP_WAIT_POLICY: Final[str] = "PASSIVE"
+"""``OMP_WAIT_POLICY`` of the model workers: their OpenMP threads sleep when they wait rather
+than spin. TorchServe shares its cores with its frontend, the client, the worker and Kafka, and
+a parallel region waits for its slowest thread. On two loaded cores the tiny model served 13
+items/s with two spinning threads, 119 with two sleeping ones
+(bench/results/2026-11-30-serving.md)."""
 _LOAD_FAILURES: Final[tuple[str, ...]] = ("Load model failed", "Failed register model")
 """Lines of TorchServe's own log that mean a model will never become ready."""
 
@@ -130,8 +131,7 @@ class TorchServe:
             "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1",
         }
-        for name, value in _THREAD_ENV.items():
-            env.setdefault(name, value)  # an operator's own setting wins
+        env.setdefault("OMP_WAIT_POLICY", OMP_WAIT_POLICY)  # an operator's own setting wins
         # TorchServe's log lines go to its rotating files under logs/ (and to stdout, which is
         # shown only with echo_logs); stderr keeps what the JVM says before logging starts.
         with self.paths.console_log.open("ab") as console:
