@@ -12,10 +12,11 @@ Needs Kafka and Redis (``aigis dev up``); starts its own TorchServe with the tin
    near-duplicate step; median and p99 over repeated reads. The SDXL watermark, which the model
    server reads when an archive asks for it, is timed the same way (its full-size decode and the
    decoder) on 512- and 1024-pixel PNGs.
-2. Worker events/s on a backlog of unique smoke images, in one run (fresh topics and cache prefix
-   each, the same TorchServe, its watermark reading off): the evidence stage off, the signals
-   only, and the signals with the near-duplicate cache, interleaved ``--rounds`` times; the
-   median of each.
+2. Worker events/s on a backlog of images that are not near-duplicates of one another
+   (:func:`bench.images.distinct_images`: the near-duplicate step costs its lookups but answers
+   none), in one run (fresh topics and cache prefix each, the same TorchServe, its watermark
+   reading off): the evidence stage off, the signals only, and the signals with the
+   near-duplicate cache, interleaved ``--rounds`` times; the median of each.
 3. Near-duplicate lookup: a list of N random hashes in Redis; one worker's first lookup (reading
    the whole list) and then single-image lookups (one round trip for what is new, and the scan),
    median and p99; memory per hash of the local copy and of the list in Redis.
@@ -40,13 +41,13 @@ import numpy as np
 
 from aigis import samples as art
 from aigis.devstack.kafka_broker import KafkaBroker
+from bench.images import distinct_images
 from bench.worker import (
     _CREATED,
     bench_settings,
     export_store,
     fresh,
     run_worker_phase,
-    unique_images,
 )
 from schemas.settings import Settings
 from serving.imageio import decode_image
@@ -73,6 +74,14 @@ def _timed(call: Callable[[], object], repeat: int) -> dict[str, float]:
         call()
         samples.append(time.perf_counter() - started)
     return _percentiles(samples)
+
+
+def smoke_jpeg() -> bytes:
+    """The first JPEG of the smoke test split, as stored."""
+    from training.data import load_split
+
+    samples = load_split("smoke", "test", normalise=False, require_labels=False)
+    return next(s.image for s in samples if s.image.startswith(b"\xff\xd8"))
 
 
 def stage_cost(settings: Settings, smoke: bytes, repeat: int) -> dict[str, Any]:
@@ -135,7 +144,7 @@ def on_off(base: Settings, events: int, rounds: int) -> dict[str, Any]:
     signals with near-duplicates, interleaved ``rounds`` times (the machine's load drifts); the
     median of each phase's rounds."""
     phases = (("off", "false", "false"), ("signals", "true", "false"), ("on", "true", "true"))
-    images = iter(unique_images(len(phases) * rounds * events))
+    images = iter(distinct_images(len(phases) * rounds * events))
     broker = KafkaBroker(base).pid()
     runs: dict[str, list[dict[str, Any]]] = {tag: [] for tag, _, _ in phases}
     with (
@@ -272,7 +281,7 @@ def main() -> None:
 
     base = bench_settings()
     results: dict[str, Any] = {
-        "stage": stage_cost(base, unique_images(1)[0][0], args.repeat),
+        "stage": stage_cost(base, smoke_jpeg(), args.repeat),
         "lookups": lookups(base, args.sizes, args.repeat),
     }
     if args.events:

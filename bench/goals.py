@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bench.worker_report import scoring_check
 from serving.model.agreement import Agreement
 
 __all__ = ["Goal", "goals", "markdown_rows"]
@@ -200,6 +201,13 @@ def _worker(report: dict[str, Any]) -> list[Goal]:
     eo = w["worker_exactly_once"]["events_per_s"]
     naive = max(w["naive_events_per_s"], 1e-9)
     served = w["torchserve_items_per_s"]
+    problem = scoring_check(w)
+    if problem:  # the worker answered some events from its cache: not a scoring rate
+        why = f"not a scoring figure: {problem}"
+        return [
+            _missing("worker against a naive worker", ">= 10x", why),
+            _missing("worker against TorchServe alone", ">= 80 %", why),
+        ]
     return [
         Goal(
             "worker against a naive worker",

@@ -7,15 +7,15 @@ Needs Kafka and Redis (``aigis dev up``); starts its own TorchServe with the tin
                                      [--baseline main] [--json PATH]
 
 (as a module from the repository root). A first pass scores N images that are not
-near-duplicates of one another (:func:`distinct_images`), filling the cache; each replay
-publishes the same images again as new events to fresh topics and runs one worker process
-(exactly-once) over that backlog. The first replay runs the worker of the ``--baseline`` git ref
-(today's code, at today's batch size 32), the others this code with ``AIGIS_WORKER__BATCH_SIZE``
-set to each size. A batch is one Kafka transaction: its records, its input offsets and a commit
-marker on every partition it wrote, so records, requests and markers per event fall as batches
-grow. For each: events/s, CPU milliseconds per event of the worker process and of the Kafka
-broker's JVM (``utime + stime`` from ``/proc/<pid>/stat``, read at the first and at the last
-verdict), cache hits, and offsets per event on each output topic.
+near-duplicates of one another (:func:`bench.images.distinct_images`), filling the cache; each
+replay publishes the same images again as new events to fresh topics and runs one worker
+process (exactly-once) over that backlog. The first replay runs the worker of the
+``--baseline`` git ref (today's code, at today's batch size 32), the others this code with
+``AIGIS_WORKER__BATCH_SIZE`` set to each size. A batch is one Kafka transaction: its records,
+its input offsets and a commit marker on every partition it wrote, so records, requests and
+markers per event fall as batches grow. For each: events/s, CPU milliseconds per event of the
+worker process and of the Kafka broker's JVM (``utime + stime`` from ``/proc/<pid>/stat``, read
+at the first and at the last verdict), cache hits, and offsets per event on each output topic.
 """
 
 from __future__ import annotations
@@ -31,10 +31,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from PIL import Image
-
 from aigis.devstack.kafka_broker import KafkaBroker
+from bench.images import distinct_images
 from bench.worker import _CREATED, bench_settings, export_store, fresh, run_worker_phase
 from schemas.settings import Settings, WorkerSettings
 from serving.torchserve.server import running_torchserve
@@ -117,35 +115,6 @@ def checkout(ref: str, root: Path) -> tuple[Path, str] | None:
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(root, filter="data")
     return root, commit
-
-
-def distinct_images(count: int) -> list[tuple[bytes, str | None]]:
-    """``count`` images that differ in their pixels, not only in their bytes, half JPEG and half
-    PNG, with the smoke set's captions.
-
-    Images that differ only in trailing bytes (as :func:`bench.worker.unique_images` makes them)
-    are near-duplicates of one another: past the smoke set's 300, the first pass answers them by
-    near-duplicate reuse and stores no exact entry, so their replay would hash and search them
-    again instead of hitting the cache. Each image here is a random 8x8 colour field upscaled to
-    256 pixels, so no two are near-duplicates.
-    """
-    from training.data import load_split
-
-    captions = [
-        s.caption for s in load_split("smoke", "test", normalise=False, require_labels=False)
-    ]
-    rng = np.random.default_rng(int.from_bytes(os.urandom(4)))
-    images = []
-    for i in range(count):
-        field = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
-        image = Image.fromarray(field).resize((256, 256), Image.Resampling.BICUBIC)
-        out = io.BytesIO()
-        if i % 2:
-            image.save(out, "JPEG", quality=90)
-        else:
-            image.save(out, "PNG", compress_level=1)
-        images.append((out.getvalue(), captions[i % len(captions)]))
-    return images
 
 
 def records_per_event(settings: Settings, events: int) -> dict[str, float]:

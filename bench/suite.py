@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.goals import goals, markdown_rows
+from bench.worker_report import scoring_check
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -230,6 +231,7 @@ def markdown(report: dict[str, Any]) -> str:
                     f"{as_json:.1f} events/s: the compact body is {eo / as_json:.2f}x",
                 ],
                 ["cache-hit replay", f"{w['cache_hit_replay']['events_per_s']:.1f} events/s"],
+                ["cache hits in the scoring phases", scoring_check(w) or "none"],
                 [
                     "naive worker",
                     f"{w['naive_events_per_s']:.2f} events/s: worker is "

@@ -2,7 +2,9 @@
 
 Needs Kafka and Redis (``aigis dev up``); starts its own TorchServe with the tiny model on the
 ``AIGIS_SERVING__*`` ports. Every phase uses fresh topics, group and cache prefix, and images
-made unique (bytes appended after the JPEG end marker) so that scoring phases miss the cache.
+that differ in their pixels (:func:`bench.images.distinct_images`), so that a scoring phase
+scores every event: neither the exact cache nor the near-duplicate step can answer one from
+another. The report prints each phase's cache hits and checks that the scoring phases had none.
 
     .venv/bin/python -m bench.worker [--events 600] [--naive-events 60] [--json results.json]
 
@@ -10,10 +12,11 @@ made unique (bytes appended after the JPEG end marker) so that scoring phases mi
 and this file and ``bench/serving.py`` would shadow the ``worker`` and ``serving`` packages).
 Phases, all in one run so the ratios compare like with like:
 
-1. TorchServe alone: ``predict_many`` with the worker's request size and concurrency.
+1. TorchServe alone: ``predict_many`` with the worker's request size and concurrency, on the
+   images the worker scores.
 2. Worker, exactly-once and at-least-once: a backlog of N events; events/s from the first
    committed verdict to the last.
-3. Cache-hit replay: the same images again as new events.
+3. Cache-hit replay: the exactly-once phase's images again as new events, against its cache.
 4. Latency: events produced at half the measured rate; end-to-end p50/p99 from ``produced_at``
    to the verdict being readable (read_committed).
 5. Naive worker: one event at a time, one request, one produce, one commit, no cache.
@@ -34,7 +37,9 @@ from pathlib import Path
 from typing import Any
 
 from aigis.devstack.kafka_broker import KafkaBroker
+from bench.images import distinct_images
 from bench.processes import cpu_seconds, free_port, group_pids, scrape, worker_process
+from bench.worker_report import report
 from schemas import ImageEvent, Timings, decode, encode
 from schemas.settings import Guarantee, Settings
 from serving.client.http import ServingClient
@@ -48,22 +53,6 @@ from worker.tail import partitions
 
 _CREATED: list[str] = []
 """Topics this run created, deleted at the end."""
-
-
-def unique_images(count: int) -> list[tuple[bytes, str | None]]:
-    """``count`` distinct images: smoke-set JPEGs with a unique trailer after the end marker
-    (decoders ignore it; the hash, and so the cache key, changes)."""
-    from training.data import load_split
-
-    samples = load_split("smoke", "test", normalise=False, require_labels=False)
-    run = uuid.uuid4().hex[:8].encode()
-    return [
-        (
-            samples[i % len(samples)].image + b"bench" + run + str(i).encode(),
-            samples[i % len(samples)].caption,
-        )
-        for i in range(count)
-    ]
 
 
 def bench_settings() -> Settings:
@@ -186,16 +175,23 @@ def run_worker_phase(
         / batch_s
         if batch_s
         else None,
-        "cache_hits": metrics.get("aigis_worker_cache_hits_total", 0.0),
-        "cache_misses": metrics.get("aigis_worker_cache_misses_total", 0.0),
+        **hits(metrics),
         "mean_batch_size": metrics.get("aigis_worker_batch_size_sum", 0.0)
         / max(1.0, metrics.get("aigis_worker_batch_size_count", 1.0)),
     }
 
 
+def hits(metrics: dict[str, float]) -> dict[str, float]:
+    """A phase's cache hits (exact or near-duplicate) and misses, from its worker's metrics."""
+    return {
+        "cache_hits": metrics.get("aigis_worker_cache_hits_total", 0.0),
+        "cache_misses": metrics.get("aigis_worker_cache_misses_total", 0.0),
+    }
+
+
 def run_latency_phase(
     settings: Settings, images: Sequence[tuple[bytes, str | None]], rate: float, seconds: float
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Events at ``rate``/s for ``seconds``; end-to-end latency percentiles in ms."""
     count = int(rate * seconds)
     arrivals = Arrivals(settings)
@@ -214,6 +210,7 @@ def run_latency_phase(
             produced[event.event_id] = now.timestamp()
         producer.flush()
         arrivals.wait(count + 1, 300)
+        metrics = scrape(settings.worker.metrics_port)
     producer.close()
     arrivals.close()
     latencies = sorted(1000 * (arrivals.at[k] - t) for k, t in produced.items())
@@ -222,6 +219,7 @@ def run_latency_phase(
         "p50_ms": statistics.quantiles(latencies, n=100)[49],
         "p99_ms": statistics.quantiles(latencies, n=100)[98],
         "latencies_ms": latencies,
+        **hits(metrics),
     }
 
 
@@ -289,7 +287,7 @@ def main() -> None:
     args = parser.parse_args()
 
     base = bench_settings()
-    images = unique_images(args.events * 3 + args.naive_events + 2000)
+    images = distinct_images(args.events * 3 + args.naive_events + 2000)
     broker = KafkaBroker(base).pid()
     results: dict[str, Any] = {"settings": base.worker.model_dump(mode="json")}
     with (
@@ -338,62 +336,12 @@ def main() -> None:
         args.json.write_text(json.dumps(results, indent=2))
 
 
-def export_store(root: Path) -> Path:
+def export_store(root: Path, options: ExportOptions | None = None, *, preset: str = "tiny") -> Path:
+    """A model store under ``root`` holding one random ``preset`` archive (default: the tiny
+    model, version 1, the archive defaults)."""
     store = root / "store"
-    export_random(store, ExportOptions(version="1"))
+    export_random(store, options or ExportOptions(version="1"), preset=preset)
     return store
-
-
-def report(r: dict[str, Any]) -> None:
-    ts = r["torchserve_items_per_s"]
-    eo = r["worker_exactly_once"]
-    as_json = r["worker_exactly_once_json"]["events_per_s"]
-    rows = [
-        (
-            "TorchServe alone (predict_many)",
-            f"{ts:8.1f} items/s",
-            "before/after: {:.1f} / {:.1f}".format(*r["torchserve_items_per_s_before_after"]),
-        ),
-        (
-            "worker, exactly-once",
-            f"{eo['events_per_s']:8.1f} events/s",
-            f"{eo['events_per_s'] / ts:6.1%} of TorchServe",
-        ),
-        (
-            "worker, exactly-once, JSON body",
-            f"{as_json:8.1f} events/s",
-            f"compact body is {eo['events_per_s'] / as_json:.2f}x",
-        ),
-        (
-            "worker, at-least-once",
-            f"{r['worker_at_least_once']['events_per_s']:8.1f} events/s",
-            f"{r['worker_at_least_once']['events_per_s'] / ts:6.1%} of TorchServe",
-        ),
-        ("cache-hit replay", f"{r['cache_hit_replay']['events_per_s']:8.1f} events/s", ""),
-        (
-            "naive worker",
-            f"{r['naive_events_per_s']:8.1f} events/s",
-            f"worker is {eo['events_per_s'] / r['naive_events_per_s']:.1f}x",
-        ),
-        (
-            f"latency at {r['latency']['rate_per_s']:.0f}/s",
-            f"p50 {r['latency']['p50_ms']:.0f} ms",
-            f"p99 {r['latency']['p99_ms']:.0f} ms",
-        ),
-    ]
-    print()
-    for name, value, note in rows:
-        print(f"{name:<34} {value:<20} {note}")
-    print("\nCPU ms per event (worker / TorchServe / Kafka broker):")
-    phases = ("worker_exactly_once", "worker_exactly_once_json", "worker_at_least_once")
-    for phase in (*phases, "cache_hit_replay"):
-        cpu = r[phase]["cpu_ms_per_event"]
-        share = r[phase]["serving_share_of_batch_time"]
-        print(
-            f"  {phase:<24} {cpu['worker']:6.2f} / {cpu['torchserve']:6.2f} / {cpu['kafka']:6.2f}"
-            f"   waiting on TorchServe {share:.0%} of batch time,"
-            f" mean batch {r[phase]['mean_batch_size']:.1f}"
-        )
 
 
 if __name__ == "__main__":

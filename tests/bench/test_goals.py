@@ -129,6 +129,17 @@ def test_figures_are_judged_against_their_targets() -> None:
     assert "today's code (main): 3.10 ms (worker 0.60 + broker 2.50) at batch 32" in replay.figure
 
 
+def test_worker_goals_are_not_judged_on_phases_that_hit_the_cache() -> None:
+    report = full_report()
+    report["worker"]["worker_exactly_once"]["cache_hits"] = 262.0
+    by_name = {g.name: g for g in goals(report)}
+    for name in ("worker against a naive worker", "worker against TorchServe alone"):
+        assert by_name[name].met is None
+        assert "worker_exactly_once 262" in by_name[name].figure
+    report["worker"]["worker_exactly_once"]["cache_hits"] = 0.0
+    assert {g.name: g for g in goals(report)}["worker against TorchServe alone"].met is False
+
+
 def test_a_replay_without_a_baseline_compares_with_its_first_row() -> None:
     report = full_report()
     report["replay"]["replays"] = [replay_row(32, 300.0, 0.6, 2.5), replay_row(256, 900, 0.5, 0.7)]
