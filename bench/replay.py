@@ -1,10 +1,11 @@
 """The stream side's own cost: a cache-hit replay by today's code and by this code at several
-micro-batch sizes, in one run.
+micro-batch sizes, and against the first pass on the base model, in one run.
 
-Needs Kafka and Redis (``aigis dev up``); starts its own TorchServe with the tiny model.
+Needs Kafka and Redis (``aigis dev up``); starts its own TorchServe, with the tiny model and then
+with the base model.
 
     .venv/bin/python -m bench.replay [--events 1200] [--batch-sizes 32,128,256]
-                                     [--baseline main] [--json PATH]
+                                     [--baseline main] [--base-events 240] [--json PATH]
 
 (as a module from the repository root). A first pass scores N images that are not
 near-duplicates of one another (:func:`bench.images.distinct_images`), filling the cache; each
@@ -16,6 +17,10 @@ its input offsets and a commit marker on every partition it wrote, so records, r
 markers per event fall as batches grow. For each: events/s, CPU milliseconds per event of the
 worker process and of the Kafka broker's JVM (``utime + stime`` from ``/proc/<pid>/stat``, read
 at the first and at the last verdict), cache hits, and offsets per event on each output topic.
+
+Last (``--base-events``, 0 to skip), :mod:`bench.replay_base`: a first pass on the base fused
+model as ``aigis export`` packages it for a CPU, and the cache-hit replay of its images at
+batch 32; their ratio is the issue's replay goal on the base model.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from typing import Any
 
 from aigis.devstack.kafka_broker import KafkaBroker
 from bench.images import distinct_images
+from bench.replay_base import base_replay
 from bench.worker import _CREATED, bench_settings, export_store, fresh, run_worker_phase
 from schemas.settings import Settings, WorkerSettings
 from serving.torchserve.server import running_torchserve
@@ -87,6 +93,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             row["records_per_event"] = records_per_event(replay, len(images))
             results["replays"].append(row)
             _print(f"{code}, batch {size}", row)
+    if args.base_events:
+        print(f"\n# the base model: {args.base_events} events, exported for a CPU\n", flush=True)
+        results["base_model"] = model = base_replay(base, broker, args.base_events)
+        _print(f"base first pass ({model['backend']})", model["first_pass"])
+        _print("base replay, batch 32", model["replay"])
+        print(f"  replay against the first pass on the base model: {model['ratio']:.1f}x")
     kafka.delete_topics(base, _CREATED)
     results["load_average_at_end"] = os.getloadavg()[0]
     if args.json:
@@ -158,6 +170,12 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         "--baseline",
         default="main",
         help="git ref of today's code, replayed first at batch 32 ('' for none; default main)",
+    )
+    parser.add_argument(
+        "--base-events",
+        type=int,
+        default=240,
+        help="images of the first pass on the base model (default 240; 0 skips that phase)",
     )
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     return parser.parse_args(argv)

@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.quick and part in ("inputs", "model", "precision", "serving"):
                 command.append("--quick")
             if args.quick and part == "replay":
-                command += ["--events", "300"]
+                command += ["--events", "300", "--base-events", "128"]
             if args.trained and part in ("inputs", "serving"):
                 command += ["--trained", str(args.trained)]
             print(f"\n== bench.{part}: {' '.join(command[1:])}", flush=True)
@@ -144,6 +144,8 @@ def markdown(report: dict[str, Any]) -> str:
                 for name, r in phases
             ],
         )
+        if "base_model" in replay:
+            lines += _base_replay(replay["base_model"])
     if "model" in report:
         lines += ["## Model, in process (batch 32, 32-token captions)", ""]
         lines += _table(
@@ -245,6 +247,35 @@ def markdown(report: dict[str, Any]) -> str:
             ],
         )
     return "\n".join(lines) + "\n"
+
+
+def _base_replay(base: dict[str, Any]) -> list[str]:
+    """The first pass on the base model and its cache-hit replay (bench.replay_base)."""
+    model = f"{base['preset']}, {base['backend']} {base['precision']}"
+    rows = [
+        (f"first pass, {base['events']} images", base["first_pass"]),
+        (f"replay, {base['replay_events']} events", base["replay"]),
+    ]
+    return [
+        f"## Cache-hit replay against the first pass, base model ({model}, batch "
+        f"{base['batch_size']}, exactly-once)",
+        "",
+        *_table(
+            ["phase", "events/s", "cache hits", "worker CPU ms/event", "broker CPU ms/event"],
+            [
+                [
+                    name,
+                    f"{r['events_per_s']:.1f}",
+                    f"{r['cache_hits']:.0f} of {r['cache_hits'] + r['cache_misses']:.0f}",
+                    f"{r['cpu_ms_per_event']['worker']:.2f}",
+                    f"{r['cpu_ms_per_event']['kafka']:.2f}",
+                ]
+                for name, r in rows
+            ],
+        ),
+        f"The replay runs {base['ratio']:.1f}x the first pass, both in this run.",
+        "",
+    ]
 
 
 def _precision_row(row: dict[str, Any]) -> list[Any]:

@@ -22,6 +22,7 @@ GOAL_NAMES = (
     "worker against a naive worker",
     "worker against TorchServe alone",
     "cache-hit replay, CPU per event (worker + broker)",
+    "cache-hit replay against the first pass",
     "base fused model on one GPU, JPEG bytes to scores",
 )
 
@@ -47,6 +48,21 @@ def serving_point(preset: str, archive: str, items_per_s: float) -> dict[str, An
         "p50_ms": 100.0,
         "p99_ms": 200.0,
         "mean_server_batch": 4.0,
+    }
+
+
+def base_model(first: float, replay: float) -> dict[str, Any]:
+    """bench.replay_base's figures: the first pass on the base model and its replay."""
+    return {
+        "preset": "base-random",
+        "backend": "openvino",
+        "precision": "bf16",
+        "events": 240,
+        "replay_events": 960,
+        "batch_size": 32,
+        "first_pass": {**replay_row(32, first, 9.0, 3.0), "cache_hits": 0.0, "cache_misses": 240},
+        "replay": {**replay_row(32, replay, 0.6, 2.0), "cache_hits": 960.0, "cache_misses": 0},
+        "ratio": replay / first,
     }
 
 
@@ -96,6 +112,7 @@ def full_report() -> dict[str, Any]:
                 replay_row(32, 500.0, 0.3, 0.6, code="this code"),
                 replay_row(256, 900.0, 0.5, 0.7, code="this code", default=True),
             ],
+            "base_model": base_model(first=25.0, replay=600.0),
         },
         "worker": {
             "torchserve_items_per_s": 200.0,
@@ -127,6 +144,29 @@ def test_figures_are_judged_against_their_targets() -> None:
     assert replay.met is True  # 1.2 ms at batch 256, the default, though batch 32 costs less
     assert "1.20 ms (worker 0.50 + broker 0.70) at batch 256" in replay.figure
     assert "today's code (main): 3.10 ms (worker 0.60 + broker 2.50) at batch 32" in replay.figure
+
+
+def test_the_replay_goal_on_the_base_model_reads_its_first_pass_of_the_same_run() -> None:
+    goal = {g.name: g for g in goals(full_report())}["cache-hit replay against the first pass"]
+    assert goal.met is True  # 600 / 25 = 24x
+    assert goal.figure.startswith("24.0x (600 against 25.0 events/s, batch 32,")
+    assert "base-random openvino bf16, 240 images; same run" in goal.figure
+    report = full_report()
+    report["replay"]["base_model"] = base_model(first=40.0, replay=600.0)
+    slow = {g.name: g for g in goals(report)}["cache-hit replay against the first pass"]
+    assert (slow.met, slow.figure[:5]) == (False, "15.0x")
+    report["replay"]["base_model"]["first_pass"]["cache_hits"] = 12.0
+    repeated = {g.name: g for g in goals(report)}["cache-hit replay against the first pass"]
+    assert (repeated.met, repeated.figure[:35]) == (None, "not a first pass: 12 cache hits in ")
+
+
+def test_without_the_base_models_first_pass_the_replay_goal_says_so() -> None:
+    report = full_report()
+    del report["replay"]["base_model"]
+    goal = {g.name: g for g in goals(report)}["cache-hit replay against the first pass"]
+    assert goal.met is None
+    assert goal.figure.startswith("9.0x on the tiny model (900 against 100 events/s)")
+    assert "--base-events 0" in goal.figure
 
 
 def test_worker_goals_are_not_judged_on_phases_that_hit_the_cache() -> None:
@@ -174,6 +214,10 @@ def test_the_results_file_starts_with_the_goals_and_the_load(tmp_path: Any) -> N
     assert "| compact | 440.0 | 500.0 |" in text
     assert "| replay, this code, batch 256 | 900.0 | 0.50 | 0.70 | 256.0 |" in text
     assert "| replay, today's code (main), batch 32 | 300.0 | 0.60 | 2.50 | 32.0 |" in text
+    assert "base model (base-random, openvino bf16, batch 32, exactly-once)" in text
+    assert "| first pass, 240 images | 25.0 | 0 of 240 | 9.00 | 3.00 |" in text
+    assert "| replay, 960 events | 600.0 | 960 of 960 | 0.60 | 2.00 |" in text
+    assert "The replay runs 24.0x the first pass, both in this run." in text
     plots(report, tmp_path / "day")  # no serving or worker latency: nothing to draw
 
 
