@@ -218,6 +218,7 @@ class Worker:
         stack.callback(fetcher.close)
         served = self.metrics.model_served
         scorer = Scorer(client, s.worker, lambda info: served(info.version, info.generators))
+        stack.callback(scorer.close)
         evidence = EvidenceStage(s, cache)
         stack.callback(evidence.close)
         self._handler.drift = DriftBoard(

@@ -36,7 +36,8 @@ from worker.processed import Processed, VerdictFacts
 from worker.route import build_verdict, end_to_end_ms, human_verdict, proven_verdict, route
 from worker.runtime.batch import Batch
 from worker.runtime.checkpoint import Output, traced
-from worker.scorer import Rejected, Scorer
+from worker.score import Score
+from worker.scorer import Rejected, Scorer, Scoring
 
 log = structlog.get_logger(__name__)
 
@@ -105,22 +106,23 @@ class Pipeline:
         unanswered = probed
         fetch_ms += _ms_since(t)
 
-        t = time.monotonic()
+        # Each request goes to the model server as soon as its misses are examined, so the
+        # server scores while the rest are hashed (worker.scorer.Scoring).
         version = None if lookup is None else lookup.version
-        self._examine(unanswered, version, model.generators, done)
-        done.evidence_s = time.monotonic() - t
-
-        t = time.monotonic()
-        misses = [i for i in items if i.score is None and i.human is None and not i.proven]
-        self._score(misses, per_record, done, canary if candidate else None)
-        done.serving_s = time.monotonic() - t
+        with self._scorer.begin() as scoring:
+            firsts = self._examine_and_send(unanswered, version, model.generators, scoring, done)
+            t = time.monotonic()
+            answers = scoring.answers()
+        misses = [i for i in items if _needs_model(i)]
+        self._answer(misses, firsts, answers, per_record, done, canary if candidate else None)
+        done.serving_s = time.monotonic() - (scoring.started or t)
         done.cache_hits = sum(i.cached or i.human is not None for i in items)
         done.cache_misses = len(items) - done.cache_hits
 
         now = datetime.now(UTC)
         timings = dict(fetch_ms=fetch_ms, cache_ms=cache_ms, serving_ms=done.serving_s * 1000)
         for item in items:
-            if item.score is None and item.human is None and not item.proven:
+            if _needs_model(item):
                 continue  # rejected by the server: already a dead letter
             item_timings = Timings(
                 **timings, total_ms=_ms_since(started), end_to_end_ms=end_to_end_ms(item.event, now)
@@ -212,6 +214,32 @@ class Pipeline:
             done.outputs += [replace(out, headers=headers) for out in outs]
         return done
 
+    def _examine_and_send(
+        self,
+        unanswered: list[Item],
+        version: str | None,
+        generators: tuple[str, ...],
+        scoring: Scoring,
+        done: Processed,
+    ) -> list[Item]:
+        """Examine the misses a request at a time, sending each request's misses to ``scoring``
+        once examined; returns them, the first of each distinct input only (a batch often holds
+        the same image more than once)."""
+        firsts: dict[str, Item] = {}
+        step = self._settings.worker.request_items
+        for start in range(0, len(unanswered), step):
+            chunk = unanswered[start : start + step]
+            t = time.monotonic()
+            self._examine(chunk, version, generators, done)
+            done.evidence_s += time.monotonic() - t
+            new = []
+            for item in chunk:
+                if _needs_model(item) and item.suffix not in firsts:
+                    firsts[item.suffix] = item
+                    new.append(item)
+            scoring.add([i.data for i in new], [i.event.caption for i in new])
+        return list(firsts.values())
+
     def _examine(
         self,
         misses: list[Item],
@@ -250,22 +278,19 @@ class Pipeline:
                     reasons=f.ignored,
                 )
 
-    def _score(
+    def _answer(
         self,
         misses: list[Item],
+        firsts: list[Item],
+        answers: list[Score | Rejected],
         per_record: list[list[Output]],
         done: Processed,
         canary: CanaryState | None,
     ) -> None:
-        """Score each distinct input once: a batch often holds the same image more than once.
-        The canary's slice is scored by both versions and answered by the candidate."""
-        unique: dict[str, Item] = {}
-        for item in misses:
-            unique.setdefault(item.suffix, item)
-        if not unique:
+        """Give each miss the answer to its input (``firsts``, in order, were scored). The
+        canary's slice is scored by both versions and answered by the candidate."""
+        if not firsts:
             return
-        firsts = list(unique.values())
-        answers = self._scorer.score([i.data for i in firsts], [i.event.caption for i in firsts])
         if self._canary is not None and canary is not None:
             answers, done.canary = self._canary.answer(
                 canary,
@@ -273,7 +298,7 @@ class Pipeline:
                 [i.canary for i in firsts],
                 answers,
             )
-        by_suffix = dict(zip(unique, answers, strict=True))
+        by_suffix = {i.suffix: a for i, a in zip(firsts, answers, strict=True)}
         for item in misses:
             answer = by_suffix[item.suffix]
             if isinstance(answer, Rejected):
@@ -285,6 +310,11 @@ class Pipeline:
             else:
                 item.score = answer
                 item.evidence = [*item.evidence, *answer.evidence]  # read by the server
+
+
+def _needs_model(item: Item) -> bool:
+    """Neither the cache, a reviewer nor the evidence answered ``item``."""
+    return item.score is None and item.human is None and not item.proven
 
 
 def _ms_since(start: float) -> float:

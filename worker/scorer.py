@@ -3,12 +3,17 @@
 Tracks the served model (name, version, whether it reads captions) and turns the client's
 per-item answers into :class:`~worker.score.Score` or :class:`Rejected`.
 ``ServingUnavailable`` is not caught here: the loop pauses and retries the whole batch.
+
+A batch's requests go out while the batch is still being prepared (:class:`Scoring`): each
+full request of ``worker.request_items`` is sent, on one of ``worker.max_in_flight`` threads,
+as soon as its items are known, so the model server works while the worker hashes the rest.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import structlog
@@ -20,6 +25,10 @@ from serving.client.wire import ItemError
 from worker.score import Score
 
 log = structlog.get_logger(__name__)
+
+
+Items = list[tuple[bytes, str | None]]
+"""Images and their captions."""
 
 
 class ServerFailedItems(ServingUnavailable):
@@ -54,6 +63,7 @@ class Scorer:
         self._on_model = on_model
         self._info: ModelInfo | None = None
         self._info_at = float("-inf")
+        self._pool: ThreadPoolExecutor | None = None
 
     def model(self) -> ModelInfo:
         """The served model, re-read at most every ``model_refresh_s``.
@@ -88,20 +98,45 @@ class Scorer:
         version: str | None = None,
     ) -> list[Score | Rejected]:
         """One answer per image, in order, by ``version`` (None: the default version)."""
-        items = list(zip(images, captions, strict=True))
-        if not items:
-            return []
+        scoring = self.begin(version)
+        scoring.add(images, captions)
+        return scoring.answers()
+
+    def begin(self, version: str | None = None) -> Scoring:
+        """A batch's scoring by ``version``: add items as they are ready, then ask the answers."""
+        return Scoring(self, version, self._settings.request_items)
+
+    def close(self) -> None:
+        """Stop the request threads (requests in flight finish first)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def _send(self, items: Items, version: str | None) -> Future[list[object]]:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(
+                self._settings.max_in_flight, thread_name_prefix="aigis-scoring"
+            )
+        return self._pool.submit(self._request, items, version)
+
+    def _request(self, items: Items, version: str | None) -> list[object]:
+        """The answers to one request's items (more than one request when they are too large
+        for one)."""
         try:
-            answers: Sequence[object] = self._client.predict_many(
-                items,
-                request_items=self._settings.request_items,
-                max_in_flight=self._settings.max_in_flight,
-                version=version,
+            return list(
+                self._client.predict_many(
+                    items,
+                    request_items=self._settings.request_items,
+                    max_in_flight=1,
+                    version=version,
+                )
             )
         except ServingRequestError as exc:
             # A whole request was refused: find the item at fault by asking one at a time.
             log.warning("serving_request_rejected", status=exc.status, items=len(items))
-            answers = [self._one(item, version) for item in items]
+            return [self._one(item, version) for item in items]
+
+    def _finish(self, answers: Sequence[object], version: str | None) -> list[Score | Rejected]:
         failed = [a for a in answers if isinstance(a, ItemError) and a.reason in SERVER_FAULTS]
         if failed:
             # The server, not the item, is at fault (out of memory, a broken worker): retry the
@@ -135,3 +170,59 @@ class Scorer:
             return
         if any(isinstance(s, Score) and s.model_version != self._info.version for s in scores):
             self._info_at = float("-inf")
+
+
+class Scoring:
+    """One batch's requests to the model server, sent while the batch is still being prepared.
+
+    :meth:`add` sends every full request of ``request_items`` at once (at most ``max_in_flight``
+    run at a time; the others queue); :meth:`answers` sends what is left, waits, and returns one
+    answer per item added, in order. Once a request has failed no other is sent, and the
+    failure is raised when every request in flight has ended: none outlives its batch, and
+    neither does one of a batch left by an exception (use it as a context manager).
+    """
+
+    def __init__(self, scorer: Scorer, version: str | None, request_items: int) -> None:
+        self._scorer = scorer
+        self._version = version
+        self._size = request_items
+        self._waiting: Items = []
+        self._sent: list[Future[list[object]]] = []
+        self.started: float | None = None
+        """When the first request was sent (None while none was)."""
+
+    def __enter__(self) -> Scoring:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is not None:
+            self._cancel()
+
+    def add(self, images: Sequence[bytes], captions: Sequence[str | None]) -> None:
+        self._waiting += zip(images, captions, strict=True)
+        while len(self._waiting) >= self._size:
+            self._send(self._waiting[: self._size])
+            del self._waiting[: self._size]
+
+    def answers(self) -> list[Score | Rejected]:
+        if self._waiting:
+            self._send(self._waiting)
+            self._waiting = []
+        try:
+            answers = [answer for request in self._sent for answer in request.result()]
+        except BaseException:
+            self._cancel()
+            raise
+        return self._scorer._finish(answers, self._version)
+
+    def _send(self, items: Items) -> None:
+        if any(r.done() and r.exception() is not None for r in self._sent):
+            return  # answers() raises that failure; these items are never needed
+        if self.started is None:
+            self.started = time.monotonic()
+        self._sent.append(self._scorer._send(list(items), self._version))
+
+    def _cancel(self) -> None:
+        for request in self._sent:
+            request.cancel()
+        wait(self._sent)

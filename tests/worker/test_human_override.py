@@ -3,6 +3,7 @@ model (real Redis)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 from collections.abc import Sequence
@@ -48,12 +49,31 @@ class ModelNotToBeAsked:
     def model(self) -> ModelInfo:
         return ModelInfo("detector", "7", "fused", GENERATORS, reads_caption=True)
 
+    def begin(self) -> AnsweredAtOnce:
+        return AnsweredAtOnce(self)
+
     def score(
         self, images: Sequence[bytes], captions: Sequence[str | None]
     ) -> list[Score | Rejected]:
         self.scored += len(images)
         probs = {"real": 0.5, "sd21": 0.25, "sdxl": 0.25}
         return [Score(0.5, probs, 0.5, 0.5, "detector", "7") for _ in images]
+
+
+class AnsweredAtOnce(contextlib.nullcontext["AnsweredAtOnce"]):
+    """A batch's scoring (``worker.scorer.Scoring``) by :class:`ModelNotToBeAsked`."""
+
+    started = None
+
+    def __init__(self, model: ModelNotToBeAsked) -> None:
+        super().__init__(self)
+        self.model, self.images = model, 0
+
+    def add(self, images: Sequence[bytes], captions: Sequence[str | None]) -> None:
+        self.images += len(images)
+
+    def answers(self) -> list[Score | Rejected]:
+        return self.model.score([b""] * self.images, [None] * self.images)
 
 
 def png(seed: int) -> bytes:
