@@ -91,6 +91,7 @@ PATTERNS = (
 TINY_ARCHIVES = (
     ExportOptions(batch_size=1, max_batch_delay_ms=0),
     ExportOptions(batch_size=8, max_batch_delay_ms=5),
+    ExportOptions(batch_size=8, max_batch_delay_ms=5, workers=2),
     ExportOptions(batch_size=16, max_batch_delay_ms=20),
     ExportOptions(batch_size=32, max_batch_delay_ms=50),
 )
@@ -223,6 +224,8 @@ def serve_sweep(
 
 def _versioned(options: ExportOptions) -> ExportOptions:
     version = f"b{options.batch_size}-d{options.max_batch_delay_ms}-{options.precision}"
+    if options.workers > 1:
+        version += f"-w{options.workers}"
     return ExportOptions(**{**asdict(options), "version": version})
 
 

@@ -60,9 +60,9 @@ class ExportOptions:
     """The model name TorchServe serves it under (``/predictions/<name>``)."""
     version: str | None = None
     """Version it is registered as; default the checkpoint's own version."""
-    batch_size: int = 16
+    batch_size: int = 8
     """Most requests TorchServe hands the handler at once."""
-    max_batch_delay_ms: int = 20
+    max_batch_delay_ms: int = 5
     """How long TorchServe waits to fill a batch before it sends a smaller one."""
     workers: int = 1
     """Python workers (processes) serving this version; each loads the model once."""
