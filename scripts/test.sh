@@ -40,5 +40,6 @@ trap 'exit 143' TERM
 $BIN/aigis dev up
 
 echo "== tests" >&2
-# A hung test fails after 15 minutes instead of holding the services forever.
-$BIN/python -m pytest --timeout=900 "$@"
+# A hung test fails after 15 minutes instead of holding the services forever; the 25 slowest
+# tests are listed at the end, to keep the suite's time in view.
+$BIN/python -m pytest --timeout=900 --durations=25 "$@"
