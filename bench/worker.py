@@ -171,7 +171,7 @@ def run_worker_phase(
             name: 1000 * (b - a) / events
             for name, a, b in zip(("worker", "torchserve", "kafka"), cpu0, cpu1, strict=True)
         },
-        "serving_share_of_batch_time": metrics.get("aigis_worker_serving_seconds_sum", 0.0)
+        "serving_share_of_batch_time": metrics.get("aigis_worker_serving_wait_seconds_sum", 0.0)
         / batch_s
         if batch_s
         else None,

@@ -123,6 +123,7 @@ class ImageHandler(Handler):
             m.cache_errors.inc()
         if done.cache_misses:
             m.serving_seconds.observe(done.serving_s)
+            m.serving_wait_seconds.observe(done.serving_wait_s)
         m.record_evidence(done)
         m.canary_compared(done.canary)
         if self.canary is not None:

@@ -77,6 +77,12 @@ class WorkerMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.serving_wait_seconds = Histogram(
+            "aigis_worker_serving_wait_seconds",
+            "Time one batch waited for the model server once its misses were examined",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.end_to_end_seconds = Histogram(
             "aigis_worker_end_to_end_seconds",
             "Event produced_at to its verdict being committed",

@@ -116,6 +116,7 @@ class Pipeline:
         misses = [i for i in items if _needs_model(i)]
         self._answer(misses, firsts, answers, per_record, done, canary if candidate else None)
         done.serving_s = time.monotonic() - (scoring.started or t)
+        done.serving_wait_s = time.monotonic() - t
         done.cache_hits = sum(i.cached or i.human is not None for i in items)
         done.cache_misses = len(items) - done.cache_hits
 

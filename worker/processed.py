@@ -38,6 +38,9 @@ class Processed:
     cache_misses: int = 0
     cache_down: bool = False
     serving_s: float = 0.0
+    """From the batch's first request to the model server to its last answer."""
+    serving_wait_s: float = 0.0
+    """How long the batch waited for those answers once its misses were examined."""
     evidence_s: float = 0.0
     evidence: Counter[tuple[str, str]] = field(default_factory=Counter)
     """Signals found, by kind and strength."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import structlog
@@ -98,9 +98,9 @@ class Scorer:
         version: str | None = None,
     ) -> list[Score | Rejected]:
         """One answer per image, in order, by ``version`` (None: the default version)."""
-        scoring = self.begin(version)
-        scoring.add(images, captions)
-        return scoring.answers()
+        with self.begin(version) as scoring:
+            scoring.add(images, captions)
+            return scoring.answers()
 
     def begin(self, version: str | None = None) -> Scoring:
         """A batch's scoring by ``version``: add items as they are ready, then ask the answers."""
@@ -209,6 +209,11 @@ class Scoring:
             self._send(self._waiting)
             self._waiting = []
         try:
+            wait(self._sent, return_when=FIRST_EXCEPTION)
+            failed = self._failure()
+            if failed is not None:
+                self._cancel()
+                failed.result()  # raises its failure
             answers = [answer for request in self._sent for answer in request.result()]
         except BaseException:
             self._cancel()
@@ -216,11 +221,26 @@ class Scoring:
         return self._scorer._finish(answers, self._version)
 
     def _send(self, items: Items) -> None:
-        if any(r.done() and r.exception() is not None for r in self._sent):
+        if self._failure() is not None:
             return  # answers() raises that failure; these items are never needed
         if self.started is None:
             self.started = time.monotonic()
-        self._sent.append(self._scorer._send(list(items), self._version))
+        request = self._scorer._send(list(items), self._version)
+        self._sent.append(request)
+        request.add_done_callback(self._on_done)
+
+    def _on_done(self, request: Future[list[object]]) -> None:
+        """A failed request stops the queued ones (on the thread that ran it)."""
+        if not request.cancelled() and request.exception() is not None:
+            for queued in list(self._sent):
+                queued.cancel()
+
+    def _failure(self) -> Future[list[object]] | None:
+        """The first request that ended in a failure, if one has."""
+        for request in list(self._sent):
+            if request.done() and not request.cancelled() and request.exception() is not None:
+                return request
+        return None
 
     def _cancel(self) -> None:
         for request in self._sent:
