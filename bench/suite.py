@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report["gpu"] = json.loads(args.gpu.read_text(encoding="utf-8"))
     report["machine"]["load_average_at_end"] = os.getloadavg()
     print("\n" + "\n".join(_table(["goal", "target", "this run", "status"], _goal_rows(report))))
-    stem = datetime.now(UTC).strftime("%Y-%m-%d")
+    stem = args.stem or datetime.now(UTC).strftime("%Y-%m-%d")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     (RESULTS / f"{stem}.md").write_text(markdown(report), encoding="utf-8")
@@ -352,6 +352,9 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="fewer, shorter points")
     parser.add_argument("--trained", type=Path, help="a trained tiny model for accuracy columns")
     parser.add_argument("--gpu", type=Path, help="the JSON bench/gpu.sh wrote on a GPU machine")
+    parser.add_argument(
+        "--stem", default="", help="name of the result files [default: today's date]"
+    )
     parser.add_argument("--only", default="", help=f"comma-separated subset of {','.join(PARTS)}")
     return parser.parse_args(argv)
 
