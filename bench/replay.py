@@ -4,7 +4,7 @@ micro-batch sizes, and against the first pass on the base model, in one run.
 Needs Kafka and Redis (``aigis dev up``); starts its own TorchServe, with the tiny model and then
 with the base model.
 
-    .venv/bin/python -m bench.replay [--events 1200] [--batch-sizes 32,128,256]
+    .venv/bin/python -m bench.replay [--events 1200] [--batch-sizes 32,64,128,256]
                                      [--baseline main] [--base-events 240] [--json PATH]
 
 (as a module from the repository root). A first pass scores N images that are not
@@ -163,8 +163,8 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--events", type=int, default=1200, help="unique images (default 1200)")
     parser.add_argument(
         "--batch-sizes",
-        default="32,128,256",
-        help="worker batch sizes this code runs at (default 32,128,256)",
+        default="32,64,128,256",
+        help="worker batch sizes this code runs at (default 32,64,128,256)",
     )
     parser.add_argument(
         "--baseline",

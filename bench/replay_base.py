@@ -7,8 +7,8 @@ ports. One worker process (exactly-once, batch 32) scores N images that are not
 near-duplicates of one another (the first pass, which fills the cache of this model's version);
 then the same images are published again, ``repeat`` times in a row so that the replay lasts
 long enough to time, and a worker at batch 32 answers every one from that cache. The ratio of
-the two rates is the issue's "at least 20x the first pass on the base model", both measured in
-this run.
+the two rates is the replay goal on the base model (at least 20x the first pass), both measured
+in this run.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ __all__ = ["BATCH_SIZE", "PRESET", "base_replay"]
 
 PRESET = "base-random"
 BATCH_SIZE = 32
-"""Both passes run at the worker's default batch, the issue's "today" (bench.replay)."""
+"""Both passes run at batch 32, the batch of bench.replay's baseline ("today's code")."""
 
 
 def base_replay(
