@@ -98,7 +98,9 @@ def postgres_server() -> Iterator[str]:
     home = Path(tempfile.mkdtemp(prefix="aigis-pg-"))
     as_postgres: list[str] = []
     if os.geteuid() == 0:
-        as_postgres = ["runuser", "-u", "postgres", "--"]
+        # runuser lives in /usr/sbin, which a user's PATH may leave out.
+        runuser = shutil.which("runuser", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
+        as_postgres = [runuser or "runuser", "-u", "postgres", "--"]
         shutil.chown(home, "postgres", "postgres")
     data = home / "data"
     port = free_port()
