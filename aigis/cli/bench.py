@@ -35,6 +35,9 @@ def register(app: typer.Typer) -> None:
         gpu: Path | None = typer.Option(
             None, "--gpu", help="The JSON bench/gpu.sh wrote on a GPU machine, for its goal."
         ),
+        stem: str = typer.Option(
+            "", "--stem", help="Name of the result files [default: today's date]."
+        ),
     ) -> None:
         if not (ROOT / "bench" / "suite.py").is_file():
             fail("aigis bench: the benchmarks live in the repository; run it from a checkout")
@@ -45,4 +48,6 @@ def register(app: typer.Typer) -> None:
             command += ["--trained", str(trained.resolve())]
         if gpu is not None:
             command += ["--gpu", str(gpu.resolve())]
+        if stem:
+            command += ["--stem", stem]
         raise typer.Exit(subprocess.run(command, cwd=ROOT, check=False).returncode)
