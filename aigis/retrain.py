@@ -165,7 +165,8 @@ def run_cycle(
         tempfile.TemporaryDirectory(prefix="aigis-retrain-") as spool,  # owner-only, removed
     ):
         champion = _champion(registry, service)
-        running = CanaryControl(settings, service).state()
+        canaries = CanaryControl(settings, service)
+        running = canaries.state()
         if running is not None:  # its candidate would be pruned, or a second canary refused
             reason = f"a canary of version {running.version} is running: promote or abort it first"
             return CycleResult("skipped", champion.version, reason)
@@ -296,7 +297,7 @@ def run_cycle(
         record = record.model_copy(update={"archive": str(archive.path)})
         registry.record(record)
         if canary is not None:
-            CanaryControl(settings, service).start(version, canary)
+            canaries.start(version, canary)
             reason = f"{gate.summary()}; a canary answers {canary:g}% of cache misses"
             return CycleResult("canary", champion.version, reason, record)
         service.activate(version, action="promote", note=gate.summary())

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import tempfile
 import time
 import zipfile
 from collections.abc import Sequence
@@ -103,7 +104,14 @@ def served_bodies(
 def in_process(archive: ArchiveInfo, items: list[Item], seconds: float) -> dict[str, float]:
     """Items/s of the archive's handler in this process, per body, on server batches of
     ``IN_FLIGHT`` requests of ``REQUEST_ITEMS`` items walking through ``items``."""
-    handler, context_for = _loaded_handler(archive.path)
+    with tempfile.TemporaryDirectory(prefix="aigis-bench-handler-") as directory:
+        return _timed_bodies(archive, Path(directory), items, seconds)
+
+
+def _timed_bodies(
+    archive: ArchiveInfo, directory: Path, items: list[Item], seconds: float
+) -> dict[str, float]:
+    handler, context_for = _loaded_handler(archive.path, directory)
     speeds = {}
     for body in BODIES:
         done, position, started = 0, 0, time.perf_counter()
@@ -126,16 +134,14 @@ def _body(chunk: Sequence[Item], body: str) -> Any:
     return json.loads(wire.dumps([wire.item_json(*item) for item in chunk]))
 
 
-def _loaded_handler(archive: Path) -> tuple[Any, Any]:
-    """The archive's handler, initialised as TorchServe initialises it, and a maker of contexts."""
-    import tempfile
-
+def _loaded_handler(archive: Path, directory: Path) -> tuple[Any, Any]:
+    """The archive's handler, unpacked into ``directory`` and initialised as TorchServe
+    initialises it, and a maker of contexts."""
     import yaml
     from ts.context import Context, RequestProcessor
 
     from serving.torchserve.handler import DetectorHandler
 
-    directory = Path(tempfile.mkdtemp(prefix="aigis-bench-handler-"))
     with zipfile.ZipFile(archive) as mar:
         mar.extractall(directory)
     manifest = json.loads((directory / "MAR-INF" / "MANIFEST.json").read_text())

@@ -5,13 +5,14 @@ Needs Kafka and Redis (``aigis dev up``); starts its own TorchServe, with the ti
 with the base model.
 
     .venv/bin/python -m bench.replay [--events 1200] [--batch-sizes 32,64,128,256]
-                                     [--baseline main] [--base-events 240] [--json PATH]
+                                     [--baseline 9d45e37] [--base-events 240] [--json PATH]
 
 (as a module from the repository root). A first pass scores N images that are not
 near-duplicates of one another (:func:`bench.images.distinct_images`), filling the cache; each
 replay publishes the same images again as new events to fresh topics and runs one worker
 process (exactly-once) over that backlog. The first replay runs the worker of the
-``--baseline`` git ref (today's code, at today's batch size 32), the others this code with
+``--baseline`` git ref (by default the worker before its cache path was tuned, at its batch
+size 32), the others this code with
 ``AIGIS_WORKER__BATCH_SIZE`` set to each size. A batch is one Kafka transaction: its records,
 its input offsets and a commit marker on every partition it wrote, so records, requests and
 markers per event fall as batches grow. For each: events/s, CPU milliseconds per event of the
@@ -38,19 +39,19 @@ from typing import Any
 
 from aigis.devstack.kafka_broker import KafkaBroker
 from bench.images import distinct_images
-from bench.replay_base import base_replay
-from bench.worker import _CREATED, bench_settings, export_store, fresh, run_worker_phase
+from bench.replay_base import BATCH_SIZE, base_replay
+from bench.worker import _CREATED, bench_settings, export_store, fresh, replay_of, run_worker_phase
 from schemas.settings import Settings, WorkerSettings
 from serving.torchserve.server import running_torchserve
 from worker import kafka
 from worker.tail import partitions
 
-TODAY_BATCH_SIZE = 32
-"""``worker.batch_size``'s default before the cache path was tuned: the baseline runs at it."""
+BASELINE = "9d45e37"
+"""The worker before its cache path was tuned (default ``--baseline``): a fixed commit, so that
+the comparison stays one with that code once this code is on main."""
 
-
-NEW_SETTINGS = ("AIGIS_KAFKA__STREAM_",)
-"""Settings today's code does not know (it refuses them): left out of its environment."""
+NEW_SETTINGS = ("AIGIS_KAFKA__STREAM_", "AIGIS_SERVING__REQUEST_BODY")
+"""Settings the baseline's code does not know (it refuses them): left out of its environment."""
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -74,18 +75,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         baseline = checkout(args.baseline, Path(tmp) / "baseline") if args.baseline else None
         if baseline is not None:
             results["baseline"] = {"ref": args.baseline, "commit": baseline[1]}
-            phases.append((f"today's code ({args.baseline})", TODAY_BATCH_SIZE, baseline[0]))
+            phases.append((f"today's code ({args.baseline})", BATCH_SIZE, baseline[0]))
         phases += [("this code", size, None) for size in sizes]
         results["replays"] = []
         for i, (code, size, root) in enumerate(phases):
-            replay = first.model_copy(
-                update={
-                    "topics": fresh(base, f"replay{i}").topics,
-                    "worker": first.worker.model_copy(
-                        update={"group_id": f"{first.worker.group_id}.{i}", "batch_size": size}
-                    ),
-                }
-            )
+            replay = replay_of(first, f"replay{i}", batch_size=size)
             process: dict[str, Any] = {"code": root, "unset": NEW_SETTINGS} if root else {}
             row = run_worker_phase(replay, images, f"replay{i}", ts, broker, **process)
             default = root is None and size == WorkerSettings.model_fields["batch_size"].default
@@ -168,8 +162,9 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--baseline",
-        default="main",
-        help="git ref of today's code, replayed first at batch 32 ('' for none; default main)",
+        default=BASELINE,
+        help=f"git ref of the code to compare with, replayed first at batch 32 ('' for none; "
+        f"default {BASELINE}, the worker before its cache path was tuned)",
     )
     parser.add_argument(
         "--base-events",

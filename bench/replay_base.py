@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.images import distinct_images
-from bench.worker import export_store, fresh, run_worker_phase
+from bench.worker import export_store, fresh, replay_of, run_worker_phase
 from schemas.settings import Settings
 from serving.model.backend_choice import default_backend, resolve_precision
 from serving.torchserve.archive import ExportOptions
@@ -45,14 +45,7 @@ def base_replay(
     ):
         first = fresh(settings, "base-first", batch_size=BATCH_SIZE)
         first_row = run_worker_phase(first, images, "base-first", ts, broker)
-        replay = first.model_copy(
-            update={
-                "topics": fresh(settings, "base-replay").topics,
-                "worker": first.worker.model_copy(
-                    update={"group_id": f"{first.worker.group_id}.replay"}
-                ),
-            }
-        )
+        replay = replay_of(first, "base-replay")
         replay_row = run_worker_phase(replay, images * repeat, "base-replay", ts, broker)
     return {
         "preset": PRESET,

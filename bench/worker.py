@@ -84,6 +84,19 @@ def fresh(settings: Settings, tag: str, **worker: Any) -> Settings:
     )
 
 
+def replay_of(settings: Settings, tag: str, **worker: Any) -> Settings:
+    """``settings`` with fresh topics and a group of its own, reading the same cache: a replay of
+    what ``settings``'s worker scored."""
+    return settings.model_copy(
+        update={
+            "topics": fresh(settings, tag).topics,
+            "worker": settings.worker.model_copy(
+                update={"group_id": f"{settings.worker.group_id}.{tag}", **worker}
+            ),
+        }
+    )
+
+
 class Arrivals:
     """Reads committed verdicts as they arrive and notes when each became readable."""
 
@@ -313,12 +326,7 @@ def main() -> None:
         results["worker_at_least_once"] = run_worker_phase(
             alo, images[n : 2 * n], "alo", ts, broker
         )
-        replay = eo.model_copy(
-            update={
-                "topics": fresh(base, "replay").topics,
-                "worker": eo.worker.model_copy(update={"group_id": f"{eo.worker.group_id}.replay"}),
-            }
-        )
+        replay = replay_of(eo, "replay")
         results["cache_hit_replay"] = run_worker_phase(replay, images[:n], "replay", ts, broker)
         after = run_direct(base, images, client, args.direct_seconds / 2)
         results["torchserve_items_per_s"] = (before + after) / 2

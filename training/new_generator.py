@@ -20,7 +20,7 @@ from schemas.labels import normalise_generator
 from training.data import DataError, Sample
 from training.labelstore import LabelStore, Origin, Snapshot
 from training.labelstore.reader import RECORD_COLUMNS, record_sample
-from training.retrain_data import normalised, read_images
+from training.retrain_data import normalised, read_images, reviewed_classes
 
 HOLDOUT_EVERY: Final[int] = 4
 """One example in this many (at least one) is held out to report the new class."""
@@ -66,10 +66,10 @@ def new_generator_examples(
             "run aigis retrain without --add-generator",
             store.url,
         )
-    humans = store.read(snapshot, origin=Origin.HUMAN)
-    named = pc.or_kleene(
-        pc.equal(humans["generator"], name), pc.equal(humans["generator_name"], name)
-    )
+    grown = (*generators, name)
+    # A decision stored as "other" with the name typed is an example of the named class.
+    humans = reviewed_classes(store.read(snapshot, origin=Origin.HUMAN), grown)
+    named = pc.equal(humans["generator"], name)
     has_image = pc.or_(pc.is_valid(humans["image_blob"]), pc.is_valid(humans["image_uri"]))
     rows = humans.filter(pc.and_(pc.fill_null(named, False), has_image))
     rows = rows.sort_by([("image_sha256", "ascending")])
@@ -85,9 +85,8 @@ def new_generator_examples(
             "(type the generator's name), then run again; nothing was trained",
             store.url,
         )
-    grown = (*generators, name)
     records = rows.select(list(RECORD_COLUMNS)).to_pylist()
-    samples = [_as_class(records[i], images.pop(i), grown, name) for i in reads.rows]
+    samples = [record_sample(records[i], images.pop(i), grown) for i in reads.rows]
     held = set(range(0, len(samples), HOLDOUT_EVERY))
     return NewGenerator(
         name=name,
@@ -101,10 +100,3 @@ def new_generator_examples(
             **{f"new_generator_skipped.{r}": n for r, n in reads.skipped.items()},
         },
     )
-
-
-def _as_class(
-    row: dict[str, object], image: bytes, generators: tuple[str, ...], name: str
-) -> Sample:
-    # A row labelled "other" with the name kept becomes an example of the named class.
-    return record_sample({**row, "generator": name}, image, generators)

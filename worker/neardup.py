@@ -161,7 +161,8 @@ class NearDuplicates:
     def lookup(self, version: str, queries: Sequence[tuple[Hashed, str]]) -> list[Match | None]:
         """The nearest match of each ``(hash, key suffix)`` within ``match_distance``, or None
         (also for a hash under ``min_quality``, and for the image itself). One round trip reads
-        what other workers added; one search covers the whole batch."""
+        what other workers added; one search covers all ``queries`` (the pipeline asks a
+        request's worth of a batch at a time, so that each request leaves once examined)."""
         index = self._sync(version)
         ev = self._evidence
         wanted = [i for i, (hashed, _) in enumerate(queries) if hashed.quality >= ev.min_quality]

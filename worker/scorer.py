@@ -177,9 +177,10 @@ class Scoring:
 
     :meth:`add` sends every full request of ``request_items`` at once (at most ``max_in_flight``
     run at a time; the others queue); :meth:`answers` sends what is left, waits, and returns one
-    answer per item added, in order. Once a request has failed no other is sent, and the
-    failure is raised when every request in flight has ended: none outlives its batch, and
-    neither does one of a batch left by an exception (use it as a context manager).
+    answer per item added, in order. Once a request has failed no other is sent and
+    :meth:`answers` raises that failure. Use it as a context manager: leaving the block by an
+    exception cancels the queued requests and waits for those in flight, so none outlives its
+    batch.
     """
 
     def __init__(self, scorer: Scorer, version: str | None, request_items: int) -> None:
@@ -208,16 +209,11 @@ class Scoring:
         if self._waiting:
             self._send(self._waiting)
             self._waiting = []
-        try:
-            wait(self._sent, return_when=FIRST_EXCEPTION)
-            failed = self._failure()
-            if failed is not None:
-                self._cancel()
-                failed.result()  # raises its failure
-            answers = [answer for request in self._sent for answer in request.result()]
-        except BaseException:
-            self._cancel()
-            raise
+        wait(self._sent, return_when=FIRST_EXCEPTION)
+        failed = self._failure()
+        if failed is not None:
+            failed.result()  # raises its failure; leaving the ``with`` block cancels the rest
+        answers = [answer for request in self._sent for answer in request.result()]
         return self._scorer._finish(answers, self._version)
 
     def _send(self, items: Items) -> None:

@@ -293,14 +293,14 @@ def _run_archiver(arguments: list[str], *, tmp: Path) -> None:
 
 def options_like(archive_path: str | Path | None, name: str, version: str) -> ExportOptions:
     """Options for version ``version`` of model ``name`` with the serving settings (batching,
-    workers, backend, precision) of the archive at ``archive_path``; the defaults where it has
-    none or cannot be read."""
+    workers, backend, precision, watermark reading) of the archive at ``archive_path``; the
+    defaults where it has none or cannot be read."""
     base = ExportOptions(name=name, version=version)
     if not archive_path:
         return base
     try:
         with zipfile.ZipFile(archive_path) as archive:
-            config = yaml.safe_load(archive.read("model-config.yaml")) or {}
+            config = yaml.safe_load(archive.read(CONFIG_FILE)) or {}
     except (OSError, KeyError, zipfile.BadZipFile, yaml.YAMLError):
         return base
     handler = config.get("handler") or {}
@@ -318,4 +318,5 @@ def options_like(archive_path: str | Path | None, name: str, version: str) -> Ex
         max_forward_batch=int(handler.get("max_forward_batch", base.max_forward_batch)),
         max_items_per_request=int(handler.get("max_items_per_request", base.max_items_per_request)),
         threads=int(handler.get("threads", base.threads)),
+        watermark=bool(handler.get("watermark", base.watermark)),
     )

@@ -8,6 +8,8 @@ from pathlib import Path
 import yaml
 from ts.context import Context, RequestProcessor
 
+from serving.client import wire
+
 
 def handler_context(
     model_dir: Path, rows: int = 1, headers: dict[str, str] | None = None
@@ -21,3 +23,8 @@ def handler_context(
     )
     context.request_processor = [RequestProcessor(dict(headers or {})) for _ in range(rows)]
     return context
+
+
+def body_item(image: bytes, caption: str | None = None) -> dict[str, str]:
+    """One item of a JSON request body."""
+    return wire.item_json(image, caption)

@@ -15,16 +15,9 @@ from PIL import Image
 
 from serving.torchserve import handler as handler_module
 from serving.torchserve.handler import DetectorHandler
-from tests.serving.handler_support import handler_context
+from tests.serving.handler_support import body_item, handler_context
 
 pytestmark = pytest.mark.unit
-
-
-def _item(image: bytes, caption: str | None = None) -> dict[str, str]:
-    item = {"image_b64": base64.b64encode(image).decode()}
-    if caption is not None:
-        item["caption"] = caption
-    return item
 
 
 def _png_of(image: Image.Image) -> bytes:
@@ -38,8 +31,8 @@ def test_one_object_gets_one_object_and_a_list_gets_a_list_in_order(
 ) -> None:
     colours = [(250, 20, 20), (20, 250, 20), (20, 20, 250)]
     single, listed = serve(
-        _item(make_png(colours[0]), "red"),
-        [_item(make_png(colour), name) for colour, name in zip(colours, "rgb", strict=True)],
+        body_item(make_png(colours[0]), "red"),
+        [body_item(make_png(colour), name) for colour, name in zip(colours, "rgb", strict=True)],
     )[0]
     assert isinstance(single, dict)
     assert single["model_name"] == "detector"
@@ -58,14 +51,14 @@ def test_one_object_gets_one_object_and_a_list_gets_a_list_in_order(
     assert len(listed) == 3
     # Alone, each item scores what it scored inside the list: the list kept its order.
     for colour, name, answer in zip(colours, "rgb", listed, strict=True):
-        [[alone]], _ = serve([_item(make_png(colour), name)])
+        [[alone]], _ = serve([body_item(make_png(colour), name)])
         assert answer["p_ai"] == pytest.approx(alone["p_ai"], abs=1e-5)
 
 
 def test_bad_requests_are_refused_whole_and_the_rest_of_the_batch_is_served(
     serve: Callable[..., tuple[list[Any], list[int]]], make_png: Callable[..., bytes]
 ) -> None:
-    good = _item(make_png((90, 90, 90)))
+    good = body_item(make_png((90, 90, 90)))
     answers, statuses = serve(
         good,
         b"{not json",
@@ -96,19 +89,19 @@ def test_each_bad_item_gets_its_own_error(
     make_png: Callable[..., bytes],
     bomb_png: bytes,
 ) -> None:
-    good = _item(make_png((10, 120, 200)), "a photo")
+    good = body_item(make_png((10, 120, 200)), "a photo")
     wrapped = base64.encodebytes(make_png((1, 2, 3))).decode()  # line-wrapped base64 is accepted
     [answers], [status] = serve(
         [
             good,
             {"image_b64": "!!not base64!!"},
-            _item(b"GIF89a but not really"),
-            _item(bomb_png),
-            _item(_png_of(Image.new("RGB", (16_384, 1)))),
-            _item(b""),
+            body_item(b"GIF89a but not really"),
+            body_item(bomb_png),
+            body_item(_png_of(Image.new("RGB", (16_384, 1)))),
+            body_item(b""),
             {"image": "typo"},
             {"image_b64": 42},
-            _item(make_png((1, 2, 3)), "x" * 5000),
+            body_item(make_png((1, 2, 3)), "x" * 5000),
             {"image_b64": wrapped},
             good,
         ]
@@ -189,7 +182,7 @@ def passes(around_predict: Callable[..., None]) -> list[list[Any]]:
 def test_items_of_all_requests_run_in_forward_passes_of_bounded_size(
     serve: Serve, handler: DetectorHandler, passes: list[list[Any]], make_png: Callable[..., bytes]
 ) -> None:
-    item = _item(make_png((5, 5, 5)))
+    item = body_item(make_png((5, 5, 5)))
     answers, _ = serve([item] * 3, [item] * 5, item, [item, {"image_b64": "??"}])
     assert [len(a) if isinstance(a, list) else 1 for a in answers] == [3, 5, 1, 2]
     assert handler.settings.max_forward_batch == 4
@@ -207,7 +200,9 @@ def test_an_item_that_breaks_the_model_fails_alone(
 
     around_predict(fragile)
     image = make_png((200, 100, 0))
-    [answers], _ = serve([_item(image, "fine"), _item(image, "poison"), _item(image, "also fine")])
+    [answers], _ = serve(
+        [body_item(image, "fine"), body_item(image, "poison"), body_item(image, "also fine")]
+    )
     assert "p_ai" in answers[0]
     assert answers[1]["error"]["reason"] == "unscorable_image"
     assert "server log" in answers[1]["error"]["detail"]
@@ -236,7 +231,7 @@ def test_an_item_out_of_memory_alone_is_unscorable_and_the_others_are_answered(
     around_predict(greedy)
     image = make_png((30, 60, 90))
     [answers], [status] = serve(
-        [_item(image, "a"), _item(huge), _item(image, "greedy"), _item(image, "b")]
+        [body_item(image, "a"), body_item(huge), body_item(image, "greedy"), body_item(image, "b")]
     )
     assert status == 200
     reasons = [a["error"]["reason"] if "error" in a else "ok" for a in answers]
@@ -256,7 +251,7 @@ def test_a_server_out_of_memory_for_any_item_fails_the_batch(
 
     around_predict(exhausted)
     with pytest.raises(MemoryError):
-        handler.handle([{"body": [_item(make_png((9, 9, 9)))] * 2}], handler_context(model_dir))
+        handler.handle([{"body": [body_item(make_png((9, 9, 9)))] * 2}], handler_context(model_dir))
 
 
 def test_images_are_decoded_reduced_one_forward_pass_at_a_time(
@@ -275,7 +270,7 @@ def test_images_are_decoded_reduced_one_forward_pass_at_a_time(
     around_decode(decode)
     large = _png_of(Image.new("RGB", (6300, 6300), (80, 160, 240)))  # 151 MiB if decoded whole
     small = make_png((5, 5, 5), size=(40, 30))
-    answers, _ = serve([_item(large)] + [_item(small)] * 5, [_item(small)] * 4)
+    answers, _ = serve([body_item(large)] + [body_item(small)] * 5, [body_item(small)] * 4)
     assert all("p_ai" in answer for request in answers for answer in request)
     assert [[image.size for image in images] for images in passes] == [
         [(450, 450)] + [(40, 30)] * 3,
@@ -284,7 +279,7 @@ def test_images_are_decoded_reduced_one_forward_pass_at_a_time(
     ]
     # One image past a full pass is decoded before that pass runs, never more.
     assert steps == ["after 0 passes"] * 5 + ["after 1 passes"] * 4 + ["after 2 passes"]
-    chunks = handler.batch(handler.decode({"body": [_item(small)] * 6}, {}).items)
+    chunks = handler.batch(handler.decode({"body": [body_item(small)] * 6}, {}).items)
     first = next(chunks)
     assert all(item.image is not None for item in first)
     next(chunks)
@@ -302,7 +297,9 @@ def test_a_pass_closes_early_rather_than_hold_more_than_the_budget(
     decoded = handler.predictor.config.preprocess.decode_side  # type: ignore[union-attr]
     big = make_png((70, 70, 70), size=(decoded, decoded))  # 0.57 MiB decoded: two pass 1 MiB
     small = make_png((7, 7, 7))
-    [answers], _ = serve([_item(big), _item(small), _item(big), _item(big), _item(small)])
+    [answers], _ = serve(
+        [body_item(big), body_item(small), body_item(big), body_item(big), body_item(small)]
+    )
     assert all("p_ai" in answer for answer in answers)
     assert [len(images) for images in passes] == [2, 1, 2]
 
@@ -324,7 +321,7 @@ def test_a_describe_request_on_the_inference_path_is_answered_beside_scored_item
 ) -> None:
     rows = [
         {"body": {"describe": True}},
-        {"body": _item(make_png((1, 2, 3)))},
+        {"body": body_item(make_png((1, 2, 3)))},
         {"body": {"describe": "yes"}},  # not the describe request: an item with unknown fields
         {"body": {"describe": True, "image_b64": "AAAA"}},
     ]
@@ -340,7 +337,9 @@ def test_the_handler_refuses_to_serve_before_it_is_loaded(
     model_dir: Path, make_png: Callable[..., bytes]
 ) -> None:
     with pytest.raises(RuntimeError, match="before initialize"):
-        DetectorHandler().handle([{"body": _item(make_png((0, 0, 0)))}], handler_context(model_dir))
+        DetectorHandler().handle(
+            [{"body": body_item(make_png((0, 0, 0)))}], handler_context(model_dir)
+        )
 
 
 def test_with_the_watermark_setting_an_answer_carries_the_watermark_it_found(
@@ -353,10 +352,10 @@ def test_with_the_watermark_setting_an_answer_carries_the_watermark_it_found(
 
     image = photo(8, (512, 512))
     marked, plain = _png_of(embed_sdxl_watermark(image)), _png_of(image)
-    [answer], _ = serve([_item(marked)])
+    [answer], _ = serve([body_item(marked)])
     assert "evidence" not in answer[0]  # off unless the archive asks for it
     monkeypatch.setattr(handler, "settings", replace(handler.settings, watermark=True))
-    [answers], _ = serve([_item(marked), _item(plain)])
+    [answers], _ = serve([body_item(marked), body_item(plain)])
     assert [a.get("evidence") for a in answers] == [
         [
             {

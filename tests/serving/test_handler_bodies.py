@@ -3,7 +3,6 @@ sent as it is, a form), and hostile bodies of every kind: each fails alone, neve
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -16,18 +15,11 @@ from ts.context import RequestProcessor
 
 from serving.client import wire
 from serving.torchserve.handler import DetectorHandler
-from tests.serving.handler_support import handler_context
+from tests.serving.handler_support import body_item, handler_context
 
 pytestmark = pytest.mark.unit
 
 Serve = Callable[..., tuple[list[Any], list[int]]]
-
-
-def _item(image: bytes, caption: str | None = None) -> dict[str, str]:
-    item = {"image_b64": base64.b64encode(image).decode()}
-    if caption is not None:
-        item["caption"] = caption
-    return item
 
 
 def test_a_compact_body_is_answered_like_the_same_items_in_json(
@@ -40,7 +32,7 @@ def test_a_compact_body_is_answered_like_the_same_items_in_json(
         (make_png((1, 2, 3)), "x" * 5000),
     ]
     [compact, listed], statuses = serve(
-        wire.compact_body(items), [_item(image, caption) for image, caption in items]
+        wire.compact_body(items), [body_item(image, caption) for image, caption in items]
     )
     assert statuses == [200, 200]
     reasons = [a["error"]["reason"] if "error" in a else "ok" for a in compact]
@@ -77,7 +69,7 @@ def test_an_image_sent_as_it_is_is_scored_with_its_caption_from_a_header_or_the_
     form), the caption of a raw body in ``X-Caption``, percent-encoded."""
     image = make_png((200, 30, 60))
     caption = "un chat \u00e9tonn\u00e9 <b>"
-    [[expected], [uncaptioned]], _ = serve([_item(image, caption)], [_item(image)])
+    [[expected], [uncaptioned]], _ = serve([body_item(image, caption)], [body_item(image)])
     rows = [
         {"body": bytearray(image)},
         {"body": bytearray(image)},
@@ -121,11 +113,11 @@ def test_hostile_bodies_fail_alone_and_the_batch_is_served(
         b"[" + b"1" * 5000 + b"]",  # a number json cannot read
         b"[" * 200_000,  # nesting deeper than the parser's recursion
         [{"image_b64": "\u00e9t\u00e9"}],  # not ASCII: no base64
-        [_item(image, "\ud800")],  # a lone surrogate, no text a tokenizer reads
+        [body_item(image, "\ud800")],  # a lone surrogate, no text a tokenizer reads
         wire.COMPACT_MAGIC + surrogate + b"\n" + image,
         empty_items,  # a header far longer than its item limit needs
         '{"image_b64": "x"}'.encode("utf-16-le"),  # JSON, but not UTF-8
-        [_item(image)],
+        [body_item(image)],
     )
     assert statuses[:4] == [400, 400, 400, 200]
     assert [a["error"]["reason"] for a in answers[:3]] == [
@@ -148,7 +140,7 @@ def test_a_describe_header_answers_only_a_request_alone(
 ) -> None:
     """TorchServe's management API asks with the header; a client sending it in a batch of
     several gets its items scored, so the batch keeps one answer per request."""
-    rows = [{"body": [_item(make_png((9, 9, 9)))]} for _ in range(2)]
+    rows = [{"body": [body_item(make_png((9, 9, 9)))]} for _ in range(2)]
     context = handler_context(model_dir, rows=2, headers={"describe": "True"})
     answers = [json.loads(a) for a in handler.handle(rows, context)]
     assert [("p_ai" in a[0]) for a in answers] == [True, True]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import yaml
 
 from serving.client.manifest import ArchiveError, newest_archives, read_manifest
 from serving.errors import CheckpointError
-from serving.torchserve.archive import ExportOptions, export_archive
+from serving.torchserve.archive import ExportOptions, export_archive, options_like
 
 pytestmark = pytest.mark.unit
 
@@ -47,6 +48,26 @@ def test_an_archive_carries_the_checkpoint_its_config_and_an_entry_module(
     assert config["handler"]["architecture"] == "fused"
     assert info.handler["max_forward_batch"] == 32
     assert list(tmp_path.iterdir()) == [info.path]  # no staging left behind
+
+
+def test_a_new_version_takes_every_serving_option_of_the_archive_it_replaces(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    options = ExportOptions(
+        version="3",
+        batch_size=4,
+        max_batch_delay_ms=7,
+        workers=2,
+        response_timeout_s=90,
+        startup_timeout_s=300,
+        max_forward_batch=16,
+        max_items_per_request=64,
+        threads=1,
+        watermark=True,
+    )
+    info = export_archive(checkpoint, tmp_path, options)
+    assert options_like(info.path, "detector", "4") == replace(options, version="4")
+    assert options_like(None, "detector", "4") == ExportOptions(version="4")
 
 
 def test_an_existing_archive_is_replaced_only_when_forced(checkpoint: Path, tmp_path: Path) -> None:
