@@ -146,7 +146,7 @@ def with_new_classes(
     decision: GateDecision,
     new_classes: Mapping[str, Mapping[str, float]],
     *,
-    min_recall: float = 0.0,
+    min_recall: float,
 ) -> GateDecision:
     """``decision`` with each new class's scores reported (one reason line each), and refused
     when a new class's held-out recall is below ``min_recall``."""
