@@ -6,8 +6,10 @@ MemoryError, which is about the process, not the image, and is left to the calle
 
 Pillow's own decompression-bomb guard (``Image.MAX_IMAGE_PIXELS``, a process-wide global) is left
 untouched: its warning is turned into an error inside a ``warnings.catch_warnings`` block for the
-duration of one ``open``, and our own per-call ``max_pixels`` is checked on the header's size before
-``load()``. Pillow still refuses anything above twice its global limit (about 179 M pixels).
+duration of one ``open`` (a block that changes the process's filters, so one thread at a time
+opens; decoding runs in parallel), and our own per-call ``max_pixels`` is checked on the header's
+size before ``load()``. Pillow still refuses anything above twice its global limit (about 179 M
+pixels).
 
 A caller that only needs a small image (the model server: the model resizes the short side to
 224) passes ``target_side``: a JPEG is then decoded at a reduced scale by the decoder itself, and
@@ -18,6 +20,7 @@ other formats are box-averaged down in strips right after decoding, so what an i
 from __future__ import annotations
 
 import io
+import threading
 import warnings
 from typing import Final
 
@@ -63,6 +66,10 @@ _REDUCIBLE_MODES: Final[frozenset[str]] = frozenset(
 )
 # Image.reduce averages what it is given: palette indices and 1-bit pixels are widened first, and
 # images with a transparent colour key become RGBA so that averaged pixels keep their alpha.
+
+_OPEN_LOCK: Final = threading.Lock()
+"""Held for one ``open`` (the header only): another thread's ``catch_warnings`` block, ending in
+between, would restore filters without this one's error."""
 
 _STRIP_PIXELS: Final[int] = 1 << 20
 """Pixels of the full-size image widened and reduced at a time, bounding the temporaries."""
@@ -145,7 +152,7 @@ def _open(data: bytes, *, max_bytes: int, max_pixels: int, max_aspect_ratio: flo
             "send a smaller or re-compressed image",
         )
     try:
-        with warnings.catch_warnings():
+        with _OPEN_LOCK, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=_formats())
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):

@@ -50,15 +50,24 @@ class PixelPipeline:
         self._scale = 1.0 / (255.0 * std)
         self._shift = -mean / std
 
-    def __call__(self, images: Sequence[Image.Image]) -> torch.Tensor:
+    def __call__(
+        self, images: Sequence[Image.Image | torch.Tensor], out: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The batch of ``images``, any of them already cropped by :meth:`crop`. ``out``: a float
+        tensor of at least ``len(images)`` rows to fill (its first rows are returned) instead of
+        a new one, whose pages the system would map afresh at every call."""
         side = self.side
-        batch = torch.empty((len(images), 3, side, side), dtype=torch.float32)
+        if out is None:
+            batch = torch.empty((len(images), 3, side, side), dtype=torch.float32)
+        else:
+            batch = out[: len(images)]
         for index, image in enumerate(images):
-            batch[index].copy_(self.crop(image))
+            batch[index].copy_(image if isinstance(image, torch.Tensor) else self.crop(image))
         return batch.mul_(self._scale).add_(self._shift)
 
     def crop(self, image: Image.Image) -> torch.Tensor:
-        """The image's centre square as 8-bit (3, side, side), resized as CLIP resizes it."""
+        """The image's centre square as 8-bit (3, side, side), resized as CLIP resizes it: the
+        part of the pipeline that reads one image alone, safe to run on any thread."""
         if image.mode != "RGB":
             image = image.convert("RGB")
         levels = _levels(image)

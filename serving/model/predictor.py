@@ -78,6 +78,8 @@ class Predictor:
         self.captions: TextFeatureCache | None = None
         if caption_cache and isinstance(self._model, FusedDetector):
             self.captions = TextFeatureCache(caption_cache)
+        self._pixels: torch.Tensor | None = None
+        """The fused model's input rows, kept from pass to pass (see _pixel_rows)."""
 
     @classmethod
     def from_checkpoint(
@@ -159,17 +161,25 @@ class Predictor:
     def reads_caption(self) -> bool:
         return self.config.reads_caption
 
+    def prepare(self, image: Image.Image) -> Image.Image | torch.Tensor:
+        """``image``'s own share of the pre-processing (its crop), safe to run on other threads
+        while this predictor works; :meth:`predict` takes what it returns as an image."""
+        return self._preprocess.prepare(image)
+
     def predict(
-        self, images: Sequence[Image.Image], captions: Sequence[str | None]
+        self, images: Sequence[Image.Image | torch.Tensor], captions: Sequence[str | None]
     ) -> list[Prediction]:
-        """One Prediction per image, in order. Images must be RGB (see serving.imageio)."""
+        """One Prediction per image, in order. Images must be RGB (see serving.imageio), or
+        what :meth:`prepare` made of them."""
         scores = self.scores(images, captions)
         return [
             read_scores(float(p), conditional.tolist(), self.generators, self.config)
             for p, conditional in zip(scores.p_ai, scores.generator_given_ai, strict=True)
         ]
 
-    def scores(self, images: Sequence[Image.Image], captions: Sequence[str | None]) -> Scores:
+    def scores(
+        self, images: Sequence[Image.Image | torch.Tensor], captions: Sequence[str | None]
+    ) -> Scores:
         """Calibrated scores in forward passes of at most ``max_batch`` items."""
         if len(images) != len(captions):
             raise ValueError(f"{len(images)} images but {len(captions)} captions; give one each")
@@ -192,7 +202,7 @@ class Predictor:
 
     @torch.inference_mode()
     def logits(
-        self, images: Sequence[Image.Image], captions: Sequence[str | None]
+        self, images: Sequence[Image.Image | torch.Tensor], captions: Sequence[str | None]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Head A and head B logits of one forward pass, as float32 CPU tensors."""
         if isinstance(self._model, FusedDetector):
@@ -221,12 +231,13 @@ class Predictor:
         return [f.to(self.device, dtype=self.dtype) for f in features]
 
     def _fused_logits(
-        self, images: Sequence[Image.Image], captions: Sequence[str | None]
+        self, images: Sequence[Image.Image | torch.Tensor], captions: Sequence[str | None]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The fused model's logits with each caption's text features from the cache, the
         text encoder run once on the distinct captions it does not hold."""
         model = cast(FusedDetector, self._model)
-        pixels = self._preprocess.pixel_values(images).to(self.device, dtype=self.dtype)
+        pixels = self._preprocess.pixel_values(images, self._pixel_rows(len(images)))
+        pixels = pixels.to(self.device, dtype=self.dtype)
         texts = [c or "" for c in captions]
         if self.captions is not None:
             text = self.captions.features(texts, self._encode_captions)
@@ -235,6 +246,17 @@ class Predictor:
         image = self._encoders.encode_image(pixels)
         logits_a, logits_b = model.fused_logits(*self._features(text, image))
         return logits_a.float().cpu(), logits_b.float().cpu()
+
+    def _pixel_rows(self, rows: int) -> torch.Tensor | None:
+        """A float buffer of ``max_batch`` input rows, kept: a new one every pass (19 MB at batch
+        32) is mapped afresh by the system page by page, which took longer than filling it. None
+        for a pass larger than ``max_batch`` (a new tensor then)."""
+        if rows > self.max_batch:
+            return None
+        if self._pixels is None:
+            side = self.config.preprocess.image_size
+            self._pixels = torch.empty((self.max_batch, 3, side, side), dtype=torch.float32)
+        return self._pixels
 
     def _encode_captions(self, captions: list[str]) -> torch.Tensor:
         encoded = self._preprocess.captions(captions)

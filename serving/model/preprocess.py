@@ -61,10 +61,19 @@ class Preprocessor:
         if _settings(image_processor) == _settings(make_image_processor(config.preprocess)):
             self.pixels = PixelPipeline(config.preprocess)
 
-    def pixel_values(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """Float tensor (batch, 3, size, size); images should be RGB (see serving.imageio)."""
+    def prepare(self, image: Image.Image) -> Image.Image | torch.Tensor:
+        """What :meth:`pixel_values` does to ``image`` alone, safe to run on any thread: its
+        8-bit crop (:meth:`PixelPipeline.crop`), or the image itself where the reference
+        processor runs."""
+        return image if self.pixels is None else self.pixels.crop(image)
+
+    def pixel_values(
+        self, images: Sequence[Image.Image | torch.Tensor], out: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Float tensor (batch, 3, size, size) of RGB images (see serving.imageio) or of what
+        :meth:`prepare` made of them; ``out``: rows to fill instead of a new tensor."""
         if self.pixels is not None:
-            return self.pixels(images)
+            return self.pixels(images, out)
         out = self.image_processor(images=list(images), return_tensors="pt")
         pixel_values: torch.Tensor = out["pixel_values"]
         return pixel_values

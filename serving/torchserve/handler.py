@@ -12,8 +12,10 @@ A batch goes through four separate steps:
    image bytes and caption, or an error;
 2. batch: the valid items of every request, flattened and cut into forward passes of at most
    ``max_forward_batch`` items whose decoded images stay within ``max_batch_decoded_mb``. An
-   image is decoded, reduced to about twice the model's input side, only when its pass is formed
-   and released once the pass has run: a server batch holds one pass of images at a time;
+   image is decoded, reduced to about twice the model's input side and cropped to the model's
+   input (:mod:`serving.torchserve.decoding`, on the worker's cores, a few items ahead) only when
+   its pass is being formed, and released once the pass has run: a server batch holds one pass of
+   images at a time, and those few;
 3. predict: the model on each pass; a pass that fails (out of memory included) is re-run item by
    item, so one poisonous item cannot fail its neighbours;
 4. encode: one JSON answer per request, one entry per item in request order: a result, or
@@ -40,13 +42,11 @@ from typing import TYPE_CHECKING, Any, Final
 
 from schemas.limits import MAX_IMAGE_ASPECT_RATIO, MAX_IMAGE_PIXELS
 from serving.client import wire
-from serving.errors import ImageError
-from serving.imageio import MAX_IMAGE_BYTES, decode_image
+from serving.imageio import MAX_IMAGE_BYTES
+from serving.torchserve.decoding import ImageReader
 from serving.torchserve.items import Item, Request, read_request
-from serving.torchserve.watermark import read_watermark
 
 if TYPE_CHECKING:
-    from PIL import Image
     from ts.context import Context
 
     from serving.model.predictor import Predictor
@@ -77,9 +77,10 @@ class HandlerSettings:
     max_image_pixels: int = MAX_IMAGE_PIXELS
     max_image_aspect_ratio: float = MAX_IMAGE_ASPECT_RATIO
     max_batch_decoded_mb: int = 256
-    """Decoded images held at once: a forward pass closes early rather than pass it. Decoding
-    one image briefly needs up to 4 bytes per pixel of its full size on top (160 MB at the pixel
-    limit); 256 leaves the base model room on a 2 GiB server."""
+    """Decoded images held at once (crops of the model's input once prepared): a forward pass
+    closes early rather than pass it. Decoding briefly needs up to 4 bytes per pixel of the
+    images' full size on top, images decoding at once summing to at most ``max_image_pixels``
+    (160 MB at the pixel limit); 256 leaves the base model room on a 2 GiB server."""
     architecture: str = ""
     aigis_version: str = "unknown"
     watermark: bool = False
@@ -98,6 +99,7 @@ class DetectorHandler:
 
     def __init__(self) -> None:
         self.predictor: Predictor | None = None
+        self.reader: ImageReader | None = None
         self.settings = HandlerSettings()
         self.served_name = ""
         self.served_version = ""
@@ -138,6 +140,11 @@ class DetectorHandler:
             backend=self.settings.backend,
             encoders=model_dir / ENCODERS_DIR,
             compile=self.settings.compile,
+        )
+        self.reader = ImageReader(
+            self.predictor.config.preprocess.decode_side,
+            torch.get_num_threads(),
+            self.predictor.prepare,
         )
         self._run_reference()
         log.info(
@@ -214,18 +221,20 @@ class DetectorHandler:
 
         A pass holds at most ``max_forward_batch`` items and at most ``max_batch_decoded_mb`` of
         decoded images (or one image, however large); its images are released once the caller
-        has run it, before the next pass is decoded past its first item.
+        has run it. Images decode on the worker's cores a few items ahead
+        (:class:`~serving.torchserve.decoding.ImageReader`).
         """
         budget = self.settings.max_batch_decoded_mb * 2**20
         chunk: list[Item] = []
         held = 0
-        for item in items:
-            if item.error is not None:
-                continue
-            image = self._decode_image(item)
+        reader = self._loaded_reader()
+        for decoded in reader.ahead((i for i in items if i.error is None), self.settings):
+            item, image = decoded.item, decoded.image
+            if decoded.failure:
+                self._unscorable(item, "decode", decoded.failure)
             if image is None:
                 continue
-            cost = image.width * image.height * len(image.getbands())
+            cost = decoded.held
             if chunk and (len(chunk) == self.settings.max_forward_batch or held + cost > budget):
                 yield from _run_then_release(chunk)
                 chunk, held = [], 0
@@ -281,47 +290,6 @@ class DetectorHandler:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _decode_image(self, item: Item) -> Image.Image | None:
-        """The item's image, reduced for the model; None when the item failed instead."""
-        data, item.data, settings = item.data or b"", None, self.settings
-        if settings.watermark:
-            self._read_watermark(item, data)
-        try:
-            return decode_image(
-                data,
-                max_bytes=settings.max_image_bytes,
-                max_pixels=settings.max_image_pixels,
-                max_aspect_ratio=settings.max_image_aspect_ratio,
-                target_side=self._loaded().config.preprocess.decode_side,
-            )
-        except ImageError as exc:
-            item.fail(exc.reason, exc.detail)
-            return None
-        except Exception as exc:  # MemoryError included: this image's, unless nothing can run
-            log.exception("decoding one image failed")
-            failure = type(exc).__name__
-        self._unscorable(item, "decode", failure)
-        return None
-
-    def _read_watermark(self, item: Item, data: bytes) -> None:
-        """Add the watermark signal of ``data`` to ``item``; a failure costs the signal only."""
-        settings = self.settings
-        try:
-            full = decode_image(
-                data,
-                max_bytes=settings.max_image_bytes,
-                max_pixels=min(settings.max_image_pixels, settings.watermark_max_pixels),
-                max_aspect_ratio=settings.max_image_aspect_ratio,
-            )
-            signal = read_watermark(full, settings.watermark_max_pixels)
-        except ImageError:
-            return  # the decode for the model says what is wrong with the image
-        except Exception:
-            log.exception("reading the watermark of one image failed")
-            return
-        if signal is not None:
-            item.signals.append(signal)
-
     def _predict_alone(self, item: Item) -> None:
         failure = ""
         try:
@@ -357,6 +325,11 @@ class DetectorHandler:
         if self.predictor is None:
             raise RuntimeError("the detector handler is used before initialize() loaded the model")
         return self.predictor
+
+    def _loaded_reader(self) -> ImageReader:
+        if self.reader is None:
+            raise RuntimeError("the detector handler is used before initialize() loaded the model")
+        return self.reader
 
 
 def _record_metrics(context: Context, *, scored: int, errors: Counter[str]) -> None:

@@ -28,6 +28,7 @@ from serving.client import wire
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
+    import torch
     from PIL import Image
 
     from serving.client.prediction import Prediction
@@ -55,8 +56,9 @@ class Item:
     caption: str | None = None
     data: bytes | None = None
     """The encoded image, until it is decoded."""
-    image: Image.Image | None = None
-    """The decoded image, while its forward pass is formed and run."""
+    image: Image.Image | torch.Tensor | None = None
+    """The decoded image (as the model's ``prepare`` left it: a crop), while its forward pass is
+    formed and run."""
     error: dict[str, str] | None = None
     result: Prediction | None = None
     signals: list[dict[str, str | None]] = field(default_factory=list)

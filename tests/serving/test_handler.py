@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from serving.torchserve import handler as handler_module
+from serving.torchserve import decoding
 from serving.torchserve.handler import DetectorHandler
 from tests.serving.handler_support import body_item, handler_context
 
@@ -155,12 +155,13 @@ def around_predict(
 def around_decode(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Callable[[Callable[..., Any]], None]:
-    """Send the handler's ``decode_image`` through ``wrapper(real_decode, data, **limits)``."""
+    """Send the handler's ``decode_image`` through ``wrapper(real_decode, data, **limits)``
+    (on the handler's decoding threads)."""
 
     def install(wrapper: Callable[..., Any]) -> None:
-        real = handler_module.decode_image
+        real = decoding.decode_image
         monkeypatch.setattr(
-            handler_module, "decode_image", lambda data, **limits: wrapper(real, data, **limits)
+            decoding, "decode_image", lambda data, **limits: wrapper(real, data, **limits)
         )
 
     return install
@@ -254,31 +255,40 @@ def test_a_server_out_of_memory_for_any_item_fails_the_batch(
         handler.handle([{"body": [body_item(make_png((9, 9, 9)))] * 2}], handler_context(model_dir))
 
 
-def test_images_are_decoded_reduced_one_forward_pass_at_a_time(
+def test_images_are_decoded_reduced_a_few_ahead_of_their_forward_pass(
     serve: Serve,
     handler: DetectorHandler,
     passes: list[list[Any]],
     around_decode: Callable[..., None],
     make_png: Callable[..., bytes],
 ) -> None:
-    steps: list[str] = []
+    started: list[int] = []
+    sizes: list[tuple[int, int]] = []
 
     def decode(real: Callable[..., Any], data: bytes, **limits: Any) -> Any:
-        steps.append(f"after {len(passes)} passes")
-        return real(data, **limits)
+        started.append(len(passes))
+        image = real(data, **limits)
+        sizes.append(image.size)
+        return image
 
     around_decode(decode)
     large = _png_of(Image.new("RGB", (6300, 6300), (80, 160, 240)))  # 151 MiB if decoded whole
     small = make_png((5, 5, 5), size=(40, 30))
     answers, _ = serve([body_item(large)] + [body_item(small)] * 5, [body_item(small)] * 4)
     assert all("p_ai" in answer for request in answers for answer in request)
-    assert [[image.size for image in images] for images in passes] == [
-        [(450, 450)] + [(40, 30)] * 3,
-        [(40, 30)] * 4,
-        [(40, 30)] * 2,
+    assert sorted(sizes) == [(40, 30)] * 9 + [(450, 450)]
+    # Forward passes hold 8-bit crops of the model's input size, made on the decoding threads.
+    assert [[tuple(crop.shape) for crop in images] for images in passes] == [
+        [(3, 224, 224)] * 4,
+        [(3, 224, 224)] * 4,
+        [(3, 224, 224)] * 2,
     ]
-    # One image past a full pass is decoded before that pass runs, never more.
-    assert steps == ["after 0 passes"] * 5 + ["after 1 passes"] * 4 + ["after 2 passes"]
+    # The i-th image starts decoding only once the pass of image i - 1 - threads has run:
+    # the reader runs at most `threads` images ahead of the one the handler holds.
+    threads = handler.reader.threads  # type: ignore[union-attr]
+    size = handler.settings.max_forward_batch
+    assert len(started) == 10
+    assert all(done >= max(0, (i - threads - 1) // size) for i, done in enumerate(started))
     chunks = handler.batch(handler.decode({"body": [body_item(small)] * 6}, {}).items)
     first = next(chunks)
     assert all(item.image is not None for item in first)
@@ -294,6 +304,8 @@ def test_a_pass_closes_early_rather_than_hold_more_than_the_budget(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(handler, "settings", replace(handler.settings, max_batch_decoded_mb=1))
+    # A model whose own processor runs holds decoded images rather than crops.
+    monkeypatch.setattr(handler.reader, "prepare", lambda image: image)
     decoded = handler.predictor.config.preprocess.decode_side  # type: ignore[union-attr]
     big = make_png((70, 70, 70), size=(decoded, decoded))  # 0.57 MiB decoded: two pass 1 MiB
     small = make_png((7, 7, 7))

@@ -117,6 +117,23 @@ def test_a_processor_the_pipeline_does_not_reproduce_is_run_itself() -> None:
     assert built.preprocessor.pixels is not None
 
 
+@pytest.mark.unit
+def test_crops_made_ahead_and_a_kept_buffer_give_the_same_batch() -> None:
+    pipeline = PixelPipeline(CONFIG)
+    images = [picture(size, seed=seed) for seed, size in enumerate([(300, 200), (224, 224)])]
+    fresh = pipeline(images)
+    kept = torch.full((4, 3, 224, 224), 7.0)
+    mixed = pipeline([pipeline.crop(images[0]), images[1]], out=kept)
+    assert torch.equal(mixed, fresh)
+    assert mixed.data_ptr() == kept.data_ptr()  # the kept rows were filled, not a new tensor
+    built = build_preset("tiny", "fused")
+    assert torch.equal(built.preprocessor.prepare(images[0]), pipeline.crop(images[0]))
+    changed = make_image_processor(CONFIG)
+    changed.resample = Image.Resampling.BILINEAR
+    runs_itself = Preprocessor(built.config, built.tokenizer, changed)
+    assert runs_itself.prepare(images[0]) is images[0]  # its processor needs the image
+
+
 def _jpeg(size: tuple[int, int]) -> bytes:
     buffer = io.BytesIO()
     picture(size).save(buffer, format="JPEG", quality=90)

@@ -66,6 +66,22 @@ def test_batches_split_at_max_batch_without_changing_results(untrained: Path) ->
         assert a.p_ai == pytest.approx(b.p_ai, abs=1e-5)
 
 
+def test_prepared_images_and_passes_of_any_size_score_as_fresh_ones(untrained: Path) -> None:
+    """The predictor keeps its input rows between passes: a smaller pass after a larger one
+    must not read the larger one's rows, and crops made by ``prepare`` score as the images."""
+    fresh = [
+        p.p_ai
+        for p in Predictor.from_checkpoint(untrained, device="cpu").predict(
+            IMAGES[:2], CAPTIONS[:2]
+        )
+    ]
+    predictor = Predictor.from_checkpoint(untrained, device="cpu", max_batch=4)
+    predictor.predict(IMAGES, CAPTIONS)  # fills every kept row, then a pass of 3
+    prepared = [predictor.prepare(image) for image in IMAGES[:2]]
+    again = [p.p_ai for p in predictor.predict(prepared, CAPTIONS[:2])]
+    assert again == pytest.approx(fresh, abs=1e-6)
+
+
 def test_empty_and_mismatched_inputs(untrained: Path) -> None:
     predictor = Predictor.from_checkpoint(untrained, device="cpu")
     assert predictor.predict([], []) == []
