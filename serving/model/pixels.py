@@ -28,6 +28,12 @@ from serving.model.config import PreprocessConfig
 
 __all__ = ["PixelPipeline", "resized_size"]
 
+# ``np.asarray`` of a Pillow image is a fresh read-only copy of its buffer, and torch warns when
+# it wraps read-only memory, since it cannot stop a writer; nothing here writes to it. Filtered
+# once here: a ``warnings.catch_warnings`` block per image would change the process's filters
+# from several decoding threads at once (it is not thread-safe).
+warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+
 
 def resized_size(width: int, height: int, side: int) -> tuple[int, int]:
     """(width, height) of an image whose short side is resized to ``side``, the long side
@@ -79,12 +85,5 @@ class PixelPipeline:
 
 
 def _levels(image: Image.Image) -> torch.Tensor:
-    """The pixels of ``image`` as (1, 3, H, W) uint8, a channels-last view of one copy.
-
-    ``np.asarray`` of a Pillow image is a fresh read-only copy of its buffer. Torch warns when
-    it wraps read-only memory, since it cannot stop a writer; nothing here writes to it.
-    """
-    array = np.asarray(image)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0)
+    """The pixels of ``image`` as (1, 3, H, W) uint8, a channels-last view of one copy."""
+    return torch.from_numpy(np.asarray(image)).permute(2, 0, 1).unsqueeze(0)

@@ -250,8 +250,9 @@ class Predictor:
     def _pixel_rows(self, rows: int) -> torch.Tensor | None:
         """A float buffer of ``max_batch`` input rows, kept: a new one every pass (19 MB at batch
         32) is mapped afresh by the system page by page, which took longer than filling it. None
-        for a pass larger than ``max_batch`` (a new tensor then)."""
-        if rows > self.max_batch:
+        for a pass larger than ``max_batch`` or a checkpoint whose own processor runs (a new
+        tensor then)."""
+        if rows > self.max_batch or self._preprocess.pixels is None:
             return None
         if self._pixels is None:
             side = self.config.preprocess.image_size

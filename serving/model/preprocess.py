@@ -63,9 +63,12 @@ class Preprocessor:
 
     def prepare(self, image: Image.Image) -> Image.Image | torch.Tensor:
         """What :meth:`pixel_values` does to ``image`` alone, safe to run on any thread: its
-        8-bit crop (:meth:`PixelPipeline.crop`), or the image itself where the reference
-        processor runs."""
-        return image if self.pixels is None else self.pixels.crop(image)
+        8-bit crop (:meth:`PixelPipeline.crop`) in memory of its own (a crop is a view of the
+        whole resized image, which it would keep alive), or the image itself where the
+        reference processor runs."""
+        if self.pixels is None:
+            return image
+        return self.pixels.crop(image).clone(memory_format=torch.contiguous_format)
 
     def pixel_values(
         self, images: Sequence[Image.Image | torch.Tensor], out: torch.Tensor | None = None

@@ -6,14 +6,15 @@ a worker given two cores, two images decode at once. :class:`ImageReader` decode
 bytes within the archive's limits, reduced for the model (and reads its watermark when the
 archive asks); :meth:`ImageReader.ahead` yields the items in order with their images while at most
 ``threads`` more decode behind them, so the handler's budget for decoded images is overrun by
-those few at most. Decodes run at once only while their images' pixels, read from the headers,
-sum to at most ``max_image_pixels`` (one image is always admitted): the full-size decoder
-buffers in memory stay within what one image at the limit needs, whatever the number of
-threads. Each image is also cropped there (the model's ``prepare``, torch releasing the
-GIL too), so the forward pass starts from 8-bit crops.
+those few at most. Each image is also cropped there (the model's ``prepare``, torch releasing
+the GIL too), so the forward pass starts from 8-bit crops. Images are decoded and cropped at
+once only while their pixels, read from their headers, sum to at most ``max_image_pixels`` (one
+image is always admitted): the full-size buffers of decoding stay within what one image at the
+limit needs, whatever the number of threads.
 
-Reading an image touches only its own item and the model's thread-safe ``prepare``: the forward
-pass runs on the caller's thread.
+Reading an image touches only its own item and the model's ``prepare`` (safe on any thread): the
+forward pass runs on the caller's thread. A caller that stops early (its batch failed) waits for
+the images still decoding, so none outlives its batch.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -84,12 +85,17 @@ class ImageReader:
         """Each of ``items`` with its image read under ``settings``, in order; up to
         ``threads`` more items decode while the caller holds one."""
         pending: deque[tuple[Item, Future[Any]]] = deque()
-        for item in items:
-            pending.append((item, self._pool.submit(self.read, item, settings)))
-            if len(pending) > self.threads:
+        try:
+            for item in items:
+                pending.append((item, self._pool.submit(self.read, item, settings)))
+                if len(pending) > self.threads:
+                    yield _outcome(*pending.popleft())
+            while pending:
                 yield _outcome(*pending.popleft())
-        while pending:
-            yield _outcome(*pending.popleft())
+        finally:  # the caller stopped early: nothing of its batch goes on decoding
+            for _, future in pending:
+                future.cancel()
+            wait([future for _, future in pending])
 
     def read(self, item: Item, settings: HandlerSettings) -> Any:
         """``item``'s image, decoded, reduced and prepared for the model; its bytes are released.
@@ -104,8 +110,8 @@ class ImageReader:
         with self._decoding.taken(width * height, settings.max_image_pixels):
             if settings.watermark:
                 _read_watermark(item, data, settings)
-            image = decode_image(data, **limits, target_side=self.target_side)
-        return self.prepare(image)
+            # An image under twice the target side is not reduced: it is held whole until cropped.
+            return self.prepare(decode_image(data, **limits, target_side=self.target_side))
 
 
 def _read_watermark(item: Item, data: bytes, settings: HandlerSettings) -> None:

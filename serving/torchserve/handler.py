@@ -78,9 +78,9 @@ class HandlerSettings:
     max_image_aspect_ratio: float = MAX_IMAGE_ASPECT_RATIO
     max_batch_decoded_mb: int = 256
     """Decoded images held at once (crops of the model's input once prepared): a forward pass
-    closes early rather than pass it. Decoding briefly needs up to 4 bytes per pixel of the
-    images' full size on top, images decoding at once summing to at most ``max_image_pixels``
-    (160 MB at the pixel limit); 256 leaves the base model room on a 2 GiB server."""
+    closes early rather than pass it. Decoding briefly needs a few bytes per pixel of the images'
+    full size on top, images decoding at once summing to at most ``max_image_pixels``; 256
+    leaves the base model room on a 2 GiB server."""
     architecture: str = ""
     aigis_version: str = "unknown"
     watermark: bool = False

@@ -15,6 +15,8 @@ import pytest
 from PIL import Image
 
 from serving import imageio
+from serving.model.config import PreprocessConfig
+from serving.model.pixels import PixelPipeline
 from serving.torchserve import decoding
 from serving.torchserve.decoding import ImageReader
 from serving.torchserve.handler import HandlerSettings
@@ -94,11 +96,38 @@ def test_large_images_decode_one_at_a_time_and_small_ones_together(
     assert max(peaks) > 1_600
 
 
-def test_decoding_on_threads_leaves_the_warning_filters_as_they_were() -> None:
+def test_a_reader_left_early_waits_for_the_images_still_decoding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    running: list[int] = []
+    real = decoding.decode_image
+
+    def decode(data: bytes, **limits: Any) -> Image.Image:
+        running.append(1)
+        time.sleep(0.05)
+        running.pop()
+        return real(data, **limits)
+
+    monkeypatch.setattr(decoding, "decode_image", decode)
+    outcomes = ImageReader(target_side=448, threads=2).ahead(
+        [Item(data=png((30, 30))) for _ in range(8)], SETTINGS
+    )
+    next(outcomes)
+    outcomes.close()  # as when the batch's forward pass raised
+    assert running == []
+
+
+def test_decoding_and_cropping_on_threads_leave_the_warning_filters_as_they_were() -> None:
     """Each open turns Pillow's bomb warning into an error in a catch_warnings block, which
-    changes the process's filters: one thread at a time opens, so none is lost or left."""
+    changes the process's filters: one thread at a time opens, and cropping changes none, so
+    no filter is lost or left behind."""
     before = list(warnings.filters)
-    data = png((64, 64))
+    data = png((300, 200))
+    crop = PixelPipeline(PreprocessConfig()).crop
+
+    def read(_: int) -> None:
+        crop(imageio.decode_image(data, target_side=448))
+
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda _: imageio.decode_image(data, target_side=32), range(1000)))
+        list(pool.map(read, range(600)))
     assert warnings.filters == before

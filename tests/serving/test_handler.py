@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from serving.torchserve import decoding
+from serving.torchserve.decoding import ImageReader
 from serving.torchserve.handler import DetectorHandler
 from tests.serving.handler_support import body_item, handler_context
 
@@ -261,6 +262,7 @@ def test_images_are_decoded_reduced_a_few_ahead_of_their_forward_pass(
     passes: list[list[Any]],
     around_decode: Callable[..., None],
     make_png: Callable[..., bytes],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     started: list[int] = []
     sizes: list[tuple[int, int]] = []
@@ -272,6 +274,10 @@ def test_images_are_decoded_reduced_a_few_ahead_of_their_forward_pass(
         return image
 
     around_decode(decode)
+    reader = handler.reader
+    assert reader is not None
+    threads = 2  # few enough that the bound below says something of 10 items in passes of 4
+    monkeypatch.setattr(handler, "reader", ImageReader(reader.target_side, threads, reader.prepare))
     large = _png_of(Image.new("RGB", (6300, 6300), (80, 160, 240)))  # 151 MiB if decoded whole
     small = make_png((5, 5, 5), size=(40, 30))
     answers, _ = serve([body_item(large)] + [body_item(small)] * 5, [body_item(small)] * 4)
@@ -285,7 +291,6 @@ def test_images_are_decoded_reduced_a_few_ahead_of_their_forward_pass(
     ]
     # The i-th image starts decoding only once the pass of image i - 1 - threads has run:
     # the reader runs at most `threads` images ahead of the one the handler holds.
-    threads = handler.reader.threads  # type: ignore[union-attr]
     size = handler.settings.max_forward_batch
     assert len(started) == 10
     assert all(done >= max(0, (i - threads - 1) // size) for i, done in enumerate(started))

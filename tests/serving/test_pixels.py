@@ -127,7 +127,11 @@ def test_crops_made_ahead_and_a_kept_buffer_give_the_same_batch() -> None:
     assert torch.equal(mixed, fresh)
     assert mixed.data_ptr() == kept.data_ptr()  # the kept rows were filled, not a new tensor
     built = build_preset("tiny", "fused")
-    assert torch.equal(built.preprocessor.prepare(images[0]), pipeline.crop(images[0]))
+    tall = picture((224, 4000))
+    prepared = built.preprocessor.prepare(tall)
+    assert torch.equal(prepared, pipeline.crop(tall))
+    # A crop of its own: not a view keeping the whole resized image alive.
+    assert prepared.untyped_storage().nbytes() == 3 * 224 * 224
     changed = make_image_processor(CONFIG)
     changed.resample = Image.Resampling.BILINEAR
     runs_itself = Preprocessor(built.config, built.tokenizer, changed)
