@@ -30,7 +30,14 @@ from PIL import Image, UnidentifiedImageError
 from schemas.limits import MAX_IMAGE_ASPECT_RATIO, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE
 from serving.errors import ImageError
 
-__all__ = ["MAX_IMAGE_BYTES", "ImageError", "decode_image", "probe_image"]
+__all__ = [
+    "MAX_IMAGE_BYTES",
+    "ImageError",
+    "decode_image",
+    "decode_opened",
+    "open_image",
+    "probe_image",
+]
 
 MAX_IMAGE_BYTES: Final[int] = 20 * 1024 * 1024
 """Default size limit of an encoded image (the worker passes its own setting)."""
@@ -119,12 +126,32 @@ def decode_image(
     ``target_side`` (an image already smaller is left as it is). Raises ImageError (ValueError
     for a ``target_side`` below 1).
     """
-    if target_side is not None and target_side < 1:
-        raise ValueError(f"target_side must be at least 1, not {target_side}")
-    image = _open(
+    opened = open_image(
         data, max_bytes=max_bytes, max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio
     )
+    return decode_opened(opened, target_side=target_side)
+
+
+def open_image(
+    data: bytes,
+    *,
+    max_bytes: int = MAX_IMAGE_BYTES,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+    max_aspect_ratio: float = MAX_IMAGE_ASPECT_RATIO,
+) -> Image.Image:
+    """The first step of :func:`decode_image`: ``data``'s header read and checked against the
+    limits, no pixel decoded (its ``size`` is known); :func:`decode_opened` does the rest.
+    Raises ImageError."""
+    return _open(
+        data, max_bytes=max_bytes, max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio
+    )
+
+
+def decode_opened(image: Image.Image, *, target_side: int | None = None) -> Image.Image:
+    """The rest of :func:`decode_image` on an image from :func:`open_image`, which it closes."""
     with image:
+        if target_side is not None and target_side < 1:
+            raise ValueError(f"target_side must be at least 1, not {target_side}")
         try:
             image.seek(0)
             orientation = _orientation(image)

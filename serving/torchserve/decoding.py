@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from serving.errors import ImageError
-from serving.imageio import decode_image, probe_image
+from serving.imageio import decode_image, decode_opened, open_image
 from serving.torchserve.items import Item
 from serving.torchserve.watermark import read_watermark
 
@@ -106,12 +106,12 @@ class ImageReader:
             "max_pixels": settings.max_image_pixels,
             "max_aspect_ratio": settings.max_image_aspect_ratio,
         }
-        _, width, height = probe_image(data, **limits)
-        with self._decoding.taken(width * height, settings.max_image_pixels):
+        image = open_image(data, **limits)  # the header: its size, nothing decoded yet
+        with self._decoding.taken(image.width * image.height, settings.max_image_pixels):
             if settings.watermark:
                 _read_watermark(item, data, settings)
             # An image under twice the target side is not reduced: it is held whole until cropped.
-            return self.prepare(decode_image(data, **limits, target_side=self.target_side))
+            return self.prepare(decode_opened(image, target_side=self.target_side))
 
 
 def _read_watermark(item: Item, data: bytes, settings: HandlerSettings) -> None:

@@ -74,10 +74,10 @@ def test_large_images_decode_one_at_a_time_and_small_ones_together(
     running: list[int] = []
     peaks: list[int] = []
     lock = threading.Lock()
-    real = decoding.decode_image
+    real = decoding.decode_opened
 
-    def decode(data: bytes, **limits: Any) -> Image.Image:
-        image = real(data, **limits)
+    def decode(opened: Image.Image, **options: Any) -> Image.Image:
+        image = real(opened, **options)
         with lock:
             running.append(image.width * image.height)
             peaks.append(sum(running))
@@ -86,7 +86,7 @@ def test_large_images_decode_one_at_a_time_and_small_ones_together(
             running.remove(image.width * image.height)
         return image
 
-    monkeypatch.setattr(decoding, "decode_image", decode)
+    monkeypatch.setattr(decoding, "decode_opened", decode)
     settings = replace(SETTINGS, max_image_pixels=10_000)
     reader = ImageReader(target_side=448, threads=4)
     list(reader.ahead([Item(data=png((90, 90))) for _ in range(4)], settings))  # 8,100 each
@@ -100,15 +100,15 @@ def test_a_reader_left_early_waits_for_the_images_still_decoding(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     running: list[int] = []
-    real = decoding.decode_image
+    real = decoding.decode_opened
 
-    def decode(data: bytes, **limits: Any) -> Image.Image:
+    def decode(opened: Image.Image, **options: Any) -> Image.Image:
         running.append(1)
         time.sleep(0.05)
         running.pop()
-        return real(data, **limits)
+        return real(opened, **options)
 
-    monkeypatch.setattr(decoding, "decode_image", decode)
+    monkeypatch.setattr(decoding, "decode_opened", decode)
     outcomes = ImageReader(target_side=448, threads=2).ahead(
         [Item(data=png((30, 30))) for _ in range(8)], SETTINGS
     )

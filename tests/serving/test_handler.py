@@ -156,13 +156,13 @@ def around_predict(
 def around_decode(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Callable[[Callable[..., Any]], None]:
-    """Send the handler's ``decode_image`` through ``wrapper(real_decode, data, **limits)``
-    (on the handler's decoding threads)."""
+    """Send the handler's decode of an opened image (``decode_opened``) through
+    ``wrapper(real_decode, image, **options)`` (on the handler's decoding threads)."""
 
     def install(wrapper: Callable[..., Any]) -> None:
-        real = decoding.decode_image
+        real = decoding.decode_opened
         monkeypatch.setattr(
-            decoding, "decode_image", lambda data, **limits: wrapper(real, data, **limits)
+            decoding, "decode_opened", lambda image, **options: wrapper(real, image, **options)
         )
 
     return install
@@ -219,10 +219,10 @@ def test_an_item_out_of_memory_alone_is_unscorable_and_the_others_are_answered(
 ) -> None:
     huge = make_png((1, 1, 1), size=(60, 50))
 
-    def decode(real: Callable[..., Any], data: bytes, **limits: Any) -> Any:
-        if data == huge:
+    def decode(real: Callable[..., Any], image: Image.Image, **options: Any) -> Any:
+        if image.size == (60, 50):  # the huge one
             raise MemoryError  # this image's decode cannot fit
-        return real(data, **limits)
+        return real(image, **options)
 
     def greedy(real: Predict, images: list[Any], captions: list[str | None]) -> Any:
         if "greedy" in captions:
@@ -267,9 +267,9 @@ def test_images_are_decoded_reduced_a_few_ahead_of_their_forward_pass(
     started: list[int] = []
     sizes: list[tuple[int, int]] = []
 
-    def decode(real: Callable[..., Any], data: bytes, **limits: Any) -> Any:
+    def decode(real: Callable[..., Any], opened: Image.Image, **options: Any) -> Any:
         started.append(len(passes))
-        image = real(data, **limits)
+        image = real(opened, **options)
         sizes.append(image.size)
         return image
 
