@@ -6,7 +6,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import torch
@@ -67,9 +70,28 @@ def test_offline_and_not_cached_names_both_encoders_and_why(
     assert "HF_HUB_OFFLINE=1 or local_files_only forbids a download" in message
 
 
+class _EmptyHub(BaseHTTPRequestHandler):
+    """A hub that has no repository: every request is answered 404 at once and recorded."""
+
+    asked: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        self.asked.append(self.path)
+        self.send_response(404)
+        self.send_header("X-Error-Code", "RepositoryNotFound")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
 def test_online_the_encoders_are_downloaded_from_the_hub(tmp_path: Path) -> None:
-    """Without HF_HUB_OFFLINE the base preset asks the hub (here an endpoint where nothing
-    listens, so the download fails) and says which encoders it could not get."""
+    """Without HF_HUB_OFFLINE the base preset asks the hub (here a local one that has nothing)
+    and says which encoders it could not get."""
     script = (
         "from serving.errors import CheckpointError\n"
         "from serving.model.presets import build_preset\n"
@@ -78,23 +100,29 @@ def test_online_the_encoders_are_downloaded_from_the_hub(tmp_path: Path) -> None
         "except CheckpointError as exc:\n"
         "    print(exc)\n"
     )
+    _EmptyHub.asked.clear()
+    hub = ThreadingHTTPServer(("127.0.0.1", 0), _EmptyHub)
+    threading.Thread(target=hub.serve_forever, daemon=True).start()
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "0",
         "TRANSFORMERS_OFFLINE": "0",
-        "HF_ENDPOINT": "http://127.0.0.1:9",
+        "HF_ENDPOINT": f"http://127.0.0.1:{hub.server_address[1]}",
         "HF_HUB_CACHE": str(tmp_path / "hub"),
-        "HF_HUB_ETAG_TIMEOUT": "2",
-        "HF_HUB_DOWNLOAD_TIMEOUT": "2",
     }
     env.pop("AIGIS_PRETRAINED_DIR", None)
-    result = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
-    )
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+        )
+    finally:
+        hub.shutdown()
+        hub.server_close()
     assert result.returncode == 0, result.stderr[-2000:]
     assert "loading failed" in result.stdout
     assert BERT_ID in result.stdout
     assert CLIP_ID in result.stdout
+    assert any(CLIP_ID in path for path in _EmptyHub.asked), _EmptyHub.asked
 
 
 def test_named_backbone_offline_is_named_with_how_to_get_it(tmp_path: Path) -> None:
