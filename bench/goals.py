@@ -107,11 +107,15 @@ def _base_model(report: dict[str, Any]) -> list[Goal]:
         if r["preset"] == "base-random" and r["architecture"] == "fused"
         if r["phase"] == "inference"
     ]
-    points = [
+    served = [
         p
         for p in report.get("serving", {}).get("serving", [])
         if p["preset"].startswith("base") and p["pattern"].startswith("8 items")
     ]
+    points = [p for p in served if p.get("validated")]
+    unvalidated = ", ".join(
+        f"{p['archive']} {p['items_per_s']:.1f} items/s" for p in served if not p.get("validated")
+    )
     in_process = "base fused model in process, 2 cores, chosen precision"
     precision = report.get("precision")
     return [
@@ -124,7 +128,9 @@ def _base_model(report: dict[str, Any]) -> list[Goal]:
             points,
             40,
             "archive",
-            f"bench.serving did not run; {pending}",
+            f"no archive of a validated precision served (not counted: {unvalidated})"
+            if unvalidated
+            else f"bench.serving did not run; {pending}",
         ),
         _validated(precision) if precision else _missing(_VALIDATED, _AGREEMENT, pending),
     ]

@@ -15,8 +15,11 @@ one run, not runs of different days):
    ``tiny`` and ``base-random``, and how far each moves the answers on the smoke test split
    (agreement of decisions with fp32, largest p_ai change, Task A F1 when the model is trained:
    pass ``--trained`` a checkpoint from ``aigis train --preset tiny --data smoke``).
-3. TorchServe with ``base-random`` in fp32 and in the fastest precision whose decisions agree
-   with fp32, one item at a time and in micro-batches.
+3. TorchServe with ``base-random`` in fp32 and in one reduced precision, one item at a time and
+   in micro-batches: with ``--base-archive BACKEND:PRECISION``, the one ``bench.precision``
+   validated near the band edges (``aigis bench`` passes its choice; only such a row counts for
+   the goal); without it, the fastest of step 2 whose decisions agree with fp32's on 99 % of
+   the smoke items (a weaker check, so the row is marked not validated).
 
 Clients run in this process through ``serving.client.http.ServingClient``, on the same cores as the
 server, as a worker beside TorchServe would. TorchServe uses the ``AIGIS_SERVING__*`` ports and
@@ -34,7 +37,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +73,9 @@ class Point:
     p99_ms: float
     mean_server_batch: float
     requests: int
+    validated: bool = False
+    """The archive's precision passed bench.precision's check near the band edges (fp32, the
+    reference, passes by definition)."""
 
 
 @dataclass(frozen=True)
@@ -130,11 +136,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         base = _random_checkpoint("base-random", work / "base")
         precision += precision_sweep("base-random", base, labelled, 3 * seconds, trained=False)
         _print_precision(precision)
-        fastest = fastest_correct(precision, "base-random")
-        base_archives = [
-            ExportOptions(precision="fp32"),
-            *([ExportOptions(precision=fastest)] if fastest != "fp32" else []),
-        ]
+        base_archives, validated = _base_archives(args.base_archive, precision)
         base_points = serve_sweep(
             settings,
             "base-random",
@@ -145,8 +147,26 @@ def main(argv: Sequence[str] | None = None) -> None:
             3 * seconds,
             patterns=(PATTERNS[0], PATTERNS[2]),
         )
+        base_points = [replace(p, validated=validated or "fp32" in p.archive) for p in base_points]
         _print_points("TorchServe, base-random", base_points)
     _finish(report, points + base_points, precision, args.json)
+
+
+def _base_archives(
+    chosen: str | None, precision: list[PrecisionPoint]
+) -> tuple[list[ExportOptions], bool]:
+    """torch fp32 and the reduced precision to serve for base-random, and whether that one was
+    validated: ``chosen`` (BACKEND:PRECISION, bench.precision's choice) when given, else the
+    fastest of ``precision`` that agrees with fp32 on 99 % of the smoke items."""
+    fp32 = ExportOptions(precision="fp32")
+    if chosen:
+        backend, _, reduced = chosen.partition(":")
+        validated = True
+    else:
+        backend, reduced, validated = "torch", fastest_correct(precision, "base-random"), False
+    if (backend, reduced) == ("torch", "fp32"):
+        return [fp32], validated
+    return [fp32, ExportOptions(backend=backend, precision=reduced)], validated
 
 
 def _finish(
@@ -224,6 +244,8 @@ def serve_sweep(
 
 def _versioned(options: ExportOptions) -> ExportOptions:
     version = f"b{options.batch_size}-d{options.max_batch_delay_ms}-{options.precision}"
+    if options.backend != "torch":
+        version += f"-{options.backend}"
     if options.workers > 1:
         version += f"-w{options.workers}"
     return ExportOptions(**{**asdict(options), "version": version})
@@ -385,6 +407,12 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="Fewer, shorter points.")
     parser.add_argument("--tiny-only", action="store_true", help="Skip base-random.")
+    parser.add_argument(
+        "--base-archive",
+        metavar="BACKEND:PRECISION",
+        help="base-random's reduced precision to serve, as bench.precision validated it "
+        "(e.g. openvino:bf16); default: the fastest of the in-process sweep, not validated",
+    )
     parser.add_argument("--json", type=Path, help="Also write the figures to this JSON file.")
     return parser.parse_args(argv)
 

@@ -58,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 command += ["--events", "300", "--base-events", "128"]
             if args.trained and part in ("inputs", "serving"):
                 command += ["--trained", str(args.trained)]
+            if part == "serving" and "precision" in report:
+                # Serve the precision bench.precision validated, not bench.serving's own guess.
+                command += ["--base-archive", ":".join(report["precision"]["chosen"])]
             print(f"\n== bench.{part}: {' '.join(command[1:])}", flush=True)
             _run(command)
             report[part] = json.loads(out.read_text(encoding="utf-8"))
