@@ -24,6 +24,8 @@ _JOB_QUEUE_SIZE: Final[int] = 1000
 
 
 MAIN_CLASS: Final[str] = "org.pytorch.serve.ModelServer"
+LOG_CONFIG: Final[Path] = Path(__file__).with_name("log4j2.xml")
+"""TorchServe's logging without its per-request lines (the file says what and why)."""
 
 
 class ServerError(AigisError):
@@ -127,6 +129,7 @@ def jvm_command(
         java(),
         f"-Dmodel_server_home={home}",
         f"-Djava.io.tmpdir={paths.tmp}",
+        f"-Dlog4j.configurationFile={LOG_CONFIG}",
         "-Xms64m",
         f"-Xmx{settings.serving.java_heap_mb}m",
         "-XX:+ExitOnOutOfMemoryError",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -99,6 +100,42 @@ def test_a_second_start_and_a_taken_port_are_refused(torchserve: Served, tmp_pat
 
 @pytest.mark.integration
 @pytest.mark.slow
+def test_an_archive_that_cannot_load_stops_the_start_with_the_reason(
+    torchserve: Served, tmp_path: Path
+) -> None:
+    """Weights that are not weights: start reads TorchServe's log (as its own logging
+    configuration writes it), stops the server again and says why, rather than waiting out the
+    start timeout."""
+    store = tmp_path / "store"
+    store.mkdir()
+    with (
+        zipfile.ZipFile(torchserve.archive.path) as source,
+        zipfile.ZipFile(store / torchserve.archive.path.name, "w") as broken,
+    ):
+        for entry in source.infolist():
+            data = source.read(entry)
+            if entry.filename.endswith("model.safetensors"):
+                data = b"not a safetensors file"
+            broken.writestr(entry, data)
+    ports = {"inference_url": 28180, "management_url": 28181, "metrics_url": 28182}
+    serving = torchserve.settings.serving.model_copy(
+        update={key: f"http://127.0.0.1:{port}" for key, port in ports.items()}
+    )
+    server = TorchServe(
+        torchserve.settings.model_copy(update={"state_dir": tmp_path, "serving": serving})
+    )
+    started = time.monotonic()
+    with pytest.raises(ServerError, match="could not load a model") as caught:
+        server.start(store, timeout_s=240)
+    assert time.monotonic() - started < 120
+    assert "model.safetensors" in str(caught.value) or "safetensors" in str(caught.value)
+    assert server.stop() is False  # stopped already
+    access = (tmp_path / "torchserve" / "logs" / "access_log.log").read_text()
+    assert "GET /models" in access  # the access log is still written
+
+
+@pytest.mark.integration
+@pytest.mark.slow
 def test_stopping_the_server_mid_stream_is_unavailable_quickly_not_a_hang(
     torchserve: Served, make_png: Callable[..., bytes]
 ) -> None:
@@ -162,3 +199,32 @@ def test_an_image_sent_the_way_torchserve_examples_send_it_is_scored(
     assert put.json()["p_ai"] == pytest.approx(plain.p_ai, abs=1e-5)
     assert put_captioned.json()["p_ai"] == pytest.approx(captioned.p_ai, abs=1e-5)
     assert form.json()["p_ai"] == pytest.approx(captioned.p_ai, abs=1e-5)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_each_request_is_logged_once_in_the_access_log_and_not_in_the_servers_own(
+    torchserve: Served, make_png: Callable[..., bytes]
+) -> None:
+    logs = torchserve.server.paths.logs
+    before = {name: _size(logs / name) for name in ("ts_log.log", "access_log.log")}
+    with ServingClient(torchserve.serving, key_file=torchserve.key_file) as client:
+        for _ in range(5):
+            client.predict([(make_png((10, 200, 30)), "five requests")])
+    time.sleep(0.5)  # the log appenders flush on their own threads' schedule
+    server_lines = _read_from(logs / "ts_log.log", before["ts_log.log"])
+    access_lines = _read_from(logs / "access_log.log", before["access_log.log"])
+    assert access_lines.count("POST /predictions/detector") == 5
+    for per_request in ("Backend response time", "Sending response", "Waiting time ns"):
+        assert per_request not in server_lines
+    assert "/predictions/detector" not in server_lines  # the access log's line, not twice
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
+def _read_from(path: Path, offset: int) -> str:
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        return handle.read().decode("utf-8", "replace")
