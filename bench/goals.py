@@ -89,7 +89,7 @@ def _tiny_torchserve(report: dict[str, Any]) -> list[Goal]:
     ]
     return [
         _fastest(
-            "tiny model through TorchServe, 8 items x 4 in flight",
+            "tiny model through TorchServe at the worker's pattern",
             target,
             points,
             2.5 * TINY_TORCHSERVE_BEFORE,

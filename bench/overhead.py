@@ -1,11 +1,12 @@
 """What TorchServe costs against its own handler in process, and what the request body costs.
 
-Part of ``bench.serving`` (run it there). One archive is served at the worker's pattern (requests
-of 8 items, 4 in flight) with each request body in turn, JSON and compact
-(:mod:`serving.client.wire`), alternating so that a drift of the machine's load reaches both; then
-the same archive's handler runs in this process on server batches of the same shape (4 requests
-of 8 items, the same bodies, the same walk through the items), with no HTTP, frontend or socket
-between. TorchServe's cost is ``1 - served / in process``, both with the compact body.
+Part of ``bench.serving`` (run it there). The default archive is served at the worker's pattern
+(requests of 8 items, 8 in flight: two server batches of 4 requests) with each request body in
+turn, JSON and compact (:mod:`serving.client.wire`), alternating so that a drift of the machine's
+load reaches both; then the same archive's handler runs in this process on server batches of
+the same shape (4 requests of 8 items, the same bodies, the same walk through the items), with
+no HTTP, frontend or socket between. TorchServe's cost is ``1 - served / in process``, both with
+the compact body.
 """
 
 from __future__ import annotations
@@ -20,14 +21,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from schemas.settings import Settings
+from schemas.settings import Settings, WorkerSettings
 from serving.client import wire
 from serving.client.manifest import ArchiveInfo
+from serving.torchserve.archive import ExportOptions
 
 Item = tuple[bytes, str | None]
 
-REQUEST_ITEMS = 8
-IN_FLIGHT = 4
+REQUEST_ITEMS = WorkerSettings().request_items
+IN_FLIGHT = WorkerSettings().max_in_flight
+SERVER_BATCH = ExportOptions().batch_size
+"""Requests per server batch of the default archive: what the handler in process is handed."""
 BODIES = ("json", "compact")
 
 
@@ -59,7 +63,7 @@ def measure_overhead(
     """Serve the default archive of ``checkpoint``, then run its handler here; see the module."""
     import os
 
-    from serving.torchserve.archive import ExportOptions, export_archive
+    from serving.torchserve.archive import export_archive
     from serving.torchserve.server import running_torchserve
 
     archive = export_archive(checkpoint, store, ExportOptions(version="overhead"), force=True)
@@ -103,7 +107,7 @@ def served_bodies(
 
 def in_process(archive: ArchiveInfo, items: list[Item], seconds: float) -> dict[str, float]:
     """Items/s of the archive's handler in this process, per body, on server batches of
-    ``IN_FLIGHT`` requests of ``REQUEST_ITEMS`` items walking through ``items``."""
+    ``SERVER_BATCH`` requests of ``REQUEST_ITEMS`` items walking through ``items``."""
     with tempfile.TemporaryDirectory(prefix="aigis-bench-handler-") as directory:
         return _timed_bodies(archive, Path(directory), items, seconds)
 
@@ -117,12 +121,12 @@ def _timed_bodies(
         done, position, started = 0, 0, time.perf_counter()
         while time.perf_counter() - started < seconds:
             rows = []
-            for _ in range(IN_FLIGHT):
+            for _ in range(SERVER_BATCH):
                 chunk = [items[(position + i) % len(items)] for i in range(REQUEST_ITEMS)]
                 rows.append({"body": _body(chunk, body)})
                 position += REQUEST_ITEMS
             handler.handle(rows, context_for(len(rows)))
-            done += IN_FLIGHT * REQUEST_ITEMS
+            done += SERVER_BATCH * REQUEST_ITEMS
         speeds[body] = done / (time.perf_counter() - started)
     return speeds
 
@@ -169,8 +173,8 @@ def print_overhead(result: Overhead) -> None:
     print(f"\n## TorchServe against its handler in process ({result.archive})\n")
     print(
         f"{IN_FLIGHT} requests of {REQUEST_ITEMS} items in flight; in process: server batches of "
-        f"the same shape. Load average {result.load_average[0]:.1f} at start, "
-        f"{result.load_average[1]:.1f} at end.\n"
+        f"{SERVER_BATCH} requests, as TorchServe hands them over. Load average "
+        f"{result.load_average[0]:.1f} at start, {result.load_average[1]:.1f} at end.\n"
     )
     print("| body | TorchServe items/s | handler in process items/s | TorchServe cost |")
     print("| --- | ---: | ---: | ---: |")

@@ -22,9 +22,10 @@ package). What it does, with one intra-op thread per core of this process:
    (the anchor: absolute figures drift between runs). The warm-up pass is not timed but
    reported: for ``torch.compile`` (bf16 weights, frozen) it is the compilation.
 4. With ``--serve``: TorchServe (the ``AIGIS_SERVING__*`` ports, ``<state_dir>/bench-precision``)
-   with archives of torch fp32 and of the fastest passing precision, requests of 8 JPEG items
-   with 4 in flight, beside the same archive's code path in process from the same JPEG bytes
-   (decode, pre-process, model) at the same forward batch: TorchServe's cost is the difference.
+   with archives of torch fp32 and of the fastest passing precision, at the worker's pattern
+   (requests of 8 JPEG items, 8 in flight), beside the same archive's code path in process from
+   the same JPEG bytes (decode, pre-process, model) at the same forward batch: TorchServe's cost
+   is the difference.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ one run, not runs of different days):
 
 1. TorchServe with the ``tiny`` model in fp32, for several archive settings (server batch size,
    max batch delay), under three client patterns: one item per request one at a time; one item
-   per request from 16 threads; requests of 8 items, 4 in flight (what the worker sends).
+   per request from 16 threads; the worker's pattern (requests of 8 items, 8 in flight, from
+   the worker's default settings).
 2. Precision in process (no server): items/s of fp32, bf16 weights and dynamic int8 for
    ``tiny`` and ``base-random``, and how far each moves the answers on the smoke test split
    (agreement of decisions with fp32, largest p_ai change, Task A F1 when the model is trained:
@@ -43,7 +44,7 @@ from typing import Any
 
 from bench.machine import describe_machine, print_machine
 from bench.overhead import measure_overhead, print_overhead
-from schemas.settings import Settings
+from schemas.settings import Settings, WorkerSettings
 from serving.client.http import ServingClient
 from serving.client.management import ManagementClient
 from serving.client.manifest import ArchiveInfo
@@ -89,17 +90,23 @@ class PrecisionPoint:
     f1_task_a: float | None
 
 
+_WORKER = WorkerSettings()
 PATTERNS = (
     Pattern("1 item, one at a time", threads=1, items=1),
     Pattern("1 item, 16 concurrent", threads=16, items=1),
-    Pattern("8 items, 4 in flight", threads=4, items=8),
+    Pattern(
+        f"{_WORKER.request_items} items, {_WORKER.max_in_flight} in flight",
+        threads=_WORKER.max_in_flight,
+        items=_WORKER.request_items,
+    ),
 )
+"""The last is the worker's pattern, from the worker's default settings."""
 TINY_ARCHIVES = (
     ExportOptions(batch_size=1, max_batch_delay_ms=0),
+    ExportOptions(batch_size=4, max_batch_delay_ms=5),
     ExportOptions(batch_size=8, max_batch_delay_ms=5),
-    ExportOptions(batch_size=8, max_batch_delay_ms=5, workers=2),
+    ExportOptions(batch_size=4, max_batch_delay_ms=5, workers=2),
     ExportOptions(batch_size=16, max_batch_delay_ms=20),
-    ExportOptions(batch_size=32, max_batch_delay_ms=50),
 )
 
 

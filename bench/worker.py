@@ -308,7 +308,10 @@ def main() -> None:
         running_torchserve(base, export_store(Path(tmp))) as ts,
         ServingClient(base.serving, key_file=base.serving_key_file) as client,
     ):
-        client.predict_many(images[:64], request_items=8, max_in_flight=4)  # warm up
+        w = base.worker  # warm up
+        client.predict_many(
+            images[:64], request_items=w.request_items, max_in_flight=w.max_in_flight
+        )
         # The machine's load drifts: TorchServe alone is measured before and after the worker
         # phases, and the worker is compared with the mean of the two.
         before = run_direct(base, images, client, args.direct_seconds / 2)

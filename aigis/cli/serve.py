@@ -43,7 +43,9 @@ def register(app: typer.Typer) -> None:
             None, "--version", help="Version to register it as [default: the checkpoint's]."
         ),
         name: str = typer.Option("detector", "--name", help="Model name in TorchServe's URLs."),
-        batch_size: int = typer.Option(8, "--batch-size", min=1, help="Server batch size."),
+        batch_size: int = typer.Option(
+            4, "--batch-size", min=1, help="Server batch size (requests handed over at once)."
+        ),
         max_batch_delay_ms: int = typer.Option(
             5, "--max-batch-delay-ms", min=0, help="How long a server batch may wait to fill."
         ),

@@ -60,8 +60,10 @@ class ExportOptions:
     """The model name TorchServe serves it under (``/predictions/<name>``)."""
     version: str | None = None
     """Version it is registered as; default the checkpoint's own version."""
-    batch_size: int = 8
-    """Most requests TorchServe hands the handler at once."""
+    batch_size: int = 4
+    """Most requests TorchServe hands the handler at once. The worker keeps twice this many
+    requests in flight (``worker.max_in_flight``, 8), so that one server batch waits, decoded
+    ahead, while the other runs."""
     max_batch_delay_ms: int = 5
     """How long TorchServe waits to fill a batch before it sends a smaller one."""
     workers: int = 1
