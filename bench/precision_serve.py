@@ -27,12 +27,12 @@ def _rate(step: Callable[[], object], seconds: float) -> float:
 
 def serve(settings: Settings, checkpoint: Path, chosen: Row, seconds: float) -> dict[str, Any]:
     """TorchServe against the same code in process, from JPEG bytes, for fp32 and ``chosen``."""
-    from bench.serving import PATTERNS, serve_sweep, workload
+    from bench.serving import PATTERNS, distinct_captions, serve_sweep, workload
     from serving.imageio import decode_image
     from serving.torchserve.archive import ExportOptions
 
     settings = settings.model_copy(update={"state_dir": settings.state_dir / "bench-precision"})
-    items, _ = workload()
+    items = distinct_captions(workload()[0], checkpoint)
     options = [ExportOptions(backend="torch", precision="fp32")]
     if (chosen.backend, chosen.precision) != ("torch", "fp32"):
         options.append(ExportOptions(backend=chosen.backend, precision=chosen.precision))
