@@ -8,7 +8,7 @@ not run, or whose figure another benchmark has still to provide, says so instead
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bench.worker_report import scoring_check
@@ -17,7 +17,11 @@ from serving.model.agreement import Agreement
 __all__ = ["Goal", "goals", "markdown_rows"]
 
 TINY_TORCHSERVE_BEFORE = 230.0
-"""Tiny model through TorchServe at the worker's pattern, bench/results/2026-11-23.md."""
+"""Tiny model through TorchServe at the worker's pattern, bench/results/2026-11-23.md: then 8
+items x 4 in flight. The worker's pattern is now 8 in flight on server batches of 4, which alone
+scored about 12 % more than 4 in flight (docs/serving.md)."""
+WORKER_PATTERN = "in flight"
+"""What the label of bench.serving's worker's pattern holds and no other pattern's does."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,7 @@ def _tiny_torchserve(report: dict[str, Any]) -> list[Goal]:
     points = [
         p
         for p in report.get("serving", {}).get("serving", [])
-        if p["preset"] == "tiny" and p["pattern"].startswith("8 items")
+        if p["preset"] == "tiny" and WORKER_PATTERN in p["pattern"]
     ]
     return [
         _fastest(
@@ -110,30 +114,49 @@ def _base_model(report: dict[str, Any]) -> list[Goal]:
     served = [
         p
         for p in report.get("serving", {}).get("serving", [])
-        if p["preset"].startswith("base") and p["pattern"].startswith("8 items")
+        if p["preset"].startswith("base") and WORKER_PATTERN in p["pattern"]
     ]
-    points = [p for p in served if p.get("validated")]
+    precision = report.get("precision")
+    chosen = tuple(precision["chosen"]) if precision else None
+    points = [p for p in served if _counts(p, chosen)]
     unvalidated = ", ".join(
-        f"{p['archive']} {p['items_per_s']:.1f} items/s" for p in served if not p.get("validated")
+        f"{p['archive']} {p['items_per_s']:.1f} items/s" for p in served if not _counts(p, chosen)
     )
     in_process = "base fused model in process, 2 cores, chosen precision"
-    precision = report.get("precision")
+    served_goal = _fastest(
+        "base fused model from JPEG bytes through TorchServe",
+        ">= 40 items/s",
+        points,
+        40,
+        "archive",
+        f"no archive of a validated precision served (not counted: {unvalidated})"
+        if unvalidated
+        else f"bench.serving did not run; {pending}",
+    )
+    if points and unvalidated:
+        served_goal = replace(
+            served_goal, figure=f"{served_goal.figure}; not counted: {unvalidated}"
+        )
     return [
         _chosen_precision(in_process, precision)
         if precision
         else _fastest(in_process, ">= 47 items/s", rows, 47, "precision", pending),
-        _fastest(
-            "base fused model from JPEG bytes through TorchServe",
-            ">= 40 items/s",
-            points,
-            40,
-            "archive",
-            f"no archive of a validated precision served (not counted: {unvalidated})"
-            if unvalidated
-            else f"bench.serving did not run; {pending}",
-        ),
+        served_goal,
         _validated(precision) if precision else _missing(_VALIDATED, _AGREEMENT, pending),
     ]
+
+
+def _counts(point: dict[str, Any], chosen: tuple[str, str] | None) -> bool:
+    """Whether a base-model point counts for the served goal: its archive is fp32 or of the
+    precision bench.precision validated (``chosen``, backend and precision, when that ran in
+    the same report), and bench.serving marked it validated."""
+    if not point.get("validated"):
+        return False
+    parts = point["archive"].split("-")[2:]  # b<batch>-d<delay>-<precision>[-<backend>]
+    if parts == ["fp32"] or chosen is None:
+        return True
+    backend, precision = chosen
+    return parts == [precision] + ([backend] if backend != "torch" else [])
 
 
 def _torchserve_cost(report: dict[str, Any]) -> list[Goal]:

@@ -184,9 +184,10 @@ class WorkerSettings(_Group):
     request_items: Annotated[int, Field(ge=1)] = 8
     """Items per request to the model server; several requests of a batch run concurrently."""
     max_in_flight: Annotated[int, Field(ge=1)] = 8
-    """Requests to the model server at once: twice the archive's server batch (4 requests) times
-    its workers, so that a second server batch is queued while the first runs (measured: 8 in
-    flight on batches of 4 scored 12 % more items/s than 4 in flight on batches of 8)."""
+    """Requests this worker process has at the model server at once: twice the archive's server
+    batch (4 requests) times its server workers, so that a second server batch is queued while
+    the first runs (measured: 8 in flight on batches of 4 scored 12 % more items/s than 4 in
+    flight on batches of 8). Several worker processes on one server share that number."""
     guarantee: Guarantee = Guarantee.EXACTLY_ONCE
     ai_threshold: Annotated[float, Field(ge=0, le=1)] = 0.8
     """p_ai at or above this is ``ai_generated``."""

@@ -62,8 +62,8 @@ class ExportOptions:
     """Version it is registered as; default the checkpoint's own version."""
     batch_size: int = 4
     """Most requests TorchServe hands the handler at once. The worker keeps twice this many
-    requests in flight (``worker.max_in_flight``, 8), so that one server batch waits, decoded
-    ahead, while the other runs."""
+    requests in flight (``worker.max_in_flight``, 8), so that the next server batch is already
+    queued in TorchServe while the handler runs one."""
     max_batch_delay_ms: int = 5
     """How long TorchServe waits to fill a batch before it sends a smaller one."""
     workers: int = 1

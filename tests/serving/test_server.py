@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 import zipfile
@@ -10,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
+from xml.etree import ElementTree
 
 import httpx
 import pytest
@@ -17,7 +20,13 @@ import pytest
 from schemas.settings import ServingSettings, Settings
 from serving.client.http import ServingClient
 from serving.client.transport import ServingUnavailable
-from serving.torchserve.layout import ServerError, render_config
+from serving.torchserve.layout import (
+    LOG_CONFIG,
+    ServerError,
+    ServerPaths,
+    jvm_command,
+    render_config,
+)
 from serving.torchserve.server import TorchServe
 
 if TYPE_CHECKING:
@@ -119,17 +128,23 @@ def test_an_archive_that_cannot_load_stops_the_start_with_the_reason(
             broken.writestr(entry, data)
     ports = {"inference_url": 28180, "management_url": 28181, "metrics_url": 28182}
     serving = torchserve.settings.serving.model_copy(
-        update={key: f"http://127.0.0.1:{port}" for key, port in ports.items()}
+        update={
+            **{key: f"http://127.0.0.1:{port}" for key, port in ports.items()},
+            "key_file": tmp_path / "key_file.json",  # never the package server's
+        }
     )
     server = TorchServe(
         torchserve.settings.model_copy(update={"state_dir": tmp_path, "serving": serving})
     )
     started = time.monotonic()
-    with pytest.raises(ServerError, match="could not load a model") as caught:
-        server.start(store, timeout_s=240)
-    assert time.monotonic() - started < 120
-    assert "model.safetensors" in str(caught.value) or "safetensors" in str(caught.value)
-    assert server.stop() is False  # stopped already
+    try:
+        with pytest.raises(ServerError, match="could not load a model") as caught:
+            server.start(store, timeout_s=240)
+        assert time.monotonic() - started < 120
+        assert "safetensors" in str(caught.value)
+        assert server.stop() is False  # stopped already
+    finally:
+        server.stop()
     access = (tmp_path / "torchserve" / "logs" / "access_log.log").read_text()
     assert "GET /models" in access  # the access log is still written
 
@@ -211,13 +226,64 @@ def test_each_request_is_logged_once_in_the_access_log_and_not_in_the_servers_ow
     with ServingClient(torchserve.serving, key_file=torchserve.key_file) as client:
         for _ in range(5):
             client.predict([(make_png((10, 200, 30)), "five requests")])
-    time.sleep(0.5)  # the log appenders flush on their own threads' schedule
-    server_lines = _read_from(logs / "ts_log.log", before["ts_log.log"])
+    # The access line is written before the answer is sent; the server's own lines of the
+    # same requests may come a moment later, so they are read once the access lines are in.
     access_lines = _read_from(logs / "access_log.log", before["access_log.log"])
     assert access_lines.count("POST /predictions/detector") == 5
+    time.sleep(0.5)
+    server_lines = _read_from(logs / "ts_log.log", before["ts_log.log"])
     for per_request in ("Backend response time", "Sending response", "Waiting time ns"):
         assert per_request not in server_lines
     assert "/predictions/detector" not in server_lines  # the access log's line, not twice
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_worker_that_dies_is_logged_and_comes_back(torchserve: Served) -> None:
+    """TorchServe's own logging keeps what an operator needs when a worker process dies (what
+    the server logs at INFO), though the lines of every request are gone."""
+    logs = torchserve.server.paths.logs
+    before = _size(logs / "ts_log.log")
+    jvm = torchserve.server.pid()
+    assert jvm is not None
+    [worker] = _children(jvm, "model_service_worker")
+    os.kill(worker, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while "Worker disconnected" not in _read_from(logs / "ts_log.log", before):
+        assert time.monotonic() < deadline, _read_from(logs / "ts_log.log", before)[-2000:]
+        time.sleep(0.2)
+    torchserve.server.wait_ready(["detector"], timeout_s=120)  # back for the tests after this
+    assert "Retry worker" in _read_from(logs / "ts_log.log", before)
+    assert _children(jvm, "model_service_worker") != [worker]
+
+
+@pytest.mark.unit
+def test_torchserve_runs_with_the_logging_configuration_shipped_with_aigis(tmp_path: Path) -> None:
+    """Without it TorchServe would log only errors to the console: no ts_log.log, so a model
+    that cannot load would wait out the start timeout instead of being reported."""
+    assert LOG_CONFIG.is_file()
+    loggers = ElementTree.parse(LOG_CONFIG).getroot().find("Loggers")  # noqa: S314  # our file
+    assert loggers is not None
+    assert {e.get("name") for e in loggers} >= {"ACCESS_LOG", "MODEL_LOG", "org.pytorch.serve"}
+    settings = Settings(state_dir=tmp_path)
+    command = jvm_command(settings, ServerPaths.of(settings), tmp_path, ["detector-1.mar"])
+    assert f"-Dlog4j.configurationFile={LOG_CONFIG}" in command
+
+
+def _children(parent: int, marker: str) -> list[int]:
+    """Pids of ``parent``'s child processes whose command line holds ``marker``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().decode("utf-8", "replace")
+        except OSError:
+            continue  # gone meanwhile
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and marker in command:
+            found.append(int(entry.name))
+    return found
 
 
 def _size(path: Path) -> int:
