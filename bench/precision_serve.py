@@ -3,9 +3,10 @@ against the same code path in process, from the same JPEG bytes."""
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +45,12 @@ def serve(settings: Settings, checkpoint: Path, chosen: Row, seconds: float) -> 
     results: dict[str, Any] = {}
     for option, point in zip(options, points, strict=True):
         predictor = load_candidate(checkpoint, Candidate(option.backend, option.precision))
-        chunk = items[:BATCH]
+        walk = itertools.count(0, BATCH)
 
-        def pass_from_bytes(predictor: Predictor = predictor, chunk: list[Any] = chunk) -> None:
+        def pass_from_bytes(predictor: Predictor = predictor, walk: Iterator[int] = walk) -> None:
+            """The next BATCH items (captions never cached, as through TorchServe)."""
+            start = next(walk)
+            chunk = [items[(start + i) % len(items)] for i in range(BATCH)]
             side = predictor.config.preprocess.decode_side
             images = [decode_image(data, target_side=side) for data, _ in chunk]
             predictor.predict(images, [caption for _, caption in chunk])
