@@ -21,12 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.serving_items import Item
 from schemas.settings import Settings, WorkerSettings
 from serving.client import wire
 from serving.client.manifest import ArchiveInfo
 from serving.torchserve.archive import ExportOptions
-
-Item = tuple[bytes, str | None]
 
 REQUEST_ITEMS = WorkerSettings().request_items
 IN_FLIGHT = WorkerSettings().max_in_flight

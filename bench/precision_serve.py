@@ -28,7 +28,8 @@ def _rate(step: Callable[[], object], seconds: float) -> float:
 
 def serve(settings: Settings, checkpoint: Path, chosen: Row, seconds: float) -> dict[str, Any]:
     """TorchServe against the same code in process, from JPEG bytes, for fp32 and ``chosen``."""
-    from bench.serving import PATTERNS, distinct_captions, serve_sweep, workload
+    from bench.serving import PATTERNS, serve_sweep
+    from bench.serving_items import distinct_captions, workload
     from serving.imageio import decode_image
     from serving.torchserve.archive import ExportOptions
 

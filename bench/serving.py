@@ -44,6 +44,13 @@ from typing import Any
 
 from bench.machine import describe_machine, print_machine
 from bench.overhead import measure_overhead, print_overhead
+from bench.serving_items import Item, distinct_captions, workload
+from bench.serving_precision import (
+    PrecisionPoint,
+    fastest_correct,
+    precision_sweep,
+    print_precision,
+)
 from schemas.settings import Settings, WorkerSettings
 from serving.client.http import ServingClient
 from serving.client.management import ManagementClient
@@ -51,8 +58,6 @@ from serving.client.manifest import ArchiveInfo
 from serving.client.wire import ItemResult
 from serving.torchserve.archive import ExportOptions, export_archive
 from serving.torchserve.server import OMP_WAIT_POLICY, TorchServe
-
-Item = tuple[bytes, str | None]
 
 
 @dataclass(frozen=True)
@@ -77,17 +82,6 @@ class Point:
     validated: bool = False
     """The archive's precision passed bench.precision's check near the band edges (fp32, the
     reference, passes by definition)."""
-
-
-@dataclass(frozen=True)
-class PrecisionPoint:
-    preset: str
-    precision: str
-    items_per_s: float
-    agreement: float
-    """Share of smoke test items whose decision equals fp32's."""
-    max_delta_p: float
-    f1_task_a: float | None
 
 
 _WORKER = WorkerSettings()
@@ -125,13 +119,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         if not args.base_only:
             points, precision = _tiny(args, settings, work, items, labelled, seconds, report)
         if args.tiny_only:
-            _print_precision(precision)
+            print_precision(precision)
             _finish(report, points, precision, args.json)
             return
         base = _random_checkpoint("base-random", work / "base")
         base_items = distinct_captions(items, base)
         precision += precision_sweep("base-random", base, labelled, 3 * seconds, trained=False)
-        _print_precision(precision)
+        print_precision(precision)
         base_archives, validated = _base_archives(args.base_archive, precision)
         base_points = serve_sweep(
             settings,
@@ -205,49 +199,6 @@ def _finish(
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(report, indent=2))
         print(f"\nwrote {path}")
-
-
-# -- the workload ----------------------------------------------------------------------------
-
-
-def workload() -> tuple[list[Item], list[tuple[Item, int]]]:
-    """Images and captions of the smoke test split as stored, and (item, Label_A) normalised."""
-    from training.data import load_split
-
-    stored = load_split("smoke", "test", normalise=False)
-    normalised = load_split("smoke", "test")
-    items = [(s.image, s.caption) for s in stored]
-    labelled = [((s.image, s.caption), s.label_a) for s in normalised]
-    return items, labelled
-
-
-CAPTION_TOKENS = 32
-"""The base model's goals are set for captions of this many tokens."""
-_SENTENCE = (
-    "a photo of the old harbour at dusk with fishing boats and gulls over grey water taken "
-    "from the north pier on a cold windy evening after rain"
-)
-
-
-def distinct_captions(items: list[Item], checkpoint: Path, copies: int = 8) -> list[Item]:
-    """The workload's images, ``copies`` times over, each with a caption of
-    :data:`CAPTION_TOKENS` tokens in ``checkpoint``'s tokenizer ([CLS] and [SEP] included) that
-    no other item has: what the base model's goals ask, and what no caption cache answers (the
-    smoke set's captions repeat, and a served model would run its text encoder on few of them).
-    """
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-    words = _SENTENCE.split()
-    out: list[Item] = []
-    for index in range(copies * len(items)):
-        start = index % len(words)
-        rotated = [*words[start:], *words[:start]] * 3
-        ids = tokenizer(
-            f"upload {index} " + " ".join(rotated), truncation=True, max_length=CAPTION_TOKENS
-        )["input_ids"]
-        out.append((items[index % len(items)][0], tokenizer.decode(ids, skip_special_tokens=True)))
-    return out
 
 
 def _random_checkpoint(preset: str, directory: Path) -> Path:
@@ -367,74 +318,6 @@ def measure(
     )
 
 
-# -- precision in process --------------------------------------------------------------------
-
-
-def precision_sweep(
-    preset: str,
-    checkpoint: Path,
-    labelled: list[tuple[Item, int]],
-    seconds: float,
-    *,
-    trained: bool,
-) -> list[PrecisionPoint]:
-    """fp32, bf16 and int8 of one checkpoint: speed at forward batch 32, and answer drift."""
-    import torch
-
-    from serving.imageio import decode_image
-    from serving.model.predictor import Predictor
-
-    torch.set_num_threads(len(os.sched_getaffinity(0)))  # the bench owns the machine now
-    images = [decode_image(image) for (image, _), _ in labelled]
-    captions = [caption for (_, caption), _ in labelled]
-    labels = [label for _, label in labelled]
-    reference: list[Any] = []
-    points = []
-    for precision in ("fp32", "bf16", "int8"):
-        predictor = Predictor.from_checkpoint(checkpoint, precision=precision, max_batch=32)
-        answers = predictor.predict(images, captions)
-        if precision == "fp32":
-            reference = answers
-        speed = _items_per_s(predictor, images[:32], captions[:32], seconds)
-        points.append(
-            PrecisionPoint(
-                preset=preset,
-                precision=precision,
-                items_per_s=speed,
-                agreement=statistics.fmean(
-                    a.decision == r.decision for a, r in zip(answers, reference, strict=True)
-                ),
-                max_delta_p=max(
-                    abs(a.p_ai - r.p_ai) for a, r in zip(answers, reference, strict=True)
-                ),
-                f1_task_a=_f1([a.decision for a in answers], labels) if trained else None,
-            )
-        )
-    return points
-
-
-def _items_per_s(predictor: Any, images: list[Any], captions: list[Any], seconds: float) -> float:
-    predictor.predict(images, captions)  # the first pass pays for lazy set-up
-    done, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds or done == 0:
-        predictor.predict(images, captions)
-        done += len(images)
-    return done / (time.perf_counter() - started)
-
-
-def _f1(decisions: list[str], labels: list[int]) -> float:
-    from sklearn.metrics import f1_score
-
-    predicted = [1 if d == "ai_generated" else 0 for d in decisions]
-    return float(f1_score(labels, predicted))
-
-
-def fastest_correct(points: list[PrecisionPoint], preset: str) -> str:
-    """The fastest precision of ``preset`` whose decisions agree with fp32's on 99 % of items."""
-    candidates = [p for p in points if p.preset == preset and p.agreement >= 0.99]
-    return max(candidates, key=lambda p: p.items_per_s).precision
-
-
 # -- reporting -------------------------------------------------------------------------------
 
 
@@ -449,18 +332,6 @@ def _print_points(title: str, points: list[Point]) -> None:
         print(
             f"| {p.archive} | {p.pattern} | {p.items_per_s:.1f} | {p.p50_ms:.0f} | "
             f"{p.p99_ms:.0f} | {p.mean_server_batch:.1f} |"
-        )
-
-
-def _print_precision(points: list[PrecisionPoint]) -> None:
-    print("\n## precision, in process, forward batch 32\n")
-    print("| preset | precision | items/s | decisions = fp32 | max abs p_ai change | Task A F1 |")
-    print("| --- | --- | ---: | ---: | ---: | ---: |")
-    for p in points:
-        f1 = f"{p.f1_task_a:.3f}" if p.f1_task_a is not None else "(random weights)"
-        print(
-            f"| {p.preset} | {p.precision} | {p.items_per_s:.1f} | {100 * p.agreement:.1f} % | "
-            f"{p.max_delta_p:.4f} | {f1} |"
         )
 
 
