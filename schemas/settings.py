@@ -157,6 +157,11 @@ class ServingSettings(_Group):
     """Lifetime of TorchServe's tokens; the client renews an expired one through the key file."""
     java_heap_mb: Annotated[int, Field(ge=128)] = 1024
     """Heap of TorchServe's JVM (-Xmx); it holds queued requests, not the model."""
+    java_jit: Literal["c1", "tiered"] = "c1"
+    """The JVM's just-in-time compilers: ``c1`` only (``-XX:TieredStopAtLevel=1``) or the JVM's
+    default ``tiered`` (C1, then C2 for hot code). The frontend copies bytes between sockets; on
+    cores it shares with the model, C2's compile threads took about half the JVM's CPU in the
+    first minute of serving and kept compiling after (docs/serving.md, "The JVM")."""
     start_timeout_s: Annotated[float, Field(gt=0)] = 300.0
     """How long ``aigis serve start`` waits for every model worker to be READY."""
     stop_timeout_s: Annotated[float, Field(gt=0)] = 60.0

@@ -133,6 +133,7 @@ def jvm_command(
         "-Xms64m",
         f"-Xmx{settings.serving.java_heap_mb}m",
         "-XX:+ExitOnOutOfMemoryError",
+        *(["-XX:TieredStopAtLevel=1"] if settings.serving.java_jit == "c1" else []),
         "-cp",
         str(home / "ts" / "frontend" / "*"),
         MAIN_CLASS,

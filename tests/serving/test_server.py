@@ -270,6 +270,18 @@ def test_torchserve_runs_with_the_logging_configuration_shipped_with_aigis(tmp_p
     assert f"-Dlog4j.configurationFile={LOG_CONFIG}" in command
 
 
+@pytest.mark.unit
+def test_the_jvm_compiles_with_c1_only_unless_told_to_use_both_compilers(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path)
+    paths = ServerPaths.of(settings)
+    command = jvm_command(settings, paths, tmp_path, ["detector-1.mar"])
+    assert command.index("-XX:TieredStopAtLevel=1") < command.index("-cp")
+    tiered = settings.model_copy(
+        update={"serving": settings.serving.model_copy(update={"java_jit": "tiered"})}
+    )
+    assert not any("Tiered" in a for a in jvm_command(tiered, paths, tmp_path, ["d-1.mar"]))
+
+
 def _children(parent: int, marker: str) -> list[int]:
     """Pids of ``parent``'s child processes whose command line holds ``marker``."""
     found = []
