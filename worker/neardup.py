@@ -10,10 +10,10 @@ again whole.
 An image is decoded at a reduced size and resized to 64x64 pixels, PDQ's own working size, before
 it is hashed. At that size PDQ's eight dihedral hashes (the image rotated by 0, 90, 180 and 270
 degrees, and those mirrored) are exact: each equals the hash of the transformed pixels. A lookup
-searches the image and its left-right mirror, or all eight orientations when
-``evidence.match_rotations`` is on (four times the search), among the stored hashes (one
-orientation each) by Hamming distance, with faiss's exhaustive range search: no match within the
-distance is missed.
+searches the image and its left-right mirror (only those two hashes are computed), or all eight
+orientations when ``evidence.match_rotations`` is on (four times the search), among the stored
+hashes (one orientation each) by Hamming distance, with faiss's exhaustive range search: no
+match within the distance is missed.
 Only entries with the miss's caption part match when the model reads captions, so the namespace is
 the exact cache's. Images whose PDQ quality is under ``min_quality`` are neither looked up nor
 stored.
@@ -49,7 +49,10 @@ transverse)."""
 
 @dataclass(frozen=True)
 class Hashed:
-    """The PDQ hashes of an image's eight orientations, and the hash's quality (0-100)."""
+    """The PDQ hashes of an image's orientations, and the hash's quality (0-100).
+
+    ``orientations``: all eight, in ``pdqhash.compute_dihedral``'s order, or only the image and
+    its left-right mirror (what a lookup without rotations searches)."""
 
     orientations: tuple[bytes, ...]
     quality: int
@@ -59,9 +62,14 @@ class Hashed:
         """The hash of the image as it is: what is stored."""
         return self.orientations[0]
 
+    @property
+    def mirror(self) -> bytes:
+        """The hash of the image's left-right mirror."""
+        return self.orientations[MIRROR if len(self.orientations) > MIRROR else 1]
+
     def queries(self, rotations: bool) -> tuple[bytes, ...]:
         """What a lookup searches for: every orientation, or the image and its mirror."""
-        return self.orientations if rotations else (self.hash, self.orientations[MIRROR])
+        return self.orientations if rotations else (self.hash, self.mirror)
 
 
 @dataclass(frozen=True)
@@ -77,16 +85,21 @@ class Match:
         return self.suffix.partition(":")[0]
 
 
-def pdq(data: bytes, side: int) -> Hashed | None:
-    """The PDQ hashes of an image file, decoded at about ``side`` pixels on its short side;
-    None when it cannot be decoded here."""
+def pdq(data: bytes, side: int, *, rotations: bool = True) -> Hashed | None:
+    """The PDQ hashes of an image file, decoded at about ``side`` pixels on its short side: of
+    all eight orientations, or (``rotations=False``) of the image and its mirror only, the same
+    two hashes at two thirds of the cost. None when it cannot be decoded here."""
     try:
         image = decode_image(data, target_side=side)
     except ImageError:
         return None
-    square = image.resize((PDQ_SIDE, PDQ_SIDE), Image.Resampling.BILINEAR)
-    hashes, quality = pdqhash.compute_dihedral(np.asarray(square))
-    return Hashed(tuple(_pack(bits) for bits in hashes), int(quality))
+    square = np.asarray(image.resize((PDQ_SIDE, PDQ_SIDE), Image.Resampling.BILINEAR))
+    if rotations:
+        hashes, quality = pdqhash.compute_dihedral(square)
+        return Hashed(tuple(_pack(bits) for bits in hashes), int(quality))
+    bits, quality = pdqhash.compute(square)
+    mirrored, _ = pdqhash.compute(np.ascontiguousarray(square[:, ::-1]))
+    return Hashed((_pack(bits), _pack(mirrored)), int(quality))
 
 
 def _pack(bits: npt.NDArray[np.integer]) -> bytes:

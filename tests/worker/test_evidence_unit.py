@@ -193,6 +193,40 @@ def test_fusion_follows_its_settings() -> None:
     assert (raised.decision, raised.decided_by) == (Decision.NEEDS_REVIEW, "evidence")
 
 
+@pytest.mark.parametrize("kind", ["PNG", "JPEG"])
+def test_hashing_without_rotations_gives_the_image_and_its_mirror_as_all_eight_do(
+    kind: str,
+) -> None:
+    """Without rotations only two hashes are computed: the same two that the eight orientations
+    hold, and the mirror's is the hash of the mirrored file (a lossless one)."""
+    import numpy as np
+
+    from worker.neardup import MIRROR, pdq
+
+    rng = np.random.default_rng(7)
+    field = rng.integers(0, 256, (6, 9, 3), dtype=np.uint8)
+    image = Image.fromarray(field).resize((300, 200), Image.Resampling.BICUBIC)
+    files = []
+    for picture in (image, image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)):
+        buffer = io.BytesIO()
+        picture.save(buffer, kind, **({"quality": 95} if kind == "JPEG" else {}))
+        files.append(buffer.getvalue())
+    every, two = pdq(files[0], 128), pdq(files[0], 128, rotations=False)
+    assert every is not None
+    assert two is not None
+    assert len(every.orientations) == 8
+    assert two.orientations == (every.hash, every.orientations[MIRROR])
+    assert (two.quality, two.mirror, two.queries(True)) == (
+        every.quality,
+        every.mirror,
+        every.queries(False),
+    )
+    if kind == "PNG":
+        mirrored = pdq(files[1], 128, rotations=False)
+        assert mirrored is not None
+        assert mirrored.hash == two.mirror
+
+
 def test_the_near_duplicate_index_matches_by_distance_orientation_and_caption() -> None:
     from worker.neardup import MIRROR, Hashed, Match, _Index
 

@@ -104,7 +104,7 @@ class EvidenceStage:
         near, ev = self._near, self._settings.evidence
         for (data, _), f in zip(misses, found, strict=True):
             try:
-                f.hashed = pdq(data, ev.hash_side)
+                f.hashed = pdq(data, ev.hash_side, rotations=ev.match_rotations)
             except Exception:  # a decoder's failure costs the hash, never the event
                 f.hashed = None
             if f.hashed is None:
