@@ -88,7 +88,7 @@ class Match:
 def pdq(data: bytes, side: int, *, rotations: bool = True) -> Hashed | None:
     """The PDQ hashes of an image file, decoded at about ``side`` pixels on its short side: of
     all eight orientations, or (``rotations=False``) of the image and its mirror only, the same
-    two hashes at two thirds of the cost. None when it cannot be decoded here."""
+    two hashes for two thirds of PDQ's own time. None when it cannot be decoded here."""
     try:
         image = decode_image(data, target_side=side)
     except ImageError:
