@@ -72,9 +72,13 @@ def publish_raw(settings: Settings, values: Sequence[bytes]) -> None:
         producer.close(timeout=5)
 
 
-def drain(settings: Settings, kind: str, *, expect: int, timeout_s: float = 90.0) -> list[Any]:
+def drain(
+    settings: Settings, kind: str, *, expect: int, timeout_s: float = 90.0, finished: bool = False
+) -> list[Any]:
     """Every committed message of ``kind`` once ``expect`` have arrived and 1.5 s passed with no
-    more (so duplicates would show), or whatever arrived within ``timeout_s``."""
+    more (so duplicates would show), or whatever arrived within ``timeout_s``. ``finished``: its
+    writers have stopped (a worker run to its idle exit), so the topic read to its end is all
+    there is, duplicates included, and no quiet time is waited."""
     out: list[Any] = []
     deadline = time.monotonic() + timeout_s
     quiet_since: float | None = None
@@ -88,7 +92,7 @@ def drain(settings: Settings, kind: str, *, expect: int, timeout_s: float = 90.0
             return time.monotonic() - quiet_since > 1.5
         return False
 
-    for item in tail(settings, kind, from_beginning=True, stop=stop):
+    for item in tail(settings, kind, from_beginning=True, stop=stop, to_end=finished):
         out.append(item.message)
     return out
 

@@ -57,10 +57,13 @@ def tail(
     idle_exit_s: float | None = None,
     stop: Callable[[], bool] = lambda: False,
     on_idle: Callable[[int], None] | None = None,
+    to_end: bool = False,
 ) -> Iterator[Tailed]:
     """Yield records of ``kind`` as they arrive (all of them first with ``from_beginning``).
 
-    Ends after ``count`` records, after ``idle_exit_s`` without one, or when ``stop()`` is true.
+    Ends after ``count`` records, after ``idle_exit_s`` without one, when ``stop()`` is true, or
+    with ``to_end`` once every partition is read up to where it ended when the tail began (all
+    that was committed by then; a transaction still open then holds it up to the other ends).
     ``on_idle(read_so_far)`` is called once each time the topic runs dry: at the first empty poll
     after the start or after a record, not at every poll.
     """
@@ -78,8 +81,11 @@ def tail(
             consumer.seek_to_beginning(*parts)
         else:
             consumer.seek_to_end(*parts)
+        ends = consumer.end_offsets(parts) if to_end else None
         seen, last, idle = 0, time.monotonic(), False
         while not stop() and (count is None or seen < count):
+            if ends is not None and all(consumer.position(p) >= ends[p] for p in parts):
+                return
             polled = consumer.poll(timeout_ms=200)
             if not polled:
                 if not idle and on_idle is not None:

@@ -134,7 +134,7 @@ def test_the_slice_follows_the_image_hash_and_each_verdict_names_the_version_tha
     publish_events(canary_settings, events)
     client = CountingClient(canary_settings)
     run_worker(canary_settings, client=client)
-    verdicts = drain(canary_settings, "verdicts", expect=len(events))
+    verdicts = drain(canary_settings, "verdicts", expect=len(events), finished=True)
     assert len(verdicts) == len(events)
     for v in verdicts:
         expected = ("2", Decision.AI_GENERATED) if chosen[v.event_id] else ("1", Decision.HUMAN)
@@ -197,7 +197,7 @@ def test_the_slice_follows_the_image_hash_and_each_verdict_names_the_version_tha
     assert client.items_sent == 0
     replayed = [
         v
-        for v in drain(canary_settings, "verdicts", expect=2 * len(events))
+        for v in drain(canary_settings, "verdicts", expect=2 * len(events), finished=True)
         if v.event_id.startswith("again")
     ]
     by_sha = {sha(e): chosen[e.event_id] for e in events}
@@ -217,7 +217,9 @@ def test_the_slice_follows_the_image_hash_and_each_verdict_names_the_version_tha
     run_worker(canary_settings)
     after = [
         v
-        for v in drain(canary_settings, "verdicts", expect=2 * len(events) + len(later))
+        for v in drain(
+            canary_settings, "verdicts", expect=2 * len(events) + len(later), finished=True
+        )
         if v.event_id.startswith("later")
     ]
     assert len(after) == len(later)
@@ -304,7 +306,7 @@ def test_a_candidate_that_cannot_answer_leaves_the_slice_to_the_default(
     publish_events(canary_settings, events)
     _, stats = run_worker(canary_settings)
     assert stats.verdicts == len(events)  # nothing held back, nothing dead-lettered
-    verdicts = drain(canary_settings, "verdicts", expect=len(events))
+    verdicts = drain(canary_settings, "verdicts", expect=len(events), finished=True)
     assert {v.model_version for v in verdicts} == {"1"}
     assert canaries.status()["items"] == 0  # nothing was compared
     canaries.abort(keep=True)

@@ -105,7 +105,7 @@ def test_a_better_candidate_is_promoted_and_new_verdicts_carry_its_version(
     for prefix in ("first", "again"):  # one at a time: the second is answered from the cache
         publish_events(cycle_settings, events_for([image], prefix=prefix))
         run_worker(cycle_settings)
-    before = drain(cycle_settings, "verdicts", expect=2)
+    before = drain(cycle_settings, "verdicts", expect=2, finished=True)
     assert {(v.model_version, v.cached) for v in before} == {("1", False), ("1", True)}
 
     seen: dict[str, object] = {}
@@ -135,7 +135,9 @@ def test_a_better_candidate_is_promoted_and_new_verdicts_carry_its_version(
     publish_events(cycle_settings, events_for([image], prefix="after"))
     run_worker(cycle_settings)
     after = [
-        v for v in drain(cycle_settings, "verdicts", expect=3) if v.event_id.startswith("after")
+        v
+        for v in drain(cycle_settings, "verdicts", expect=3, finished=True)
+        if v.event_id.startswith("after")
     ]
     assert [(v.model_version, v.cached) for v in after] == [("2", False)]
     assert after[0].decision == "ai_generated"

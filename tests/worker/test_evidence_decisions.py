@@ -65,7 +65,7 @@ def test_a_reviewers_label_answers_the_near_duplicates_of_the_labelled_image(
     first = _jpeg(original, quality=95)
     publish_events(settings, [ImageEvent.inline("original", first)])
     run_worker(settings)
-    (item,) = drain(settings, "review", expect=1)
+    (item,) = drain(settings, "review", expect=1, finished=True)
     assert item.verdict.decision is Decision.NEEDS_REVIEW
 
     # A reviewer labels it in the console, which publishes the decision and writes its override.
@@ -95,7 +95,9 @@ def test_a_reviewers_label_answers_the_near_duplicates_of_the_labelled_image(
     client = CountingClient(settings)
     run_worker(settings, client=client)
     client.close()
-    got = {v.event_id: v for v in drain(settings, "verdicts", expect=2 + len(copies))}
+    got = {
+        v.event_id: v for v in drain(settings, "verdicts", expect=2 + len(copies), finished=True)
+    }
 
     answered = 0
     for name, data in copies.items():
@@ -154,7 +156,9 @@ def test_a_verified_manifest_keeps_its_image_from_the_model_when_the_setting_say
     run_worker(settings, client=client)
     client.close()
     assert client.items_sent == 0
-    got = {v.event_id: v for v in drain(settings, "verdicts", expect=len(images) + 1)}
+    got = {
+        v.event_id: v for v in drain(settings, "verdicts", expect=len(images) + 1, finished=True)
+    }
     for name in ("trusted", "trusted-again"):
         v = got[name]
         assert (v.decision, v.decided_by, v.generator) == (

@@ -43,7 +43,7 @@ def _settings(
 
 
 def _by_id(settings: Settings, expect: int) -> dict[str, Any]:
-    return {v.event_id: v for v in drain(settings, "verdicts", expect=expect)}
+    return {v.event_id: v for v in drain(settings, "verdicts", expect=expect, finished=True)}
 
 
 def test_each_kind_of_evidence_and_the_decision_it_makes(
@@ -85,11 +85,11 @@ def test_each_kind_of_evidence_and_the_decision_it_makes(
     }
     assert {k: summary(k) for k in images} == expected
     # Review items show the evidence; nothing evidence decided becomes a pseudo-label.
-    items = drain(settings, "review", expect=6)
+    items = drain(settings, "review", expect=6, finished=True)
     assert {i.verdict.event_id: len(i.verdict.evidence) for i in items} == dict.fromkeys(
         ("unlisted", "tampered", "a1111", "comfyui", "exif", "watermark"), 1
     )
-    labels = drain(settings, "pseudo-labels", expect=0)
+    labels = drain(settings, "pseudo-labels", expect=0, finished=True)
     assert {p.event_id for p in labels} <= {"plain"}
 
     # The same signed image again is a cache hit that keeps its evidence and decision.

@@ -122,8 +122,8 @@ def test_the_hostile_corpus_ends_in_one_outcome_each_and_stops_nothing(
     assert len(normal) == 100
     run_worker(settings, idle_exit_s=5.0)
 
-    letters = drain(settings, "dlq", expect=sum(c.outcome != VERDICT for c in cases))
-    verdicts = drain(settings, "verdicts", expect=len(normal))
+    letters = drain(settings, "dlq", expect=sum(c.outcome != VERDICT for c in cases), finished=True)
+    verdicts = drain(settings, "verdicts", expect=len(normal), finished=True)
     # publish_raw keys record i "raw-i": that is how each outcome finds its case.
     outcome: dict[str, list[str]] = {}
     for letter in letters:

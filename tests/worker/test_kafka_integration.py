@@ -168,3 +168,38 @@ def test_unreachable_broker_is_a_clear_error() -> None:
     settings = Settings(kafka={"bootstrap_servers": "127.0.0.1:1"})  # type: ignore[arg-type]
     with pytest.raises(kafka.KafkaUnavailable, match=r"127\.0\.0\.1:1 .*aigis dev status"):
         kafka.admin(settings, api_version_auto_timeout_ms=500)
+
+
+def test_a_tail_to_the_end_reads_what_was_committed_and_stops_there(
+    kafka_ready: Settings, make_topic: Callable[..., str], group_id: str
+) -> None:
+    """``to_end``: committed transactions and their markers are read past, an aborted one is
+    skipped, and what is published after the tail began is not waited for."""
+    from worker.tail import tail
+
+    topic = make_topic(partitions=3)
+    settings = kafka_ready.model_copy(
+        update={"topics": kafka_ready.topics.model_copy(update={"verdicts": topic})}
+    )
+    tx = kafka.producer(kafka_ready, transactional_id=f"{group_id}-tx")
+    try:
+        for outcome in ("commit", "abort", "commit"):
+            tx.begin_transaction()
+            for i in range(4):
+                tx.send(topic, key=f"{outcome}-{i}".encode(), value=b"{}")
+            tx.flush(timeout=10)
+            if outcome == "commit":
+                tx.commit_transaction()
+            else:
+                tx.abort_transaction()
+    finally:
+        tx.close()
+    started = time.monotonic()
+    read = list(tail(settings, "verdicts", from_beginning=True, to_end=True))
+    assert len(read) == 8
+    assert time.monotonic() - started < 10
+    # Nothing more: an empty topic's tail ends at once too.
+    empty = kafka_ready.model_copy(
+        update={"topics": kafka_ready.topics.model_copy(update={"verdicts": make_topic()})}
+    )
+    assert list(tail(empty, "verdicts", from_beginning=True, to_end=True)) == []

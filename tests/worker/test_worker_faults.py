@@ -31,7 +31,7 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None
 
 
 def assert_exactly_once(settings: Settings, ids: list[str]) -> None:
-    verdicts = drain(settings, "verdicts", expect=len(ids))
+    verdicts = drain(settings, "verdicts", expect=len(ids), finished=True)
     assert sorted(v.event_id for v in verdicts) == sorted(ids)
 
 
@@ -73,7 +73,7 @@ def test_with_redis_stopped_events_are_still_scored(
         assert worker.metrics.registry.get_sample_value("aigis_worker_cache_errors_total") >= 1
     finally:
         dev_up()
-    verdicts = drain(worker_settings, "verdicts", expect=len(ids))
+    verdicts = drain(worker_settings, "verdicts", expect=len(ids), finished=True)
     assert sorted(v.event_id for v in verdicts) == sorted(ids)
     assert not any(v.cached for v in verdicts)
 

@@ -45,7 +45,7 @@ def test_every_event_gets_one_verdict_and_a_replay_is_served_from_the_cache(
     client = CountingClient(worker_settings)
     worker, stats = run_worker(worker_settings, client=client)
     assert stats.verdicts == len(first)
-    verdicts = drain(worker_settings, "verdicts", expect=len(first))
+    verdicts = drain(worker_settings, "verdicts", expect=len(first), finished=True)
     assert sorted(v.event_id for v in verdicts) == sorted(first)
     assert not any(v.cached for v in verdicts)
     assert client.items_sent == len(images)
@@ -59,7 +59,9 @@ def test_every_event_gets_one_verdict_and_a_replay_is_served_from_the_cache(
     assert client.items_sent == 0
     assert metric(worker, "aigis_worker_cache_hits_total") == len(images)
     replayed = [
-        v for v in drain(worker_settings, "verdicts", expect=48) if v.event_id.startswith("again")
+        v
+        for v in drain(worker_settings, "verdicts", expect=48, finished=True)
+        if v.event_id.startswith("again")
     ]
     assert sorted(v.event_id for v in replayed) == sorted(again)
     assert all(v.cached for v in replayed)
@@ -80,7 +82,11 @@ def test_a_new_model_version_in_the_namespace_is_never_answered_from_old_entries
     client = CountingClient(worker_settings)
     run_worker(worker_settings, client=client)
     client.close()
-    after = [v for v in drain(worker_settings, "verdicts", expect=12) if v.event_id[:5] == "after"]
+    after = [
+        v
+        for v in drain(worker_settings, "verdicts", expect=12, finished=True)
+        if v.event_id[:5] == "after"
+    ]
     assert len(after) == len(images)
     assert not any(v.cached for v in after)
     assert client.items_sent == len(images)
@@ -103,7 +109,7 @@ def test_routing_follows_the_thresholds(worker_settings: Settings, smoke_images:
     settings = worker_settings.model_copy(update={"worker": bands})
     ids = publish_events(settings, events_for(images, "route"))
     run_worker(settings)
-    verdicts = drain(settings, "verdicts", expect=len(ids))
+    verdicts = drain(settings, "verdicts", expect=len(ids), finished=True)
     assert len(verdicts) == len(ids)
     for v in verdicts:
         expected = (
@@ -119,10 +125,10 @@ def test_routing_follows_the_thresholds(worker_settings: Settings, smoke_images:
     confident = {v.event_id for v in verdicts if v.decision is not Decision.NEEDS_REVIEW}
     assert review
     assert confident
-    items = drain(settings, "review", expect=len(review))
+    items = drain(settings, "review", expect=len(review), finished=True)
     assert {r.verdict.event_id for r in items} == review
     assert all(r.image_b64 and r.caption is not None for r in items)
-    labels = drain(settings, "pseudo-labels", expect=len(confident))
+    labels = drain(settings, "pseudo-labels", expect=len(confident), finished=True)
     assert {p.event_id for p in labels} == confident
     by_id = {v.event_id: v for v in verdicts}
     for p in labels:
@@ -180,7 +186,7 @@ def test_each_kind_of_poison_reaches_the_dlq_and_good_events_around_it_are_score
     publish_raw(settings, values)
     run_worker(settings)
 
-    letters = drain(settings, "dlq", expect=len(poison))
+    letters = drain(settings, "dlq", expect=len(poison), finished=True)
     assert sorted(d.reason for d in letters) == sorted(poison)
     by_reason = {d.reason: d for d in letters}
     for reason, value in poison.items():
@@ -193,7 +199,7 @@ def test_each_kind_of_poison_reaches_the_dlq_and_good_events_around_it_are_score
         assert str(tmp_path) not in by_reason[reason].detail
         assert "shadow" not in by_reason[reason].detail
         assert "No such file" not in by_reason[reason].detail
-    verdicts = drain(settings, "verdicts", expect=len(poison))
+    verdicts = drain(settings, "verdicts", expect=len(poison), finished=True)
     assert sorted(v.event_id for v in verdicts) == sorted(f"good-{i}" for i in range(len(poison)))
 
 
@@ -221,10 +227,10 @@ def test_an_image_the_server_keeps_failing_on_is_set_aside_and_its_batch_goes_on
     bad = smoke_images[45][0]
     worker, stats = run_worker(worker_settings, client=FailsOnOneImage(worker_settings, bad))
 
-    letters = drain(worker_settings, "dlq", expect=1)
+    letters = drain(worker_settings, "dlq", expect=1, finished=True)
     assert [(d.reason, d.event_id) for d in letters] == [("unscorable_image", None)]
     assert letters[0].original_value() == raw(events[5])
-    verdicts = drain(worker_settings, "verdicts", expect=len(ids) - 1)
+    verdicts = drain(worker_settings, "verdicts", expect=len(ids) - 1, finished=True)
     assert sorted(v.event_id for v in verdicts) == sorted(ids[:5] + ids[6:])
     assert stats.dead_letters == 1
     assert metric(worker, "aigis_worker_set_aside_total", reason="unscorable_image") == 1

@@ -154,5 +154,5 @@ def test_a_worker_whose_transactional_id_is_taken_exits_naming_it(
     assert f"{taken!r} is held by another process" in failed[0]["error"]
     # It left the group: a new worker takes its partitions and every event has one verdict.
     run_worker(worker_settings)
-    verdicts = drain(worker_settings, "verdicts", expect=len(ids))
+    verdicts = drain(worker_settings, "verdicts", expect=len(ids), finished=True)
     assert sorted(v.event_id for v in verdicts) == sorted(ids)
