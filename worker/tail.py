@@ -62,8 +62,9 @@ def tail(
     """Yield records of ``kind`` as they arrive (all of them first with ``from_beginning``).
 
     Ends after ``count`` records, after ``idle_exit_s`` without one, when ``stop()`` is true, or
-    with ``to_end`` once every partition is read up to where it ended when the tail began (all
-    that was committed by then; a transaction still open then holds it up to the other ends).
+    with ``to_end`` once every partition is read past everything written to it before the tail
+    began: a transaction that was open then (or whose commit markers were not yet written) holds
+    it up until it ends, so give ``stop`` a deadline.
     ``on_idle(read_so_far)`` is called once each time the topic runs dry: at the first empty poll
     after the start or after a record, not at every poll.
     """
@@ -81,10 +82,10 @@ def tail(
             consumer.seek_to_beginning(*parts)
         else:
             consumer.seek_to_end(*parts)
-        ends = consumer.end_offsets(parts) if to_end else None
+        ends = _written(settings, parts) if to_end else None
         seen, last, idle = 0, time.monotonic(), False
         while not stop() and (count is None or seen < count):
-            if ends is not None and all(consumer.position(p) >= ends[p] for p in parts):
+            if ends is not None and all((consumer.position(p) or 0) >= ends[p] for p in parts):
                 return
             polled = consumer.poll(timeout_ms=200)
             if not polled:
@@ -141,6 +142,17 @@ def partitions(consumer: Any, topic: str, timeout_s: float = 10.0) -> list[Topic
     while not (numbers := consumer.partitions_for_topic(topic)) and time.monotonic() < deadline:
         time.sleep(0.2)
     return [TopicPartition(topic, p) for p in sorted(numbers or ())]
+
+
+def _written(settings: Settings, parts: list[TopicPartition]) -> dict[TopicPartition, int]:
+    """The high watermark of each partition: the end of what was written, committed or not (a
+    ``read_committed`` consumer's end offsets stop short of a transaction still open)."""
+    reader = kafka_clients.consumer(settings, group_id=None, isolation_level="read_uncommitted")
+    try:
+        ends: dict[TopicPartition, int] = reader.end_offsets(parts)
+        return ends
+    finally:
+        reader.close(autocommit=False)
 
 
 def _decode(model: type[BaseModel], value: bytes) -> BaseModel | None:

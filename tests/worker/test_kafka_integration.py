@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
@@ -174,7 +175,7 @@ def test_a_tail_to_the_end_reads_what_was_committed_and_stops_there(
     kafka_ready: Settings, make_topic: Callable[..., str], group_id: str
 ) -> None:
     """``to_end``: committed transactions and their markers are read past, an aborted one is
-    skipped, and what is published after the tail began is not waited for."""
+    skipped, and the tail ends there; a transaction still open holds it up until it commits."""
     from worker.tail import tail
 
     topic = make_topic(partitions=3)
@@ -198,7 +199,19 @@ def test_a_tail_to_the_end_reads_what_was_committed_and_stops_there(
     read = list(tail(settings, "verdicts", from_beginning=True, to_end=True))
     assert len(read) == 8
     assert time.monotonic() - started < 10
-    # Nothing more: an empty topic's tail ends at once too.
+    # A transaction open when the tail begins is waited for, then read.
+    tx = kafka.producer(kafka_ready, transactional_id=f"{group_id}-tx")
+    try:
+        tx.begin_transaction()
+        tx.send(topic, key=b"late", value=b"{}")
+        tx.flush(timeout=10)
+        threading.Timer(1.0, tx.commit_transaction).start()
+        read = list(tail(settings, "verdicts", from_beginning=True, to_end=True))
+    finally:
+        time.sleep(1.5)
+        tx.close()
+    assert len(read) == 9
+    # An empty topic's tail ends at once.
     empty = kafka_ready.model_copy(
         update={"topics": kafka_ready.topics.model_copy(update={"verdicts": make_topic()})}
     )
