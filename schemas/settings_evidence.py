@@ -61,7 +61,8 @@ class EvidenceSettings(BaseModel):
     stored: its hash matches too much."""
     match_rotations: bool = False
     """Also match copies rotated by 90, 180 or 270 degrees, mirrored or not (PDQ's eight dihedral
-    hashes): four times the search of the image and its left-right mirror alone."""
+    hashes): four times the search of the image and its left-right mirror alone, and eight hashes
+    to compute instead of two."""
     hash_side: Annotated[int, Field(ge=64, le=1024)] = 128
     """Images are decoded at about this short side (a JPEG by its decoder) and then resized to
     PDQ's 64x64 before hashing."""

@@ -41,6 +41,8 @@ HASH_BYTES = 32
 """A PDQ hash is 256 bits."""
 PDQ_SIDE = 64
 """The side PDQ downsamples to; resizing to it first makes the dihedral hashes exact."""
+ORIENTATIONS = 8
+"""Hashes ``pdqhash.compute_dihedral`` gives: one per orientation."""
 MIRROR = 5
 """Index of the left-right mirror among ``pdqhash.compute_dihedral``'s eight hashes (identity,
 rotations by 90, 180 and 270 degrees, top-bottom mirror, left-right mirror, transpose,
@@ -69,7 +71,11 @@ class Hashed:
 
     def queries(self, rotations: bool) -> tuple[bytes, ...]:
         """What a lookup searches for: every orientation, or the image and its mirror."""
-        return self.orientations if rotations else (self.hash, self.mirror)
+        if not rotations:
+            return (self.hash, self.mirror)
+        if len(self.orientations) != ORIENTATIONS:
+            raise ValueError("rotations are searched, but the image was hashed without them")
+        return self.orientations
 
 
 @dataclass(frozen=True)
