@@ -160,6 +160,8 @@ def test_review_in_the_browser(
     browser.find_element(By.ID, "password").send_keys(PASSWORD)
     browser.save_screenshot(str(artefacts / "login.png"))
     browser.find_element(By.ID, "login-button").click()
+    # The form's POST leaves after the click returns: a navigation before it lands cancels it.
+    WebDriverWait(browser, 30).until(lambda b: not b.current_url.endswith("/login"))
     wait_for_items(browser, app.url + "/", "e-0")
 
     # The hostile caption is shown as text; the image loaded; only our own script is on the page.
