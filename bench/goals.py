@@ -152,11 +152,8 @@ def _counts(point: dict[str, Any], chosen: tuple[str, str] | None) -> bool:
     the same report), and bench.serving marked it validated."""
     if not point.get("validated"):
         return False
-    parts = point["archive"].split("-")[2:]  # b<batch>-d<delay>-<precision>[-<backend>]
-    if parts == ["fp32"] or chosen is None:
-        return True
-    backend, precision = chosen
-    return parts == [precision] + ([backend] if backend != "torch" else [])
+    served = (point.get("backend"), point.get("precision"))
+    return served[1] == "fp32" or chosen is None or served == chosen
 
 
 def _torchserve_cost(report: dict[str, Any]) -> list[Goal]:

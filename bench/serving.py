@@ -82,6 +82,9 @@ class Point:
     validated: bool = False
     """The archive's precision passed bench.precision's check near the band edges (fp32, the
     reference, passes by definition)."""
+    backend: str = ""
+    precision: str = ""
+    """The archive's backend and precision (``serve_sweep`` records them)."""
 
 
 _WORKER = WorkerSettings()
@@ -137,7 +140,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             3 * seconds,
             patterns=(PATTERNS[0], PATTERNS[2]),
         )
-        base_points = [replace(p, validated=validated or "fp32" in p.archive) for p in base_points]
+        base_points = [
+            replace(p, validated=validated or p.precision == "fp32") for p in base_points
+        ]
         _print_points("TorchServe, base-random", base_points)
     _finish(report, points + base_points, precision, args.json)
 
@@ -231,7 +236,7 @@ def serve_sweep(
     try:
         with ManagementClient(settings.serving, key_file=settings.serving_key_file) as management:
             previous: ArchiveInfo | None = None
-            for archive in archives:
+            for archive, option in zip(archives, options, strict=True):
                 if previous is not None:
                     management.register(archive.path.name)
                     management.set_default(archive.name, archive.version)
@@ -240,13 +245,17 @@ def serve_sweep(
                 # never repeat (distinct_captions) no pattern meets a caption cached before it.
                 step = len(items) // len(patterns)
                 points += [
-                    measure(
-                        settings,
-                        preset,
-                        archive.version,
-                        pattern,
-                        items[k * step :] + items[: k * step],
-                        seconds,
+                    replace(
+                        measure(
+                            settings,
+                            preset,
+                            archive.version,
+                            pattern,
+                            items[k * step :] + items[: k * step],
+                            seconds,
+                        ),
+                        backend=option.backend,
+                        precision=option.precision,
                     )
                     for k, pattern in enumerate(patterns)
                 ]

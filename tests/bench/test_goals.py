@@ -40,11 +40,19 @@ def replay_row(
 
 
 def serving_point(
-    preset: str, archive: str, items_per_s: float, *, validated: bool = True
+    preset: str,
+    archive: str,
+    items_per_s: float,
+    *,
+    validated: bool = True,
+    backend: str = "torch",
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     return {
         "preset": preset,
         "archive": archive,
+        "backend": backend,
+        "precision": precision,
         "pattern": "8 items, 8 in flight",
         "items_per_s": items_per_s,
         "p50_ms": 100.0,
@@ -97,9 +105,9 @@ def full_report() -> dict[str, Any]:
         },
         "serving": {
             "serving": [
-                serving_point("tiny", "b8-d5-auto", 600.0),
-                serving_point("tiny", "b16-d20-auto", 500.0),
-                serving_point("base-random", "b16-d20-int8", 30.0),
+                serving_point("tiny", "b8-d5-auto", 600.0, precision="auto"),
+                serving_point("tiny", "b16-d20-auto", 500.0, precision="auto"),
+                serving_point("base-random", "b16-d20-int8", 30.0, precision="int8"),
             ],
             "precision": [],
             "overhead": {
@@ -153,8 +161,10 @@ def test_only_an_archive_of_a_validated_precision_counts_for_the_base_model_serv
     report = full_report()
     report["serving"]["serving"] = [
         serving_point("base-random", "b8-d5-fp32", 12.0),
-        serving_point("base-random", "b8-d5-int8", 45.0, validated=False),
-        serving_point("base-random", "b8-d5-bf16-openvino", 30.0),
+        serving_point("base-random", "b8-d5-int8", 45.0, validated=False, precision="int8"),
+        serving_point(
+            "base-random", "b8-d5-bf16-openvino", 30.0, backend="openvino", precision="bf16"
+        ),
     ]
     name = "base fused model from JPEG bytes through TorchServe"
     goal = {g.name: g for g in goals(report)}[name]
