@@ -59,16 +59,22 @@ class PixelPipeline:
     def __call__(
         self, images: Sequence[Image.Image | torch.Tensor], out: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """The batch of ``images``, any of them already cropped by :meth:`crop`. ``out``: a float
-        tensor of at least ``len(images)`` rows to fill (its first rows are returned) instead of
-        a new one, whose pages the system would map afresh at every call."""
+        """The batch of ``images``, any of them already cropped by :meth:`crop` (on any device).
+        ``out``: a float tensor of at least ``len(images)`` rows to fill (its first rows are
+        returned) instead of a new one, whose pages the system would map afresh at every call;
+        without it the batch is made on the device of the first crop given, else the CPU."""
         side = self.side
         if out is None:
-            batch = torch.empty((len(images), 3, side, side), dtype=torch.float32)
+            device = next((i.device for i in images if isinstance(i, torch.Tensor)), None)
+            batch = torch.empty((len(images), 3, side, side), dtype=torch.float32, device=device)
         else:
             batch = out[: len(images)]
         for index, image in enumerate(images):
             batch[index].copy_(image if isinstance(image, torch.Tensor) else self.crop(image))
+        if (
+            batch.device != self._scale.device
+        ):  # crops on a GPU (serving.torchserve.device_decoding)
+            self._scale, self._shift = self._scale.to(batch.device), self._shift.to(batch.device)
         return batch.mul_(self._scale).add_(self._shift)
 
     def crop(self, image: Image.Image) -> torch.Tensor:

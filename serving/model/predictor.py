@@ -248,15 +248,16 @@ class Predictor:
         return logits_a.float().cpu(), logits_b.float().cpu()
 
     def _pixel_rows(self, rows: int) -> torch.Tensor | None:
-        """A float buffer of ``max_batch`` input rows, kept: a new one every pass (19 MB at batch
-        32) is mapped afresh by the system page by page, which took longer than filling it. None
-        for a pass larger than ``max_batch`` or a checkpoint whose own processor runs (a new
-        tensor then)."""
+        """A float buffer of ``max_batch`` input rows on the model's device, kept: a new one every
+        pass (19 MB at batch 32) is mapped afresh by the system page by page, which took longer
+        than filling it. None for a pass larger than ``max_batch`` or a checkpoint whose own
+        processor runs (a new tensor then)."""
         if rows > self.max_batch or self._preprocess.pixels is None:
             return None
         if self._pixels is None:
             side = self.config.preprocess.image_size
-            self._pixels = torch.empty((self.max_batch, 3, side, side), dtype=torch.float32)
+            shape = (self.max_batch, 3, side, side)
+            self._pixels = torch.empty(shape, dtype=torch.float32, device=self.device)
         return self._pixels
 
     def _encode_captions(self, captions: list[str]) -> torch.Tensor:

@@ -38,7 +38,7 @@ from serving.torchserve.watermark import read_watermark
 if TYPE_CHECKING:
     from serving.torchserve.handler import HandlerSettings
 
-__all__ = ["Decoded", "ImageReader"]
+__all__ = ["Decoded", "ImageReader", "add_watermark_signal", "outcome"]
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +89,9 @@ class ImageReader:
             for item in items:
                 pending.append((item, self._pool.submit(self.read, item, settings)))
                 if len(pending) > self.threads:
-                    yield _outcome(*pending.popleft())
+                    yield outcome(*pending.popleft())
             while pending:
-                yield _outcome(*pending.popleft())
+                yield outcome(*pending.popleft())
         finally:  # the caller stopped early: nothing of its batch goes on decoding
             for _, future in pending:
                 future.cancel()
@@ -109,12 +109,12 @@ class ImageReader:
         image = open_image(data, **limits)  # the header: its size, nothing decoded yet
         with self._decoding.taken(image.width * image.height, settings.max_image_pixels):
             if settings.watermark:
-                _read_watermark(item, data, settings)
+                add_watermark_signal(item, data, settings)
             # An image under twice the target side is not reduced: it is held whole until cropped.
             return self.prepare(decode_opened(image, target_side=self.target_side))
 
 
-def _read_watermark(item: Item, data: bytes, settings: HandlerSettings) -> None:
+def add_watermark_signal(item: Item, data: bytes, settings: HandlerSettings) -> None:
     """Add the watermark signal of ``data`` to ``item``; a failure costs the signal only."""
     try:
         full = decode_image(
@@ -153,7 +153,7 @@ class _PixelBudget:
                 self._changed.notify_all()
 
 
-def _outcome(item: Item, future: Future[Any]) -> Decoded:
+def outcome(item: Item, future: Future[Any]) -> Decoded:
     try:
         return Decoded(item, future.result())
     except ImageError as exc:

@@ -81,6 +81,9 @@ class HandlerSettings:
     closes early rather than pass it. Decoding briefly needs a few bytes per pixel of the images'
     full size on top, images decoding at once summing to at most ``max_image_pixels``; 256
     leaves the base model room on a 2 GiB server."""
+    device_decoded_mb: int = 1024
+    """On a GPU: full-size RGB of the JPEGs its decoder decodes in one call, by their headers
+    (serving.torchserve.device_decoding); a group closes early rather than pass it."""
     architecture: str = ""
     aigis_version: str = "unknown"
     watermark: bool = False
@@ -141,11 +144,7 @@ class DetectorHandler:
             encoders=model_dir / ENCODERS_DIR,
             compile=self.settings.compile,
         )
-        self.reader = ImageReader(
-            self.predictor.config.preprocess.decode_side,
-            torch.get_num_threads(),
-            self.predictor.prepare,
-        )
+        self.reader = image_reader(self.predictor, torch.get_num_threads())
         self._run_reference()
         log.info(
             "model %s version %s (%s) ready on %s, %s %s, %d threads, in %.1f s",
@@ -330,6 +329,19 @@ class DetectorHandler:
         if self.reader is None:
             raise RuntimeError("the detector handler is used before initialize() loaded the model")
         return self.reader
+
+
+def image_reader(predictor: Predictor, threads: int) -> ImageReader:
+    """The reader of ``predictor``'s images: on a GPU JPEGs are decoded and cropped there
+    (:mod:`serving.torchserve.device_decoding`, when torchvision is installed)."""
+    from serving.torchserve.device_decoding import DeviceImageReader, device_decoding_available
+
+    preprocess = predictor.config.preprocess
+    if predictor.device.type == "cuda":
+        if device_decoding_available():
+            return DeviceImageReader(preprocess, threads, predictor.prepare, predictor.device)
+        log.warning("torchvision is not installed: images are decoded on the CPU, not the GPU")
+    return ImageReader(preprocess.decode_side, threads, predictor.prepare)
 
 
 def _record_metrics(context: Context, *, scored: int, errors: Counter[str]) -> None:
