@@ -4,9 +4,10 @@
 # dependencies, and no network.
 #
 #   bench/gpu.sh --prepare      here, with PyPI reachable: the wheels such a machine lacks
-#                               (pydantic and pydantic-settings with their own dependencies, the
-#                               versions of uv.lock, for CPython 3.12 on x86-64 Linux) into
-#                               .gpu-wheels/, about 3 MB; copy it to the GPU host with the repository
+#                               (pydantic and pydantic-settings with their own dependencies, and
+#                               pybase64; the versions of uv.lock, for CPython 3.12 on x86-64
+#                               Linux) into .gpu-wheels/, about 22 MB; copy it to the GPU host with
+#                               the repository
 #   bench/gpu.sh [--device auto|cuda|cpu] [--quick] [--json PATH] [bench.gpu's options]
 #                               there: unpacks whichever of those wheels the interpreter lacks
 #                               into .gpu-site/, puts it first on the path, and runs bench.gpu
@@ -19,8 +20,12 @@ PYTHON=${PYTHON:-python3}
 WHEELS=.gpu-wheels
 SITE=.gpu-site
 # module name, distribution name: what the handler's path imports beyond torch's own stack.
+# transformers and what it needs at the versions it needs them (a GPU host's image has its own).
 PACKAGES="pydantic:pydantic pydantic_core:pydantic-core annotated_types:annotated-types \
-typing_inspection:typing-inspection pydantic_settings:pydantic-settings dotenv:python-dotenv"
+typing_inspection:typing-inspection pydantic_settings:pydantic-settings dotenv:python-dotenv \
+pybase64:pybase64 transformers:transformers huggingface_hub:huggingface-hub \
+tokenizers:tokenizers safetensors:safetensors regex:regex httpx2:httpx2 httpcore2:httpcore2 \
+truststore:truststore"
 
 if [[ ${1:-} == --prepare ]]; then
     rm -rf "$WHEELS" && mkdir -p "$WHEELS"
@@ -32,24 +37,33 @@ if [[ ${1:-} == --prepare ]]; then
     UV_NATIVE_TLS=1 uv run --no-project --with pip python -m pip download --quiet --no-deps \
         --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
+        --platform manylinux_2_27_x86_64 --platform manylinux_2_28_x86_64 \
         --dest "$WHEELS" "${pins[@]}"
     ls -l "$WHEELS"
     exit 0
 fi
 
-# Unpack the wheel of each package the interpreter cannot import (pydantic 1 counts as missing).
-missing=$("$PYTHON" - $PACKAGES <<'PY'
+# Unpack the wheel of each package the interpreter lacks, or has at another version than the
+# wheel's (the GPU host's own transformers may be older than the one this code is written for).
+missing=$("$PYTHON" - "$WHEELS" $PACKAGES <<'PY'
+import importlib.metadata
 import importlib.util
+import pathlib
 import sys
 
-for entry in sys.argv[1:]:
+wheels = pathlib.Path(sys.argv[1])
+versions = {}  # normalised distribution name -> the version of its wheel in $WHEELS
+for wheel in wheels.glob("*.whl") if wheels.is_dir() else ():
+    name, version = wheel.name.split("-")[:2]
+    versions[name.lower()] = version
+for entry in sys.argv[2:]:
     module, dist = entry.split(":")
-    spec = importlib.util.find_spec(module)
-    if module == "pydantic" and spec is not None:
-        import pydantic
-
-        spec = spec if pydantic.VERSION.startswith("2.") else None
-    if spec is None:
+    try:
+        installed = importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        installed = None
+    wanted = versions.get(dist.replace("-", "_").lower())
+    if installed is None or importlib.util.find_spec(module) is None or wanted not in {None, installed}:
         print(dist)
 PY
 )
@@ -67,7 +81,8 @@ import zipfile
 
 wheels, site, wanted = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
 for dist in wanted:
-    found = sorted(wheels.glob(dist.replace("-", "_") + "-*.whl"))
+    prefix = dist.replace("-", "_").lower() + "-"
+    found = sorted(w for w in wheels.glob("*.whl") if w.name.lower().startswith(prefix))
     if not found:
         sys.exit(f"bench/gpu.sh: no wheel of {dist} in {wheels}/; run bench/gpu.sh --prepare")
     with zipfile.ZipFile(found[-1]) as wheel:  # a wheel is a zip of what site-packages holds

@@ -249,7 +249,31 @@ def markdown(report: dict[str, Any]) -> str:
                 ],
             ],
         )
+    if "gpu" in report:
+        lines += _gpu_section(report["gpu"])
     return "\n".join(lines) + "\n"
+
+
+def _gpu_section(gpu: dict[str, Any]) -> list[str]:
+    """bench/gpu.sh's figures, measured on a GPU machine (not in this run's machine)."""
+    rows = [
+        [key.replace("_", " "), f"{figures['items_per_s']:.0f}"]
+        for key, figures in gpu.items()
+        if isinstance(figures, dict) and "items_per_s" in figures
+    ]
+    steps = ", ".join(f"{step} {ms:.1f}" for step, ms in gpu.get("steps_ms", {}).items())
+    return [
+        f"## GPU, JPEG bytes to scores through the handler's steps ({gpu['preset']} on "
+        f"{gpu['device']}, {gpu['precision']}, batch {gpu.get('batch', '-')}; bench/gpu.sh, "
+        "on another machine)",
+        "",
+        *_table(["corpus, decoding budget", "items/s"], rows),
+        *(
+            [f"One JPEG batch, the device synchronised between steps (ms): {steps}.", ""]
+            if steps
+            else []
+        ),
+    ]
 
 
 def _base_replay(base: dict[str, Any]) -> list[str]:
