@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # The handler's code path on a GPU (bench/gpu.py: JPEG bytes to scores, base fused model), for a
-# machine that has PyTorch, transformers and torchvision but nothing else of this project's
-# dependencies, and no network.
+# machine that has PyTorch and torchvision but not this project's other dependencies at its
+# versions, and no network.
 #
-#   bench/gpu.sh --prepare      here, with PyPI reachable: the wheels such a machine lacks
-#                               (pydantic and pydantic-settings with their own dependencies, and
-#                               pybase64; the versions of uv.lock, for CPython 3.12 on x86-64
-#                               Linux) into .gpu-wheels/, about 22 MB; copy it to the GPU host with
-#                               the repository
+#   bench/gpu.sh --prepare      here, with PyPI reachable: the wheels of $PACKAGES below at the
+#                               versions of uv.lock (pydantic, pydantic-settings, pybase64, and
+#                               transformers with tokenizers, huggingface-hub, safetensors, regex
+#                               and httpx2), for CPython 3.12 on x86-64 Linux, into .gpu-wheels/,
+#                               about 22 MB; copy it to the GPU host with the repository
 #   bench/gpu.sh [--device auto|cuda|cpu] [--quick] [--json PATH] [bench.gpu's options]
-#                               there: unpacks whichever of those wheels the interpreter lacks
-#                               into .gpu-site/, puts it first on the path, and runs bench.gpu
+#                               there: unpacks each of those wheels the interpreter lacks or has
+#                               at another version into .gpu-site/, puts it first on the path, and runs bench.gpu
 #                               and stops it after 8 minutes
 #
 # PYTHON names the interpreter (default python3).

@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import threading
 import warnings
+from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
@@ -33,10 +34,12 @@ from serving.errors import ImageError
 __all__ = [
     "MAX_IMAGE_BYTES",
     "ImageError",
+    "ImageHeader",
     "decode_image",
     "decode_opened",
     "open_image",
     "probe_image",
+    "read_header",
 ]
 
 MAX_IMAGE_BYTES: Final[int] = 20 * 1024 * 1024
@@ -87,16 +90,34 @@ def _formats() -> tuple[str, ...]:
     return tuple(name for name in _WANTED_FORMATS if name in Image.OPEN)
 
 
-def probe_image(
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image's header says, read without decoding a pixel (:func:`read_header`)."""
+
+    format: str
+    width: int
+    """Displayed width: after the EXIF orientation."""
+    height: int
+    orientation: int
+    """EXIF orientation, 1 when the image is displayed as stored."""
+
+    @property
+    def stored_size(self) -> tuple[int, int]:
+        """(width, height) as stored, before the orientation: what a decoder gives."""
+        swapped = self.orientation in _SIDES_SWAPPED
+        return (self.height, self.width) if swapped else (self.width, self.height)
+
+
+def read_header(
     data: bytes,
     *,
     max_bytes: int = MAX_IMAGE_BYTES,
     max_pixels: int = MAX_IMAGE_PIXELS,
     max_aspect_ratio: float = MAX_IMAGE_ASPECT_RATIO,
-) -> tuple[str, int, int]:
-    """Read only the header of ``data``: its format and its displayed width and height.
+) -> ImageHeader:
+    """Read only the header of ``data``: its format, displayed size and EXIF orientation.
 
-    Checks the same limits as :func:`decode_image` without decoding pixels, so a passing probe
+    Checks the same limits as :func:`decode_image` without decoding pixels, so a passing read
     means the image is of a known format and size (not that every byte of it decodes).
     Raises ImageError.
     """
@@ -105,9 +126,24 @@ def probe_image(
     )
     with image:
         width, height = image.size
-        if _orientation(image, header_only=True) in _SIDES_SWAPPED:
+        orientation = _orientation(image, header_only=True)
+        if orientation in _SIDES_SWAPPED:
             width, height = height, width
-        return str(image.format), width, height
+        return ImageHeader(str(image.format), width, height, orientation)
+
+
+def probe_image(
+    data: bytes,
+    *,
+    max_bytes: int = MAX_IMAGE_BYTES,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+    max_aspect_ratio: float = MAX_IMAGE_ASPECT_RATIO,
+) -> tuple[str, int, int]:
+    """:func:`read_header`'s format and displayed width and height. Raises ImageError."""
+    header = read_header(
+        data, max_bytes=max_bytes, max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio
+    )
+    return header.format, header.width, header.height
 
 
 def decode_image(

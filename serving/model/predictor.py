@@ -161,6 +161,12 @@ class Predictor:
     def reads_caption(self) -> bool:
         return self.config.reads_caption
 
+    @property
+    def crops(self) -> bool:
+        """Whether :meth:`prepare` makes the project's 8-bit crops (otherwise the checkpoint's
+        own image processor runs, on whole images)."""
+        return self._preprocess.pixels is not None
+
     def prepare(self, image: Image.Image) -> Image.Image | torch.Tensor:
         """``image``'s own share of the pre-processing (its crop), safe to run on other threads
         while this predictor works; :meth:`predict` takes what it returns as an image."""

@@ -6,34 +6,43 @@ gives the handler what :class:`~serving.torchserve.decoding.ImageReader` gives i
 yields the items in order with their crops), a group of items at a time:
 
 1. every header is read and checked on the CPU first, within the archive's limits
-   (:func:`serving.imageio.probe_image`): a bad item fails alone before any pixel is decoded;
+   (:func:`serving.imageio.read_header`): a bad item fails alone before any pixel is decoded;
 2. the group's JPEGs are decoded in one batched call of the device's decoder
-   (``torchvision.io.decode_jpeg``, EXIF orientation applied); every other format, and any JPEG
-   the device's decoder refuses, is read by the CPU reader on its threads (which then has the
-   last word on the image);
+   (``torchvision.io.decode_jpeg``), and each is turned upright by its EXIF orientation on the
+   device (torchvision applies it on the CPU only);
 3. the crops are made on the device, resized as :class:`serving.model.pixels.PixelPipeline`
-   resizes them (antialiased bicubic, rounded to 8-bit levels; images of one size in one call).
+   resizes them (antialiased bicubic, rounded to 8-bit levels; images of one size together).
+
+The CPU reader, on its threads, reads every other format and every JPEG the device should not
+be trusted with or failed on: one whose bytes do not end with the end-of-image marker (a
+truncated file, which the device's decoder might fill in rather than refuse), one the decoder
+refused, one whose decoded size is not its header's, and a whole group when the device raised
+(out of memory, say). The CPU reader then has the last word, so an item fails alone as on a CPU.
 
 A group holds at most ``max_forward_batch`` items and, by their headers, at most
-``device_decoded_mb`` of decoded RGB (or one image): what the device decodes at once stays
-within that budget. The next group's headers are read on a thread of their own while a group
-decodes and is scored (the header checks are a third of a batch's time on an H200). The
-watermark, when the archive reads it, is read on the CPU threads from the encoded bytes, as the
-CPU reader reads it.
+``device_decoded_mb`` of decoded RGB (or one image). Cropping converts at most 16 images of one
+size to float at a time, four bytes a level, on top. The next group's headers are read on a
+thread of their own while a group decodes and is scored (the header checks are a third of a
+batch's time on an H200). The watermark, when the archive reads it, is read on the CPU threads
+from the encoded bytes, as the CPU reader reads it.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import io
+import logging
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F  # noqa: N812  (torch's own spelling)
 
 from serving.errors import ImageError
-from serving.imageio import probe_image
+from serving.imageio import ImageHeader, read_header
 from serving.model.config import PreprocessConfig
 from serving.model.pixels import resized_size
 from serving.torchserve.decoding import Decoded, ImageReader, add_watermark_signal, outcome
@@ -42,14 +51,37 @@ from serving.torchserve.items import Item
 if TYPE_CHECKING:
     from serving.torchserve.handler import HandlerSettings
 
-__all__ = [
-    "DeviceImageReader",
-    "crop_on_device",
-    "decode_jpegs_on_device",
-    "device_decoding_available",
-]
+__all__ = ["DeviceImageReader", "crop_on_device", "decode_jpegs_on_device", "device_decoder_works"]
+
+log = logging.getLogger(__name__)
+
+# The device's decoder reads the encoded bytes in place and never writes to them; torch warns
+# when it wraps read-only memory. Filtered once here, as serving.model.pixels does: a
+# ``warnings.catch_warnings`` block per call would race the decoding threads' own blocks.
+warnings.filterwarnings("ignore", message="The given buffer is not writable")
 
 _JPEG_FORMATS = frozenset({"JPEG", "MPO"})
+_END_OF_IMAGE = b"\xff\xd9"
+_CROP_CHUNK = 16
+"""Images of one size resized in one call at most (each a float copy of its full size)."""
+
+JpegDecoder = Callable[[Sequence[bytes], torch.device], list[torch.Tensor | None]]
+
+
+@dataclass
+class _Entry:
+    item: Item
+    header: ImageHeader | None = None
+    """None when the header was refused (the item has failed) or could not be read (the CPU
+    reader reads it again and answers for it)."""
+
+    def for_device(self) -> bool:
+        data = self.item.data or b""
+        return (
+            self.header is not None
+            and self.header.format in _JPEG_FORMATS
+            and data.rstrip(b"\0").endswith(_END_OF_IMAGE)
+        )
 
 
 class DeviceImageReader(ImageReader):
@@ -61,11 +93,10 @@ class DeviceImageReader(ImageReader):
         threads: int,
         prepare: Callable[[Any], Any],
         device: torch.device,
-        decode_jpegs: Callable[[Sequence[bytes], torch.device], list[torch.Tensor | None]]
-        | None = None,
+        decode_jpegs: JpegDecoder | None = None,
     ) -> None:
         """``prepare``: the model's own crop of an image the CPU decoded (moved to the device
-        after it). ``decode_jpegs``: the device's JPEG decoder (default
+        after it). ``decode_jpegs``: the device's JPEG decoder, images as stored (default
         :func:`decode_jpegs_on_device`)."""
         super().__init__(preprocess.decode_side, threads, prepare)
         self.preprocess = preprocess
@@ -85,17 +116,14 @@ class DeviceImageReader(ImageReader):
         finally:  # the caller stopped early: the header thread is done with its items too
             wait([upcoming])
 
-    def _groups(
-        self, items: Iterable[Item], settings: HandlerSettings
-    ) -> Iterator[list[tuple[Item, str]]]:
-        """``items`` in groups to decode together, each item with its format ("": its header
-        was refused, the item failed)."""
+    def _groups(self, items: Iterable[Item], settings: HandlerSettings) -> Iterator[list[_Entry]]:
+        """``items`` with their headers, in groups to decode together."""
         budget = settings.device_decoded_mb * 2**20
-        group: list[tuple[Item, str]] = []
+        group: list[_Entry] = []
         held = 0
         for item in items:
             try:
-                fmt, width, height = probe_image(
+                header = read_header(
                     item.data or b"",
                     max_bytes=settings.max_image_bytes,
                     max_pixels=settings.max_image_pixels,
@@ -103,64 +131,116 @@ class DeviceImageReader(ImageReader):
                 )
             except ImageError as exc:
                 item.fail(exc.reason, exc.detail)
-                group.append((item, ""))  # answered in its place, nothing to decode
+                group.append(_Entry(item))  # answered in its place, nothing to decode
                 continue
-            cost = 3 * width * height
+            except Exception:  # MemoryError included: the CPU reader tries it and answers
+                group.append(_Entry(item))
+                continue
+            cost = 3 * header.width * header.height
             if group and (len(group) == settings.max_forward_batch or held + cost > budget):
                 yield group
                 group, held = [], 0
-            group.append((item, fmt))
+            group.append(_Entry(item, header))
             held += cost
         if group:
             yield group
 
-    def _group(self, group: list[tuple[Item, str]], settings: HandlerSettings) -> Iterator[Decoded]:
+    def _group(self, group: list[_Entry], settings: HandlerSettings) -> Iterator[Decoded]:
         on_cpu: dict[int, Future[Any]] = {}
-        jpegs: list[int] = []
-        for index, (item, fmt) in enumerate(group):
-            if fmt in _JPEG_FORMATS:
-                jpegs.append(index)
-            elif fmt:
-                on_cpu[index] = self._pool.submit(self.read, item, settings)
-        levels: dict[int, torch.Tensor] = {}
         marks: list[Future[None]] = []
-        if jpegs:
-            datas = [group[index][0].data or b"" for index in jpegs]
-            for index, data, image in zip(
-                jpegs, datas, self.decode_jpegs(datas, self.device), strict=True
-            ):
-                item = group[index][0]
-                if image is None:  # the device's decoder refused it: the CPU reader decides
-                    on_cpu[index] = self._pool.submit(self.read, item, settings)
+        try:
+            device = [i for i, entry in enumerate(group) if entry.for_device()]
+            crops = self._on_device(group, device, settings, marks) if device else {}
+            for index, entry in enumerate(group):
+                if index not in crops and entry.item.error is None:
+                    on_cpu[index] = self._pool.submit(self.read, entry.item, settings)
+            wait(marks)
+            for index, entry in enumerate(group):
+                if index in crops:
+                    yield Decoded(entry.item, crops.pop(index))
+                elif index not in on_cpu:  # its header was refused
+                    yield Decoded(entry.item, None)
+                else:
+                    decoded = outcome(entry.item, on_cpu[index])
+                    image = decoded.image
+                    if image is not None:
+                        decoded = Decoded(entry.item, image.to(self.device, non_blocking=True))
+                    yield decoded
+        finally:  # the caller stopped early: nothing of this group goes on decoding
+            pending = [*on_cpu.values(), *marks]
+            for future in pending:
+                future.cancel()
+            wait(pending)
+
+    def _on_device(
+        self,
+        group: list[_Entry],
+        indexes: list[int],
+        settings: HandlerSettings,
+        marks: list[Future[None]],
+    ) -> dict[int, torch.Tensor]:
+        """The crops of the JPEGs at ``indexes`` that the device decoded as their headers say
+        (their bytes released, their watermarks being read into ``marks``); the others are left
+        to the CPU reader. A failure of the device leaves them all to it."""
+        try:
+            datas = [group[index].item.data or b"" for index in indexes]
+            levels: dict[int, torch.Tensor] = {}
+            for index, image in zip(indexes, self.decode_jpegs(datas, self.device), strict=True):
+                header = group[index].header
+                if image is None or header is None:
                     continue
-                levels[index], item.data = image, None
-                if settings.watermark:
-                    marks.append(self._pool.submit(add_watermark_signal, item, data, settings))
-        crops = self._crops(levels)
-        wait(marks)
-        for index, (item, _) in enumerate(group):
-            if index in crops:
-                yield Decoded(item, crops[index])
-                continue
-            if index not in on_cpu:  # its header was refused
-                yield Decoded(item, None)
-                continue
-            decoded = outcome(item, on_cpu[index])
-            if decoded.image is None:
-                yield decoded
-            else:
-                yield Decoded(item, decoded.image.to(self.device, non_blocking=True))
+                height, width = int(image.shape[-2]), int(image.shape[-1])
+                if (width, height) == header.stored_size:  # else the CPU reader decides
+                    levels[index] = upright(image, header.orientation)
+            crops = self._crops(levels)
+        except Exception:  # out of memory on the device, say: the CPU reader reads the group
+            log.exception(
+                "decoding %d JPEGs on %s failed; the CPU reads them", len(indexes), self.device
+            )
+            return {}
+        for index in crops:
+            item = group[index].item
+            data, item.data = item.data or b"", None
+            if settings.watermark:
+                marks.append(self._pool.submit(add_watermark_signal, item, data, settings))
+        return crops
 
     def _crops(self, levels: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
-        """Each image's crop, images of one size resized together."""
+        """Each image's crop, images of one size resized together, a chunk at a time."""
         by_size: dict[tuple[int, ...], list[int]] = {}
         for index, image in levels.items():
             by_size.setdefault(tuple(image.shape), []).append(index)
         crops: dict[int, torch.Tensor] = {}
         for indexes in by_size.values():
-            stacked = torch.stack([levels[index] for index in indexes])
-            crops.update(zip(indexes, crop_on_device(stacked, self.preprocess), strict=True))
+            for start in range(0, len(indexes), _CROP_CHUNK):
+                chunk = indexes[start : start + _CROP_CHUNK]
+                stacked = torch.stack([levels[index] for index in chunk])
+                # contiguous: each crop then holds its own square, not the whole resized image
+                squares = crop_on_device(stacked, self.preprocess).contiguous()
+                crops.update(zip(chunk, squares, strict=True))
         return crops
+
+
+def upright(levels: torch.Tensor, orientation: int) -> torch.Tensor:
+    """(3, H, W) ``levels`` as stored, turned as EXIF ``orientation`` says (as Pillow's
+    transposes in serving.imageio turn them); an unknown orientation leaves them as they are."""
+    rows, columns = -2, -1
+    match orientation:
+        case 2:
+            return levels.flip(columns)
+        case 3:
+            return levels.flip(rows, columns)
+        case 4:
+            return levels.flip(rows)
+        case 5:
+            return levels.transpose(rows, columns)
+        case 6:
+            return torch.rot90(levels, -1, dims=(rows, columns))
+        case 7:
+            return levels.transpose(rows, columns).flip(rows, columns)
+        case 8:
+            return torch.rot90(levels, 1, dims=(rows, columns))
+    return levels
 
 
 def crop_on_device(levels: torch.Tensor, preprocess: PreprocessConfig) -> torch.Tensor:
@@ -184,18 +264,12 @@ def crop_on_device(levels: torch.Tensor, preprocess: PreprocessConfig) -> torch.
 def decode_jpegs_on_device(
     datas: Sequence[bytes], device: torch.device
 ) -> list[torch.Tensor | None]:
-    """(3, H, W) uint8 images on ``device`` by torchvision's batched decoder (nvJPEG on cuda);
-    None for a JPEG it refused."""
+    """(3, H, W) uint8 images as stored (EXIF orientation not applied) on ``device`` by
+    torchvision's batched decoder (nvJPEG on cuda); None for a JPEG it refused."""
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    with warnings.catch_warnings():  # decode_jpeg only reads: the bytes need no copy
-        warnings.filterwarnings("ignore", message="The given buffer is not writable")
-        data = [torch.frombuffer(item, dtype=torch.uint8) for item in datas]
-    options: dict[str, Any] = {
-        "mode": ImageReadMode.RGB,
-        "device": device,
-        "apply_exif_orientation": True,
-    }
+    data = [torch.frombuffer(item, dtype=torch.uint8) for item in datas]  # no copy: only read
+    options: dict[str, Any] = {"mode": ImageReadMode.RGB, "device": device}
     try:
         return list(decode_jpeg(data, **options))
     except RuntimeError:  # one bad JPEG fails the batched call: decode them one by one
@@ -209,8 +283,20 @@ def decode_jpegs_on_device(
     return single
 
 
-def device_decoding_available() -> bool:
-    """Whether torchvision, whose decoder reads JPEGs on the GPU, is installed."""
-    import importlib.util
+def device_decoder_works(device: torch.device) -> str:
+    """Why JPEGs cannot be decoded on ``device`` ("" when they can): torchvision missing, or
+    its decoder failing on a small JPEG made here."""
+    if importlib.util.find_spec("torchvision") is None:
+        return "torchvision is not installed"
+    from PIL import Image
 
-    return importlib.util.find_spec("torchvision") is not None
+    with io.BytesIO() as buffer:
+        Image.new("RGB", (16, 8), (200, 30, 90)).save(buffer, format="JPEG")
+        data = buffer.getvalue()
+    try:
+        [image] = decode_jpegs_on_device([data], device)
+    except Exception as exc:  # an extension that does not load raises all sorts
+        return f"torchvision's decoder failed: {type(exc).__name__}: {exc}"
+    if image is None or tuple(image.shape) != (3, 8, 16):
+        return "torchvision's decoder refused a plain JPEG"
+    return ""

@@ -333,14 +333,16 @@ class DetectorHandler:
 
 def image_reader(predictor: Predictor, threads: int) -> ImageReader:
     """The reader of ``predictor``'s images: on a GPU JPEGs are decoded and cropped there
-    (:mod:`serving.torchserve.device_decoding`, when torchvision is installed)."""
-    from serving.torchserve.device_decoding import DeviceImageReader, device_decoding_available
+    (:mod:`serving.torchserve.device_decoding`), when torchvision's decoder works there and the
+    checkpoint crops with the project's pixel pipeline (not a processor of its own)."""
+    from serving.torchserve.device_decoding import DeviceImageReader, device_decoder_works
 
     preprocess = predictor.config.preprocess
-    if predictor.device.type == "cuda":
-        if device_decoding_available():
+    if predictor.device.type == "cuda" and predictor.crops:
+        why_not = device_decoder_works(predictor.device)
+        if not why_not:
             return DeviceImageReader(preprocess, threads, predictor.prepare, predictor.device)
-        log.warning("torchvision is not installed: images are decoded on the CPU, not the GPU")
+        log.warning("images are decoded on the CPU, not on %s: %s", predictor.device, why_not)
     return ImageReader(preprocess.decode_side, threads, predictor.prepare)
 
 
