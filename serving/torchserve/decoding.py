@@ -23,7 +23,7 @@ import contextlib
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -81,7 +81,9 @@ class ImageReader:
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="aigis-decode")
         self._decoding = _PixelBudget()
 
-    def ahead(self, items: Iterable[Item], settings: HandlerSettings) -> Iterator[Decoded]:
+    def ahead(
+        self, items: Iterable[Item], settings: HandlerSettings
+    ) -> Generator[Decoded, None, None]:
         """Each of ``items`` with its image read under ``settings``, in order; up to
         ``threads`` more items decode while the caller holds one."""
         pending: deque[tuple[Item, Future[Any]]] = deque()

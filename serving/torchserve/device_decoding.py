@@ -19,9 +19,10 @@ truncated file, which the device's decoder might fill in rather than refuse), on
 refused, one whose decoded size is not its header's, and a whole group when the device raised
 (out of memory, say). The CPU reader then has the last word, so an item fails alone as on a CPU.
 
-A group holds at most ``max_forward_batch`` items and, by their headers, at most
-``device_decoded_mb`` of decoded RGB (or one image). Cropping converts at most 16 images of one
-size to float at a time, four bytes a level, on top. The next group's headers are read on a
+A group holds at most ``max_forward_batch`` items and, by their headers, JPEGs of at most
+``device_decoded_mb`` of decoded RGB (or one image). On top of that, turning an image upright
+copies it (one image at a time), and cropping converts at most 16 images of one size to float,
+four bytes a level. The next group's headers are read on a
 thread of their own while a group decodes and is scored (the header checks are a third of a
 batch's time on an H200). The watermark, when the archive reads it, is read on the CPU threads
 from the encoded bytes, as the CPU reader reads it.
@@ -33,7 +34,7 @@ import importlib.util
 import io
 import logging
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -51,7 +52,14 @@ from serving.torchserve.items import Item
 if TYPE_CHECKING:
     from serving.torchserve.handler import HandlerSettings
 
-__all__ = ["DeviceImageReader", "crop_on_device", "decode_jpegs_on_device", "device_decoder_works"]
+__all__ = [
+    "DeviceImageReader",
+    "JpegDecoder",
+    "crop_on_device",
+    "decode_jpegs_on_device",
+    "device_decoder_works",
+    "upright",
+]
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +112,9 @@ class DeviceImageReader(ImageReader):
         self.decode_jpegs = decode_jpegs or decode_jpegs_on_device
         self._headers = ThreadPoolExecutor(1, thread_name_prefix="aigis-headers")
 
-    def ahead(self, items: Iterable[Item], settings: HandlerSettings) -> Iterator[Decoded]:
+    def ahead(
+        self, items: Iterable[Item], settings: HandlerSettings
+    ) -> Generator[Decoded, None, None]:
         """Each of ``items`` with its crop on the device (or None when it failed), in order.
         The next group's headers are read on a thread while this group decodes and is scored."""
         groups = self._groups(items, settings)
@@ -122,6 +132,7 @@ class DeviceImageReader(ImageReader):
         group: list[_Entry] = []
         held = 0
         for item in items:
+            header: ImageHeader | None = None
             try:
                 header = read_header(
                     item.data or b"",
@@ -130,17 +141,15 @@ class DeviceImageReader(ImageReader):
                     max_aspect_ratio=settings.max_image_aspect_ratio,
                 )
             except ImageError as exc:
-                item.fail(exc.reason, exc.detail)
-                group.append(_Entry(item))  # answered in its place, nothing to decode
-                continue
-            except Exception:  # MemoryError included: the CPU reader tries it and answers
-                group.append(_Entry(item))
-                continue
-            cost = 3 * header.width * header.height
-            if group and (len(group) == settings.max_forward_batch or held + cost > budget):
+                item.fail(exc.reason, exc.detail)  # answered in its place, nothing to decode
+            except Exception:  # MemoryError included: the CPU reader reads it again and answers
+                header = None
+            entry = _Entry(item, header)
+            cost = 3 * header.width * header.height if header and entry.for_device() else 0
+            if group and (len(group) >= settings.max_forward_batch or held + cost > budget):
                 yield group
                 group, held = [], 0
-            group.append(_Entry(item, header))
+            group.append(entry)
             held += cost
         if group:
             yield group
@@ -150,10 +159,13 @@ class DeviceImageReader(ImageReader):
         marks: list[Future[None]] = []
         try:
             device = [i for i, entry in enumerate(group) if entry.for_device()]
-            crops = self._on_device(group, device, settings, marks) if device else {}
-            for index, entry in enumerate(group):
-                if index not in crops and entry.item.error is None:
+            for index, entry in enumerate(group):  # first, so that they decode meanwhile
+                if index not in device and entry.item.error is None:
                     on_cpu[index] = self._pool.submit(self.read, entry.item, settings)
+            crops = self._on_device(group, device, settings, marks) if device else {}
+            for index in device:
+                if index not in crops:  # what the device refused, mis-sized or failed on
+                    on_cpu[index] = self._pool.submit(self.read, group[index].item, settings)
             wait(marks)
             for index, entry in enumerate(group):
                 if index in crops:
@@ -161,16 +173,22 @@ class DeviceImageReader(ImageReader):
                 elif index not in on_cpu:  # its header was refused
                     yield Decoded(entry.item, None)
                 else:
-                    decoded = outcome(entry.item, on_cpu[index])
-                    image = decoded.image
-                    if image is not None:
-                        decoded = Decoded(entry.item, image.to(self.device, non_blocking=True))
-                    yield decoded
+                    yield self._moved(outcome(entry.item, on_cpu[index]))
         finally:  # the caller stopped early: nothing of this group goes on decoding
             pending = [*on_cpu.values(), *marks]
             for future in pending:
                 future.cancel()
             wait(pending)
+
+    def _moved(self, decoded: Decoded) -> Decoded:
+        """``decoded``'s crop, made by the CPU reader, moved to the device."""
+        if decoded.image is None:
+            return decoded
+        try:
+            return Decoded(decoded.item, decoded.image.to(self.device, non_blocking=True))
+        except Exception as exc:  # out of memory on the device, say: this item alone fails
+            log.exception("moving one image to %s failed", self.device)
+            return Decoded(decoded.item, None, type(exc).__name__)
 
     def _on_device(
         self,
@@ -184,8 +202,10 @@ class DeviceImageReader(ImageReader):
         to the CPU reader. A failure of the device leaves them all to it."""
         try:
             datas = [group[index].item.data or b"" for index in indexes]
+            images = self.decode_jpegs(datas, self.device)
             levels: dict[int, torch.Tensor] = {}
-            for index, image in zip(indexes, self.decode_jpegs(datas, self.device), strict=True):
+            for position, index in enumerate(indexes):
+                image, images[position] = images[position], None  # one copy of it at a time
                 header = group[index].header
                 if image is None or header is None:
                     continue
@@ -193,6 +213,7 @@ class DeviceImageReader(ImageReader):
                 if (width, height) == header.stored_size:  # else the CPU reader decides
                     levels[index] = upright(image, header.orientation)
             crops = self._crops(levels)
+            del levels
         except Exception:  # out of memory on the device, say: the CPU reader reads the group
             log.exception(
                 "decoding %d JPEGs on %s failed; the CPU reads them", len(indexes), self.device
@@ -215,7 +236,7 @@ class DeviceImageReader(ImageReader):
             for start in range(0, len(indexes), _CROP_CHUNK):
                 chunk = indexes[start : start + _CROP_CHUNK]
                 stacked = torch.stack([levels[index] for index in chunk])
-                # contiguous: each crop then holds its own square, not the whole resized image
+                # contiguous: the crops then hold their squares, not the whole resized images
                 squares = crop_on_device(stacked, self.preprocess).contiguous()
                 crops.update(zip(chunk, squares, strict=True))
         return crops
@@ -294,9 +315,12 @@ def device_decoder_works(device: torch.device) -> str:
         Image.new("RGB", (16, 8), (200, 30, 90)).save(buffer, format="JPEG")
         data = buffer.getvalue()
     try:
-        [image] = decode_jpegs_on_device([data], device)
+        from torchvision.io import ImageReadMode, decode_jpeg
+
+        encoded = torch.frombuffer(data, dtype=torch.uint8)
+        image = decode_jpeg(encoded, mode=ImageReadMode.RGB, device=device)
     except Exception as exc:  # an extension that does not load raises all sorts
         return f"torchvision's decoder failed: {type(exc).__name__}: {exc}"
-    if image is None or tuple(image.shape) != (3, 8, 16):
-        return "torchvision's decoder refused a plain JPEG"
+    if tuple(image.shape) != (3, 8, 16):
+        return f"torchvision's decoder read a 16x8 JPEG as {tuple(image.shape)}"
     return ""

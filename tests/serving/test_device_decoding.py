@@ -6,6 +6,7 @@ pipeline makes them. bench/gpu.sh runs the real decoder on a GPU."""
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import time
 from collections.abc import Sequence
@@ -18,7 +19,12 @@ from PIL import Image, ImageOps
 from serving.model.config import PreprocessConfig
 from serving.model.pixels import PixelPipeline
 from serving.torchserve.decoding import ImageReader
-from serving.torchserve.device_decoding import DeviceImageReader, crop_on_device, upright
+from serving.torchserve.device_decoding import (
+    DeviceImageReader,
+    crop_on_device,
+    device_decoder_works,
+    upright,
+)
 from serving.torchserve.handler import HandlerSettings
 from serving.torchserve.items import Item
 
@@ -110,6 +116,27 @@ def test_a_group_holds_at_most_a_forward_batch_and_the_decoded_budget() -> None:
 
 
 @pytest.mark.unit
+def test_refused_items_do_not_stretch_a_group_past_a_forward_batch() -> None:
+    jpeg = encoded((64, 48), "JPEG")
+    decoder = PillowDecoder()
+    datas = [jpeg] * 3 + [b"bad"] * 2 + [jpeg] * 10
+    items = [Item(data=data) for data in datas]
+    decoded = list(reader(decoder).ahead(items, HandlerSettings(max_forward_batch=4)))
+    assert all(d.item is item for d, item in zip(decoded, items, strict=True))
+    assert max(decoder.calls) <= 4
+    assert sum(decoder.calls) == 13
+
+
+@pytest.mark.unit
+def test_the_start_up_check_says_why_the_device_cannot_decode() -> None:
+    reason = device_decoder_works(CPU)
+    if importlib.util.find_spec("torchvision") is None:
+        assert reason == "torchvision is not installed"
+    else:
+        assert reason == ""  # torchvision's decoder reads JPEGs on the CPU too
+
+
+@pytest.mark.unit
 def test_images_of_one_size_are_resized_together_as_each_would_be_alone() -> None:
     rng = np.random.default_rng(2)
     config = PreprocessConfig()
@@ -126,7 +153,13 @@ def test_images_of_one_size_are_resized_together_as_each_would_be_alone() -> Non
 def test_a_jpeg_is_turned_upright_by_its_exif_orientation_as_on_the_cpu(orientation: int) -> None:
     data = encoded((640, 480), "JPEG", seed=3, orientation=orientation)
     decoder = PillowDecoder()
-    [decoded] = list(reader(decoder).ahead([Item(data=data)], HandlerSettings()))
+
+    def no_cpu_crop(image: Image.Image) -> torch.Tensor:
+        raise AssertionError("the device's crop was expected, not the CPU reader's")
+
+    config = PreprocessConfig()
+    device_reader = DeviceImageReader(config, 2, no_cpu_crop, CPU, decoder)
+    [decoded] = list(device_reader.ahead([Item(data=data)], HandlerSettings()))
     assert decoder.calls == [1]
     assert decoded.image is not None
     assert float((decoded.image.float() - cpu_crop(data)).abs().max()) <= 2.0
