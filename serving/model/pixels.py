@@ -71,9 +71,7 @@ class PixelPipeline:
             batch = out[: len(images)]
         for index, image in enumerate(images):
             batch[index].copy_(image if isinstance(image, torch.Tensor) else self.crop(image))
-        if (
-            batch.device != self._scale.device
-        ):  # crops on a GPU (serving.torchserve.device_decoding)
+        if batch.device != self._scale.device:  # crops on a GPU (torchserve.device_decoding)
             self._scale, self._shift = self._scale.to(batch.device), self._shift.to(batch.device)
         return batch.mul_(self._scale).add_(self._shift)
 
