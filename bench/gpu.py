@@ -34,7 +34,7 @@ import torch
 
 from serving.imageio import probe_image
 from serving.model.checkpoint import Checkpoint
-from serving.model.predictor import Predictor, compile_encoders, with_precision
+from serving.model.predictor import Predictor
 from serving.torchserve.handler import DetectorHandler, HandlerSettings, image_reader
 from serving.torchserve.items import Item
 
@@ -56,11 +56,9 @@ def handler_on(
     checkpoint: Checkpoint, device: torch.device, precision: str, batch: int, compiled: bool
 ) -> DetectorHandler:
     """A handler as ``initialize`` leaves it for an archive of ``checkpoint`` on ``device``."""
-    model, dtype = with_precision(checkpoint.model, precision, device)
-    if compiled:
-        model = compile_encoders(model)
-    loaded = Checkpoint(checkpoint.config, model, checkpoint.tokenizer, checkpoint.image_processor)
-    predictor = Predictor(loaded, device=device, dtype=dtype, max_batch=batch, precision=precision)
+    predictor = Predictor.from_loaded(
+        checkpoint, device=device, precision=precision, max_batch=batch, compile=compiled
+    )
     handler = DetectorHandler()
     handler.settings = HandlerSettings(max_forward_batch=batch, precision=precision)
     handler.predictor = predictor

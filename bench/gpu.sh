@@ -10,8 +10,8 @@
 #                               about 22 MB; copy it to the GPU host with the repository
 #   bench/gpu.sh [--device auto|cuda|cpu] [--quick] [--json PATH] [bench.gpu's options]
 #                               there: unpacks each of those wheels the interpreter lacks or has
-#                               at another version into .gpu-site/, puts it first on the path, and runs bench.gpu
-#                               and stops it after 8 minutes
+#                               at another version into .gpu-site/, puts it first on the path,
+#                               and runs bench.gpu, stopped after 8 minutes
 #
 # PYTHON names the interpreter (default python3).
 set -euo pipefail
@@ -43,52 +43,38 @@ if [[ ${1:-} == --prepare ]]; then
     exit 0
 fi
 
-# Unpack the wheel of each package the interpreter lacks, or has at another version than the
-# wheel's (the GPU host's own transformers may be older than the one this code is written for).
-missing=$("$PYTHON" - "$WHEELS" $PACKAGES <<'PY'
+# Unpack into $SITE the wheel of each package the interpreter lacks, or has at another version
+# than the wheel's (the GPU host's own transformers may be older than this code is written for).
+rm -rf "$SITE" && mkdir -p "$SITE"
+"$PYTHON" - "$WHEELS" "$SITE" $PACKAGES <<'PY'
 import importlib.metadata
 import importlib.util
 import pathlib
 import sys
+import zipfile
 
-wheels = pathlib.Path(sys.argv[1])
-versions = {}  # normalised distribution name -> the version of its wheel in $WHEELS
-for wheel in wheels.glob("*.whl") if wheels.is_dir() else ():
-    name, version = wheel.name.split("-")[:2]
-    versions[name.lower()] = version
-for entry in sys.argv[2:]:
+wheels, site = pathlib.Path(sys.argv[1]), sys.argv[2]
+by_dist = {}  # normalised distribution name -> its wheel in $WHEELS
+for wheel in sorted(wheels.glob("*.whl")) if wheels.is_dir() else ():
+    by_dist[wheel.name.split("-")[0].lower()] = wheel
+for entry in sys.argv[3:]:
     module, dist = entry.split(":")
     try:
         installed = importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
         installed = None
-    wanted = versions.get(dist.replace("-", "_").lower())
-    if installed is None or importlib.util.find_spec(module) is None or wanted not in {None, installed}:
-        print(dist)
+    wheel = by_dist.get(dist.replace("-", "_").lower())
+    wanted = wheel.name.split("-")[1] if wheel else None
+    if installed and importlib.util.find_spec(module) and wanted in {None, installed}:
+        continue
+    if wheel is None:
+        sys.exit(
+            f"bench/gpu.sh: this interpreter lacks {dist} and {wheels}/ has no wheel of it; "
+            f"run bench/gpu.sh --prepare where PyPI is reachable and copy {wheels}/ here"
+        )
+    with zipfile.ZipFile(wheel) as archive:  # a wheel is a zip of what site-packages holds
+        archive.extractall(site)
+    print(f"using {wheel.name}")
 PY
-)
-if [[ -n $missing ]]; then
-    if [[ ! -d $WHEELS ]]; then
-        echo "bench/gpu.sh: this interpreter lacks $missing and there is no $WHEELS/;" \
-            "run bench/gpu.sh --prepare where PyPI is reachable and copy $WHEELS/ here" >&2
-        exit 2
-    fi
-    rm -rf "$SITE" && mkdir -p "$SITE"
-    "$PYTHON" - "$WHEELS" "$SITE" $missing <<'PY'
-import pathlib
-import sys
-import zipfile
-
-wheels, site, wanted = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
-for dist in wanted:
-    prefix = dist.replace("-", "_").lower() + "-"
-    found = sorted(w for w in wheels.glob("*.whl") if w.name.lower().startswith(prefix))
-    if not found:
-        sys.exit(f"bench/gpu.sh: no wheel of {dist} in {wheels}/; run bench/gpu.sh --prepare")
-    with zipfile.ZipFile(found[-1]) as wheel:  # a wheel is a zip of what site-packages holds
-        wheel.extractall(site)
-    print(f"using {found[-1].name}")
-PY
-    export PYTHONPATH="$PWD/$SITE${PYTHONPATH:+:$PYTHONPATH}"
-fi
+export PYTHONPATH="$PWD/$SITE${PYTHONPATH:+:$PYTHONPATH}"
 exec timeout 480 "$PYTHON" -m bench.gpu "$@"

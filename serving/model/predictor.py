@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, cast
+from typing import Any, Final, cast
 
 import numpy as np
 import torch
@@ -82,11 +82,17 @@ class Predictor:
         """The fused model's input rows, kept from pass to pass (see _pixel_rows)."""
 
     @classmethod
-    def from_checkpoint(
+    def from_checkpoint(cls, path: str | Path, **options: Any) -> Predictor:
+        """Load ``path`` for inference; ``options`` are :meth:`from_loaded`'s. Raises
+        CheckpointError for a bad checkpoint, ValueError for a bad option."""
+        return cls.from_loaded(load_checkpoint(path, device="cpu"), **options)
+
+    @classmethod
+    def from_loaded(
         cls,
-        path: str | Path,
+        checkpoint: Checkpoint,
         *,
-        device: str | None = None,
+        device: str | torch.device | None = None,
         precision: str = "auto",
         max_batch: int = 32,
         caption_cache: int = 4096,
@@ -94,7 +100,7 @@ class Predictor:
         encoders: Path | None = None,
         compile: bool = False,
     ) -> Predictor:
-        """Load ``path`` for inference.
+        """``checkpoint`` (loaded on the CPU, or built from a preset) ready for inference.
 
         ``device`` None picks cuda when available, else cpu. ``backend`` (torch, onnxruntime,
         openvino; serving.model.backends) runs the encoders; on a GPU it is always torch.
@@ -103,8 +109,7 @@ class Predictor:
         ``fp32``, ``fp16``, ``bf16``, or ``int8`` (torch: dynamic quantisation of the linear
         layers, CPU only). ``encoders``: the directory of the exported encoders (exported there
         first when missing; default a temporary directory). ``compile``: run torch's encoders
-        through ``torch.compile``. Raises CheckpointError for a bad checkpoint, ValueError for
-        a bad option.
+        through ``torch.compile``. Raises ValueError for a bad option.
         """
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
@@ -114,7 +119,6 @@ class Predictor:
                 "backend %s runs on the CPU only; serving on %s with torch", backend, target
             )
             backend = "torch"
-        checkpoint = load_checkpoint(path, device="cpu")
         check_backend(backend, precision, checkpoint.config.architecture)
         precision = resolve_precision(backend, precision, target.type)
         if precision == "int8" and target.type != "cpu":
